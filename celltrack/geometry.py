@@ -1,0 +1,155 @@
+"""Ellipsoid geometry shared by every stage that moves spots into or out of image space.
+
+Spots are ellipsoids with a centre (z, y, x) in µm and a covariance Σ in µm² such that
+the ellipsoid is ``{p : (p − c)ᵀ Σ⁻¹ (p − c) ≤ 1}``, i.e. Σ = R·diag(r²)·Rᵀ with semi-axes
+r (µm). Voxel ``(k, j, i)`` has its centre at ``(k, j, i) * voxel_size`` µm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from celltrack.errors import InvalidInputError, ShapeError
+
+__all__ = [
+    "check_voxel_size",
+    "covariance_from_radii",
+    "ellipsoid_mask",
+    "radii_from_covariance",
+    "sphere_covariances",
+]
+
+
+def check_voxel_size(voxel_size: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Validate a voxel size ``(z, y, x)`` in µm and return it as float64 (3,).
+
+    Raises
+    ------
+    InvalidInputError
+        If it does not have 3 finite, strictly positive entries.
+    """
+    vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)
+    if vs.shape != (3,):
+        raise InvalidInputError(
+            f"voxel_size must have 3 entries (z, y, x) in µm, got {vs.size}: {vs.tolist()}; "
+            "for 2D+t data give (1.0, y, x)"
+        )
+    if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
+        raise InvalidInputError(f"voxel_size must be finite and > 0 µm, got {vs.tolist()}")
+    return vs
+
+
+def covariance_from_radii(radii: np.ndarray, rotation: np.ndarray | None = None) -> np.ndarray:
+    """Covariance Σ = R·diag(r²)·Rᵀ from semi-axes.
+
+    Parameters
+    ----------
+    radii : ndarray, shape (N, 3) or (3,)
+        Semi-axes in µm.
+    rotation : ndarray, shape (N, 3, 3) or (3, 3), optional
+        Columns are the axis directions (identity if omitted).
+
+    Returns
+    -------
+    ndarray, shape (N, 3, 3) or (3, 3)
+        Covariances in µm².
+    """
+    r = np.asarray(radii, dtype=np.float64)
+    single = r.ndim == 1
+    r = np.atleast_2d(r)
+    if rotation is None:
+        cov = np.zeros((r.shape[0], 3, 3))
+        cov[:, [0, 1, 2], [0, 1, 2]] = r**2
+    else:
+        rot = np.asarray(rotation, dtype=np.float64).reshape(-1, 3, 3)
+        cov = np.einsum("nij,nj,nkj->nik", rot, r**2, rot)
+    return cov[0] if single else cov
+
+
+def sphere_covariances(n: int, radius: float) -> np.ndarray:
+    """Covariances (n, 3, 3) of spheres of ``radius`` µm."""
+    return np.broadcast_to(np.eye(3) * float(radius) ** 2, (n, 3, 3)).copy()
+
+
+def radii_from_covariance(cov: np.ndarray) -> np.ndarray:
+    """Semi-axes (µm) of covariances (..., 3, 3), sorted ascending; NaN if not PD."""
+    vals = np.linalg.eigvalsh(np.asarray(cov, dtype=np.float64))
+    with np.errstate(invalid="ignore"):
+        return np.where(vals > 0, np.sqrt(np.abs(vals)), np.nan)
+
+
+def ellipsoid_mask(
+    center: np.ndarray,
+    covariance: np.ndarray,
+    voxel_size: np.ndarray,
+    shape: Sequence[int],
+    *,
+    scale: float = 1.0,
+    min_voxels: int = 0,
+) -> tuple[tuple[slice, slice, slice], np.ndarray]:
+    """Voxels inside one ellipsoid, as a bounding-box slice and a boolean mask.
+
+    Parameters
+    ----------
+    center : ndarray, shape (3,)
+        Centre (z, y, x) in µm.
+    covariance : ndarray, shape (3, 3)
+        Covariance in µm² (must be symmetric positive definite).
+    voxel_size : ndarray, shape (3,)
+        Voxel size (z, y, x) in µm.
+    shape : sequence of 3 int
+        Volume shape (Z, Y, X) in voxels; the box is clipped to it.
+    scale : float
+        Multiply the semi-axes by this factor (e.g. a centre ratio).
+    min_voxels : int
+        If fewer voxels fall inside, grow the radii by 10 % steps until at least this
+        many do (or the box covers the whole volume), so tiny nuclei still get labels.
+
+    Returns
+    -------
+    slices : tuple of 3 slice
+        Bounding box in the volume.
+    mask : ndarray of bool
+        Shape of the box; True inside the ellipsoid. Empty box if the ellipsoid lies
+        outside the volume.
+    """
+    center = np.asarray(center, dtype=np.float64)
+    cov = np.asarray(covariance, dtype=np.float64) * scale**2
+    if cov.shape != (3, 3):
+        raise ShapeError(f"covariance must be (3, 3) µm², got {cov.shape}")
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        raise InvalidInputError(
+            f"covariance {cov.tolist()} is not positive definite; give radii > 0"
+        ) from None
+    inv = np.linalg.inv(cov)
+    shape = tuple(int(s) for s in shape)
+    growth = 1.0
+    while True:
+        half = np.sqrt(np.diag(cov)) * growth  # extent of the ellipsoid along each axis (µm)
+        lo = np.maximum(np.floor((center - half) / voxel_size).astype(int), 0)
+        hi = np.minimum(np.ceil((center + half) / voxel_size).astype(int) + 1, shape)
+        if np.any(hi <= lo):
+            empty = tuple(slice(0, 0) for _ in range(3))
+            return empty, np.zeros((0, 0, 0), bool)  # type: ignore[return-value]
+        grids = [
+            (np.arange(lo[d], hi[d]) * voxel_size[d] - center[d]) for d in range(3)
+        ]
+        dz, dy, dx = np.meshgrid(*grids, indexing="ij", sparse=True)
+        q = (
+            inv[0, 0] * dz * dz
+            + inv[1, 1] * dy * dy
+            + inv[2, 2] * dx * dx
+            + 2 * inv[0, 1] * dz * dy
+            + 2 * inv[0, 2] * dz * dx
+            + 2 * inv[1, 2] * dy * dx
+        )
+        mask = q <= growth**2
+        full_box = np.all(lo == 0) and np.all(hi == np.asarray(shape))
+        if mask.sum() >= min_voxels or full_box or growth > 100:
+            break
+        growth *= 1.1
+    return (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2])), mask
