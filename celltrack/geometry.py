@@ -135,9 +135,7 @@ def ellipsoid_mask(
         if np.any(hi <= lo):
             empty = tuple(slice(0, 0) for _ in range(3))
             return empty, np.zeros((0, 0, 0), bool)  # type: ignore[return-value]
-        grids = [
-            (np.arange(lo[d], hi[d]) * voxel_size[d] - center[d]) for d in range(3)
-        ]
+        grids = [(np.arange(lo[d], hi[d]) * voxel_size[d] - center[d]) for d in range(3)]
         dz, dy, dx = np.meshgrid(*grids, indexing="ij", sparse=True)
         q = (
             inv[0, 0] * dz * dz

@@ -148,7 +148,9 @@ class TrackGraph:
         return out
 
     @classmethod
-    def empty(cls, node_columns: Iterable[str] = (), edge_columns: Iterable[str] = ()) -> TrackGraph:
+    def empty(
+        cls, node_columns: Iterable[str] = (), edge_columns: Iterable[str] = ()
+    ) -> TrackGraph:
         """A graph with no nodes and no edges (extra float columns may be named)."""
         nodes = {c: np.zeros(0) for c in (*NODE_REQUIRED, *node_columns)}
         edges = {c: np.zeros(0) for c in (*EDGE_REQUIRED, *edge_columns)}
@@ -347,12 +349,11 @@ class TrackGraph:
             ``self``, so calls can be chained.
         """
         ids = self._nodes["id"]
-        sorted_ids, order = self._sorted_ids()
+        sorted_ids, _ = self._sorted_ids()
         dup = sorted_ids[1:] == sorted_ids[:-1]
         if np.any(dup):
-            raise GraphError(
-                f"node ids must be unique; duplicated: {np.unique(sorted_ids[1:][dup])[:5].tolist()}"
-            )
+            repeated = np.unique(sorted_ids[1:][dup])[:5].tolist()
+            raise GraphError(f"node ids must be unique; duplicated: {repeated}")
         if ids.size and np.any(self._nodes["t"] < 0):
             raise GraphError("node frames 't' must be >= 0, found negative frames")
         if "tag" in self._nodes:
@@ -364,7 +365,9 @@ class TrackGraph:
             tgt_ok = self.has_nodes(self._edges["target"])
             if not (np.all(src_ok) and np.all(tgt_ok)):
                 bad = np.flatnonzero(~(src_ok & tgt_ok))[:5]
-                pairs = list(zip(self._edges["source"][bad].tolist(), self._edges["target"][bad].tolist()))
+                pairs = list(
+                    zip(self._edges["source"][bad].tolist(), self._edges["target"][bad].tolist())
+                )
                 raise GraphError(f"edges {pairs} point to node ids that are not in the graph")
             src, tgt = self.edge_index()
             t = self._nodes["t"]
@@ -383,10 +386,14 @@ class TrackGraph:
             indeg, outdeg = self.in_degree(), self.out_degree()
             if np.any(indeg > 1):
                 bad = ids[indeg > 1][:5].tolist()
-                raise GraphError(f"a lineage forest allows at most one parent per node; nodes {bad} have more")
+                raise GraphError(
+                    f"a lineage forest allows at most one parent per node; nodes {bad} have more"
+                )
             if np.any(outdeg > 2):
                 bad = ids[outdeg > 2][:5].tolist()
-                raise GraphError(f"a lineage forest allows at most two children per node; nodes {bad} have more")
+                raise GraphError(
+                    f"a lineage forest allows at most two children per node; nodes {bad} have more"
+                )
         return self
 
     # ------------------------------------------------------------------ selection
@@ -407,7 +414,9 @@ class TrackGraph:
             e = np.asarray(edges)
             if e.dtype == bool:
                 if e.shape != (self.num_edges,):
-                    raise ShapeError(f"edge mask must have shape ({self.num_edges},), got {e.shape}")
+                    raise ShapeError(
+                        f"edge mask must have shape ({self.num_edges},), got {e.shape}"
+                    )
                 keep_edges = e.copy()
             else:
                 keep_edges = np.zeros(self.num_edges, bool)
@@ -455,7 +464,7 @@ class TrackGraph:
         """
         rows = self.index_of(node_ids)
         parent = np.full(self.num_nodes, -1, np.int64)
-        src, tgt = self.edge_index()
+        _, tgt = self.edge_index()
         parent[tgt] = self._edges["source"]
         return parent[rows]
 
@@ -494,7 +503,9 @@ class TrackGraph:
         outdeg, indeg = self.out_degree(), self.in_degree()
         keep = (outdeg[src] == 1) & (indeg[tgt] == 1)
         n = self.num_nodes
-        adj = sparse.csr_matrix((np.ones(int(keep.sum()), np.int8), (src[keep], tgt[keep])), shape=(n, n))
+        adj = sparse.csr_matrix(
+            (np.ones(int(keep.sum()), np.int8), (src[keep], tgt[keep])), shape=(n, n)
+        )
         _, labels = csgraph.connected_components(adj, directed=False)
         return _relabel_by_first_appearance(labels)
 
@@ -526,7 +537,9 @@ class TrackGraph:
         evals = [_python_values(self._edges[c]) for c in enames]
         graph.add_edges_from(
             (s, t, dict(zip(enames, r)))
-            for s, t, *r in zip(self._edges["source"].tolist(), self._edges["target"].tolist(), *evals)
+            for s, t, *r in zip(
+                self._edges["source"].tolist(), self._edges["target"].tolist(), *evals
+            )
         )
         return graph
 
@@ -665,7 +678,9 @@ def _columns_equal(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
     if a.shape != b.shape:
         return False
     if a.dtype.kind in "fc" or b.dtype.kind in "fc":
-        return bool(np.allclose(a.astype(float), b.astype(float), atol=atol, rtol=0, equal_nan=True))
+        return bool(
+            np.allclose(a.astype(float), b.astype(float), atol=atol, rtol=0, equal_nan=True)
+        )
     return bool(np.array_equal(a, b))
 
 
@@ -682,7 +697,9 @@ def _default_fill(column: np.ndarray, length: int) -> np.ndarray:
     return np.full(shape, None, object)
 
 
-def _merge_columns(tables: list[Mapping[str, np.ndarray]], lengths: list[int]) -> dict[str, np.ndarray]:
+def _merge_columns(
+    tables: list[Mapping[str, np.ndarray]], lengths: list[int]
+) -> dict[str, np.ndarray]:
     names: dict[str, np.ndarray] = {}
     for table in tables:
         for key, col in table.items():
