@@ -285,6 +285,16 @@ class TrackGraph:
             self._cache["sorted"] = (self._nodes["id"][order], order)
         return self._cache["sorted"]
 
+    def _lookup(self, node_ids: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Row index of each id (0 where absent) and a mask of which ids exist."""
+        ids = np.asarray(node_ids, dtype=np.int64)
+        sorted_ids, order = self._sorted_ids()
+        if sorted_ids.size == 0:
+            return np.zeros(ids.shape, np.int64), np.zeros(ids.shape, bool)
+        pos = np.searchsorted(sorted_ids, ids)
+        np.minimum(pos, sorted_ids.size - 1, out=pos)
+        return order[pos], sorted_ids[pos] == ids
+
     def index_of(self, node_ids: Any) -> np.ndarray:
         """Row indices of ``node_ids`` (array_like of ids) in the node columns.
 
@@ -293,27 +303,15 @@ class TrackGraph:
         GraphError
             If an id is not a node of this graph.
         """
-        ids = np.asarray(node_ids, dtype=np.int64)
-        sorted_ids, order = self._sorted_ids()
-        if sorted_ids.size == 0:
-            if ids.size:
-                raise GraphError(f"node ids {ids.reshape(-1)[:5].tolist()} are not in the graph")
-            return ids.astype(np.int64)
-        pos = np.clip(np.searchsorted(sorted_ids, ids), 0, sorted_ids.size - 1)
-        found = sorted_ids[pos] == ids
+        rows, found = self._lookup(node_ids)
         if not np.all(found):
-            bad = ids[~found].reshape(-1)[:5].tolist()
+            bad = np.asarray(node_ids, dtype=np.int64)[~found].reshape(-1)[:5].tolist()
             raise GraphError(f"node ids {bad} are not in the graph")
-        return order[pos]
+        return rows
 
     def has_nodes(self, node_ids: Any) -> np.ndarray:
         """Boolean mask: which of ``node_ids`` are nodes of this graph."""
-        ids = np.asarray(node_ids, dtype=np.int64)
-        sorted_ids, _ = self._sorted_ids()
-        if sorted_ids.size == 0:
-            return np.zeros(ids.shape, bool)
-        pos = np.clip(np.searchsorted(sorted_ids, ids), 0, sorted_ids.size - 1)
-        return sorted_ids[pos] == ids
+        return self._lookup(node_ids)[1]
 
     def edge_index(self) -> tuple[np.ndarray, np.ndarray]:
         """Row indices of edge sources and targets, each shape (E,)."""
@@ -361,15 +359,15 @@ class TrackGraph:
         if "covariance" in self._nodes:
             _check_covariance(self._nodes["covariance"])
         if self.num_edges:
-            src_ok = self.has_nodes(self._edges["source"])
-            tgt_ok = self.has_nodes(self._edges["target"])
+            src, src_ok = self._lookup(self._edges["source"])
+            tgt, tgt_ok = self._lookup(self._edges["target"])
             if not (np.all(src_ok) and np.all(tgt_ok)):
                 bad = np.flatnonzero(~(src_ok & tgt_ok))[:5]
                 pairs = list(
                     zip(self._edges["source"][bad].tolist(), self._edges["target"][bad].tolist())
                 )
                 raise GraphError(f"edges {pairs} point to node ids that are not in the graph")
-            src, tgt = self.edge_index()
+            self._cache["edge_index"] = (src, tgt)
             t = self._nodes["t"]
             backward = t[src] >= t[tgt]
             if np.any(backward):
@@ -379,8 +377,8 @@ class TrackGraph:
                     f"{self._edges['source'][i]} (t={t[src[i]]}) → {self._edges['target'][i]} "
                     f"(t={t[tgt[i]]}) does not. Swap source and target if your edges point back."
                 )
-            key = src.astype(np.int64) * max(self.num_nodes, 1) + tgt
-            if np.unique(key).size != key.size:
+            key = np.sort(src * max(self.num_nodes, 1) + tgt)
+            if np.any(key[1:] == key[:-1]):
                 raise GraphError("duplicate edges: each (source, target) pair may appear once")
         if forest:
             indeg, outdeg = self.in_degree(), self.out_degree()
