@@ -14,9 +14,9 @@ import networkx as nx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, print_table, timed, write_json  # noqa: E402
+from _common import peak_rss_mb, print_table, timed, write_json
 
-from celltrack import TrackGraph  # noqa: E402
+from celltrack import TrackGraph
 
 
 def random_candidate_columns(n_nodes: int, n_frames: int, seed: int = 0):
@@ -31,8 +31,14 @@ def random_candidate_columns(n_nodes: int, n_frames: int, seed: int = 0):
     tgt_b = (src_rows - src_rows % per) + per + (src_rows + 1) % per
     source = np.concatenate([ids[src_rows], ids[src_rows]])
     target = np.concatenate([ids[tgt_a], ids[tgt_b]])
-    nodes = {"id": ids, "t": t, "z": pos[:, 0], "y": pos[:, 1], "x": pos[:, 2],
-             "score": rng.random(t.size)}
+    nodes = {
+        "id": ids,
+        "t": t,
+        "z": pos[:, 0],
+        "y": pos[:, 1],
+        "x": pos[:, 2],
+        "score": rng.random(t.size),
+    }
     edges = {"source": source, "target": target, "distance": rng.random(source.size)}
     return nodes, edges
 
@@ -56,6 +62,7 @@ def run(n_nodes: int, n_frames: int) -> dict:
         "nodes_at_all_frames_s": frame,
     }
     if n_nodes <= 200_000:
+
         def to_nx():
             d = nx.DiGraph()
             d.add_nodes_from(

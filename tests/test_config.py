@@ -43,7 +43,7 @@ def test_unknown_key_names_key_and_allowed(tmp_path):
 def test_mistyped_value_and_bad_files(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("inner:\n  radius_um: big\n")
-    with pytest.raises(ConfigError, match="inner.radius_um"):
+    with pytest.raises(ConfigError, match=r"inner.radius_um"):
         load_config(path, Outer)
     path.write_text("inner: [unclosed\n")
     with pytest.raises(ConfigError, match="cannot parse"):
@@ -71,6 +71,8 @@ def test_toml_refuses_none_over_non_none_default(tmp_path):
 
 
 def test_import_celltrack_does_not_import_torch():
-    code = "import sys, celltrack, celltrack.graph, celltrack.io.atomic; print('torch' in sys.modules)"
+    code = (
+        "import sys, celltrack, celltrack.graph, celltrack.io.atomic; print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

@@ -28,7 +28,9 @@ def test_ellipsoid_mask_volume_matches_analytic_in_anisotropic_voxels():
     volume_um3 = mask.sum() * vs.prod()
     assert volume_um3 == pytest.approx(4 / 3 * np.pi * radii.prod(), rel=0.05)
     zz, yy, xx = np.nonzero(mask)
-    centroid = (np.array([zz.mean() + sl[0].start, yy.mean() + sl[1].start, xx.mean() + sl[2].start])) * vs
+    centroid = (
+        np.array([zz.mean() + sl[0].start, yy.mean() + sl[1].start, xx.mean() + sl[2].start])
+    ) * vs
     np.testing.assert_allclose(centroid, center, atol=0.1)
 
 

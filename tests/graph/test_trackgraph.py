@@ -70,7 +70,9 @@ def test_validate_rules():
     with pytest.raises(ShapeError, match="rows"):
         TrackGraph({"id": [1, 2], "t": [0], "z": [0, 0], "y": [0, 0], "x": [0, 0]})
     with pytest.raises(ShapeError, match="covariance"):
-        TrackGraph({"id": [1], "t": [0], "z": [0], "y": [0], "x": [0], "covariance": np.eye(3)[None, :2]})
+        TrackGraph(
+            {"id": [1], "t": [0], "z": [0], "y": [0], "x": [0], "covariance": np.eye(3)[None, :2]}
+        )
     three = TrackGraph(
         {"id": [0, 1, 2, 3], "t": [0, 1, 1, 1], "z": [0] * 4, "y": [0] * 4, "x": [0] * 4},
         {"source": [0, 0, 0], "target": [1, 2, 3]},
