@@ -202,7 +202,9 @@ def write_ctc(
             rows = order_t[lo:hi]
             volume = _paint_frame(rows, pos, cov, size, centre, labels, vs, vol_shape, graph)
             image = volume[0] if vol_shape[0] == 1 else volume
-            tifffile.imwrite(tmp / f"{prefix}{frame:0{digits}d}.tif", image)
+            tifffile.imwrite(
+                tmp / f"{prefix}{frame:0{digits}d}.tif", image, photometric="minisblack"
+            )
     return path
 
 

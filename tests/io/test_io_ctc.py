@@ -201,3 +201,14 @@ def test_read_2d_simple_edges(tmp_path):
     assert np.isclose(g.nodes["y"][g.index_of([first])[0]], 0.25)
     assert g.nodes["volume"].tolist() == [4, 4, 4, 4]
     assert sorted(g.divisions().tolist()) == [int(g.ids[(g.t == 1)][0])]
+
+
+def test_three_slice_volume_is_stored_as_pages(tmp_path):
+    # tifffile would store a (3, Y, X) array as RGB unless told otherwise
+    g = TrackGraph.from_positions([0], [[2.0, 10, 10]])
+    out = write_ctc(g, tmp_path / "res", shape=(1, 3, 20, 20), voxel_size=VS3, radius=2.0)
+    with tifffile.TiffFile(out / "mask000.tif") as tif:
+        assert len(tif.pages) == 3
+        assert tif.series[0].shape == (3, 20, 20)
+    read = read_ctc(out, voxel_size=VS3)
+    assert np.allclose(read.positions, [[2.0, 10, 10]], atol=1.0)
