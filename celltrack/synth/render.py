@@ -129,7 +129,8 @@ def to_counts(
     if cfg.add_noise:
         counts = rng.poisson(expected).astype(np.float32)
         if cfg.read_noise > 0:
-            counts += rng.normal(0.0, cfg.read_noise, counts.shape).astype(np.float32)
+            noise = rng.standard_normal(counts.shape, dtype=np.float32)
+            counts += noise * np.float32(cfg.read_noise)
     else:
         counts = expected
     counts += np.float32(cfg.offset)
