@@ -192,15 +192,23 @@ def _place_initial(cfg: SynthConfig, rng: np.random.Generator, extent: np.ndarra
     lo, hi = margin, extent - margin
     accepted = np.zeros((0, 3))
     spacing2 = cfg.min_spacing_um**2
-    for _ in range(50):  # batches of candidates; each batch is checked vectorised
+    stalled = 0
+    for _ in range(50):  # batches of candidates
+        before = accepted.shape[0]
         cand = rng.uniform(lo, hi, (max(4 * n, 64), 3))
-        for c in cand:  # loop over candidate nuclei (tens), never over voxels
+        if before:  # drop candidates too close to already accepted centres (vectorised)
+            d2 = np.sum((cand[:, None, :] - accepted[None, :, :]) ** 2, axis=2)
+            cand = cand[d2.min(axis=1) >= spacing2]
+        for c in cand:  # greedy pass over the remaining candidates (tens to hundreds)
             if accepted.shape[0] == n:
                 break
             if accepted.shape[0] == 0 or np.min(np.sum((accepted - c) ** 2, axis=1)) >= spacing2:
                 accepted = np.vstack([accepted, c])
         if accepted.shape[0] == n:
             return accepted
+        stalled = stalled + 1 if accepted.shape[0] == before else 0
+        if stalled >= 3:  # the volume is full
+            break
     volume = float(np.prod(np.maximum(hi - lo, 1e-9)))
     raise ConfigError(
         f"cannot place n_nuclei={n} nuclei at least min_spacing_um={cfg.min_spacing_um} µm "
