@@ -34,11 +34,15 @@ class SynthDataset:
     voxel_size : ndarray, shape (3,)
         Voxel size (z, y, x) in µm.
     gt : TrackGraph
-        Ground-truth lineage: one node per nucleus per frame (positions in µm) with
-        node columns ``covariance`` (N, 3, 3) µm² and ``radius`` (N,) µm
-        (equivalent-volume sphere radius); edges parent → child (two children at a
-        division; a track ends where its nucleus leaves the field of view).
-        ``gt.attrs`` holds ``voxel_size``, ``shape`` and the generator config.
+        Ground-truth lineage: one node per nucleus per frame (centre in µm, the centroid
+        of its rendered intensity) with node columns ``covariance`` (N, 3, 3) µm² (the
+        ellipsoid ``xᵀΣ⁻¹x ≤ 1`` is the nucleus, its surface at half intensity before
+        blurring) and ``radius`` (N,) µm (equivalent-volume sphere radius); edges
+        parent → child between consecutive frames (two children at a division; a track
+        ends where its nucleus' centre leaves the field of view, so a division whose
+        daughter leaves at once keeps one child). Node ids increase with time.
+        ``gt.attrs`` holds ``voxel_size``, ``shape`` (T, Z, Y, X) and the generator
+        config (``synth_config``).
     config : SynthConfig
         The parameters that made this dataset.
     """
