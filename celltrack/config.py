@@ -42,6 +42,16 @@ class Config(BaseModel):
         extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=False
     )
 
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise ConfigError(_explain(exc, type(self))) from None
+
+    # nested models are validated by pydantic's core without calling __init__ (so error
+    # locations stay complete); tell pydantic this __init__ adds no behaviour of its own
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
 
 def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """Walk a validation-error location down nested models; ``None`` if it leaves them."""

@@ -76,3 +76,10 @@ def test_import_celltrack_does_not_import_torch():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_direct_construction_raises_config_error():
+    with pytest.raises(ConfigError, match=r"unknown key 'radius'.*radius_um"):
+        Inner(radius=1.0)  # type: ignore[call-arg]
+    with pytest.raises(ConfigError, match="radius_um"):
+        Inner(radius_um="big")  # type: ignore[arg-type]
