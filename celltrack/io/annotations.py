@@ -117,6 +117,10 @@ def read_annotations(
         from celltrack.io.trackmate import read_trackmate
 
         graph = read_trackmate(path)
+        if units == "voxel":
+            logger.warning(
+                "%s: TrackMate/MaMuT positions are calibrated; units='voxel' ignored", path
+            )
         if vs is not None:
             graph.attrs["voxel_size"] = vs.tolist()
         return graph
@@ -442,7 +446,7 @@ def write_annotations(graph: TrackGraph, path: str | Path) -> Path:
             "links": _records(edge_cols),
             "attrs": _json_attrs(graph.attrs),
         }
-        atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=True) + "\n")
+        atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return path
 
 
@@ -477,8 +481,15 @@ def _csv_text(columns: Mapping[str, np.ndarray]) -> str:
 
 
 def _records(columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
+    """One dict per row; NaN becomes null so the JSON stays standard."""
     names = list(columns)
-    values = [columns[n].tolist() for n in names]
+    values = []
+    for n in names:
+        col = columns[n]
+        if col.dtype.kind == "f":
+            values.append([None if np.isnan(v) else v for v in col.tolist()])
+        else:
+            values.append(col.tolist())
     return [dict(zip(names, row)) for row in zip(*values)] if names else []
 
 
@@ -489,9 +500,11 @@ def _json_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(v, (list, tuple)):
             return [conv(x) for x in v]
         if isinstance(v, np.ndarray):
-            return v.tolist()
+            return conv(v.tolist())
         if isinstance(v, np.generic):
-            return v.item()
+            return conv(v.item())
+        if isinstance(v, float) and not np.isfinite(v):
+            return None
         if v is None or isinstance(v, (bool, int, float, str)):
             return v
         return str(v)

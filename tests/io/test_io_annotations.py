@@ -148,3 +148,16 @@ def test_predictions_saved_stay_unapproved(tmp_path):
     )
     back = read_annotations(write_annotations(g, tmp_path / "p.csv"))
     assert back.edges["approved"].tolist() == [False]
+
+
+def test_json_is_standard_and_keeps_attrs(tmp_path):
+    g = _annotated()
+    g.attrs.update({"voxel_size": np.array([2.0, 0.5, 0.5]), "note": "x", "bad": float("nan")})
+    out = write_annotations(g, tmp_path / "a.json")
+    text = out.read_text()
+    assert "NaN" not in text
+    doc = json.loads(text)
+    assert doc["spots"][1]["score"] is None
+    back = read_annotations(out)
+    assert np.isnan(back.nodes["score"][1])
+    assert back.attrs == {"voxel_size": [2.0, 0.5, 0.5], "note": "x", "bad": None}

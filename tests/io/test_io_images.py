@@ -201,3 +201,37 @@ def test_ome_tiff_physical_sizes(tmp_path):
     assert img.shape == data.shape
     assert np.allclose(img.voxel_size, [1.5, 0.25, 0.25])
     assert np.array_equal(img[2], data[2])
+
+
+def test_ome_zarr_v05_with_channels_and_nanometres(tmp_path):
+    data = np.random.default_rng(3).integers(0, 9, (2, 3, 4, 5, 6)).astype(np.uint8)  # t c z y x
+    root = zarr.open_group(str(tmp_path / "v05.zarr"), mode="w", zarr_format=3)
+    root.attrs["ome"] = {
+        "version": "0.5",
+        "multiscales": [
+            {
+                "axes": [
+                    {"name": "t", "type": "time", "unit": "second"},
+                    {"name": "c", "type": "channel"},
+                    {"name": "z", "type": "space", "unit": "nanometer"},
+                    {"name": "y", "type": "space", "unit": "nanometer"},
+                    {"name": "x", "type": "space", "unit": "nanometer"},
+                ],
+                "datasets": [
+                    {"path": "s0", "coordinateTransformations": [
+                        {"type": "scale", "scale": [1.0, 1.0, 2000.0, 500.0, 500.0]}]},
+                    {"path": "s1", "coordinateTransformations": [
+                        {"type": "scale", "scale": [1.0, 1.0, 2000.0, 1000.0, 1000.0]}]},
+                ],
+            }
+        ],
+    }
+    root.create_array("s0", data=data, chunks=(1, 1, 4, 5, 6))
+    root.create_array("s1", data=data[..., ::2, ::2], chunks=(1, 1, 4, 3, 3))
+    img = read_image(tmp_path / "v05.zarr", channel=2)
+    assert img.shape == (2, 4, 5, 6)
+    assert np.allclose(img.voxel_size, [2.0, 0.5, 0.5])
+    assert np.array_equal(img[1], data[1, 2])
+    low = read_image(tmp_path / "v05.zarr", channel=0, level=1)
+    assert low.shape == (2, 4, 3, 3)
+    assert np.allclose(low.voxel_size, [2.0, 1.0, 1.0])
