@@ -226,6 +226,16 @@ def _where(path: Path, lines: list[int], row: int) -> str:
 
 
 def _numbers(values: list[Any], name: str, path: Path, lines: list[int], integer: bool = False):
+    try:  # fast path: every value parses; the loop below only runs to locate an error
+        fast = np.asarray(values, dtype=np.float64)
+        if (
+            not any(isinstance(v, bool) for v in values)
+            and np.all(np.isfinite(fast))
+            and (not integer or np.all(fast == np.round(fast)))
+        ):
+            return fast.astype(np.int64) if integer else fast
+    except (TypeError, ValueError):
+        pass
     out = np.empty(len(values), np.float64)
     for i, v in enumerate(values):
         try:
