@@ -187,6 +187,16 @@ def write_ctc(
         cov = sphere_covariances(graph.num_nodes, radius)
     else:
         cov = np.asarray(graph.nodes["covariance"], dtype=np.float64)
+    if cov.size:
+        finite = np.all(np.isfinite(cov), axis=(1, 2))
+        ok = finite.copy()
+        ok[finite] = np.linalg.eigvalsh(cov[finite])[:, 0] > 0
+        if not np.all(ok):
+            bad = graph.ids[~ok][:5].tolist()
+            raise InvalidInputError(
+                f"nodes {bad} have a covariance that is not finite and positive definite; "
+                "fix these covariances or pass radius= (µm) to paint spheres"
+            )
     size = np.abs(np.linalg.det(cov)) if cov.size else np.zeros(0)
 
     track_name, prefix = _KINDS[kind]
@@ -224,7 +234,12 @@ def _paint_frame(
         return volume
     rows = rows[np.argsort(-size[rows], kind="stable")]  # large first, small on top
     for row in rows.tolist():
-        slices, mask = ellipsoid_mask(pos[row], cov[row], vs, vol_shape)
+        try:
+            slices, mask = ellipsoid_mask(pos[row], cov[row], vs, vol_shape)
+        except InvalidInputError as err:
+            raise InvalidInputError(
+                f"node {int(graph.ids[row])}: {err}; fix its covariance or pass radius="
+            ) from None
         if mask.size:
             volume[slices][mask] = labels[row]
     cz, cy, cx = centre[rows].T

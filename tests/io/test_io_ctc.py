@@ -212,3 +212,11 @@ def test_three_slice_volume_is_stored_as_pages(tmp_path):
         assert tif.series[0].shape == (3, 20, 20)
     read = read_ctc(out, voxel_size=VS3)
     assert np.allclose(read.positions, [[2.0, 10, 10]], atol=1.0)
+
+
+def test_bad_covariance_names_node(tmp_path):
+    g = TrackGraph.from_positions([0, 0], [[8, 10, 10], [8, 30, 30]], ids=[4, 9])
+    cov = np.stack([np.eye(3), np.full((3, 3), np.nan)])
+    g.set_node_column("covariance", cov)
+    with pytest.raises(InvalidInputError, match=r"nodes \[9\]"):
+        write_ctc(g, tmp_path / "res", shape=(1, 9, 40, 40), voxel_size=VS3)
