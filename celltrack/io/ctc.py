@@ -41,6 +41,10 @@ _MAX_LABEL = np.iinfo(np.uint16).max
 def ctc_segments(graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:
     """CTC track segments of a lineage graph.
 
+    Segments are the graph's tracklets (:meth:`TrackGraph.tracklets`) further cut at
+    every link that spans more than one frame, so each label is present in every frame
+    of its span ``B..E``.
+
     Parameters
     ----------
     graph : TrackGraph
@@ -338,7 +342,7 @@ def read_ctc(
         node_label.append(present)
         node_pos.append(centroid * vs)
         node_vol.append(count)
-    assert vol_shape is not None
+    vol_shape = vol_shape or (1, 1, 1)  # n_frames >= 1, so a frame was read
     t = np.concatenate(node_t)
     label = np.concatenate(node_label)
     positions = np.concatenate(node_pos).reshape(-1, 3)
