@@ -100,6 +100,7 @@ def perturb(
     p_swap: float = 0.02,
     p_false_div: float = 0.01,
     p_miss_div: float = 0.2,
+    p_shift_div: float = 0.2,
     id_offset: int = 1_000_000,
     seed: int | np.random.Generator = 1,
 ) -> TrackGraph:
@@ -128,6 +129,8 @@ def perturb(
         Fraction of non-dividing nodes given a second child (an extra node).
     p_miss_div : float
         Fraction of divisions losing one daughter link.
+    p_shift_div : float
+        Fraction of divisions moved one frame earlier or later (half each).
     id_offset : int
         Added to every id, so the prediction uses its own id space.
     seed : int or Generator
@@ -142,6 +145,9 @@ def perturb(
     t = gt.t.copy()
     pos = gt.positions + rng.normal(scale=jitter_um, size=(n, 3))
     src, tgt = (a.copy() for a in gt.edge_index())
+    outdeg = np.bincount(src, minlength=n)
+    t, pos, src, tgt, shifted_away = _shift_divisions(t, pos, src, tgt, outdeg, p_shift_div, rng)
+    n = t.size
     outdeg = np.bincount(src, minlength=n)
 
     # missed divisions: drop one daughter link
@@ -166,7 +172,7 @@ def perturb(
         tgt[a], tgt[b] = tgt[b].copy(), tgt[a].copy()
 
     # missed nodes, bridged by a gap edge sometimes
-    miss = rng.random(n) < p_miss
+    miss = (rng.random(n) < p_miss) | shifted_away
     indeg = np.bincount(tgt, minlength=n)
     outdeg = np.bincount(src, minlength=n)
     parent = np.full(n, -1, np.int64)
@@ -174,14 +180,14 @@ def perturb(
     child = np.full(n, -1, np.int64)
     child[src] = tgt
     bridge = miss & (indeg == 1) & (outdeg == 1) & (rng.random(n) < p_gap)
-    bridge &= ~miss[np.maximum(parent, 0)] & ~miss[np.maximum(child, 0)]
+    bridge &= ~miss[np.maximum(parent, 0)] & ~miss[np.maximum(child, 0)] & ~shifted_away
     gap_src, gap_tgt = parent[bridge], child[bridge]
     keep_e = ~miss[src] & ~miss[tgt]
     src = np.concatenate([src[keep_e], gap_src])
     tgt = np.concatenate([tgt[keep_e], gap_tgt])
 
     # extra nodes; half attached to a node of the previous frame
-    n_extra = int(round(p_extra * n))
+    n_extra = round(p_extra * n)
     frames = gt.frames
     et = rng.choice(frames, size=n_extra) if frames.size else np.zeros(0, np.int64)
     lo, hi = pos.min(axis=0) if n else np.zeros(3), pos.max(axis=0) if n else np.ones(3)
@@ -213,3 +219,62 @@ def perturb(
     nodes = {"id": ids[keep_n], "t": all_t[keep_n], "z": all_pos[keep_n, 0],
              "y": all_pos[keep_n, 1], "x": all_pos[keep_n, 2]}
     return TrackGraph(nodes, {"source": ids[e_src], "target": ids[e_tgt]})
+
+
+def _shift_divisions(
+    t: np.ndarray,
+    pos: np.ndarray,
+    src: np.ndarray,
+    tgt: np.ndarray,
+    outdeg: np.ndarray,
+    p_shift: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Move some divisions one frame earlier or later.
+
+    Earlier: ``p → u → {c1, c2}`` becomes ``p → {u, x}``, ``u → c2``, ``x → c1`` with a
+    new node ``x`` beside ``u``. Later: ``c2`` is marked missing (returned mask) and
+    ``c1`` takes ``c2``'s child, so ``c1`` divides instead of ``u``. Returns the frames
+    and positions extended by the new nodes, the new edges and the missing mask.
+    """
+    n = t.size
+    parent = np.full(n, -1, np.int64)
+    parent[tgt] = src
+    first = np.full(n, -1, np.int64)
+    second = np.full(n, -1, np.int64)
+    order = np.argsort(src, kind="stable")
+    s_sorted = src[order]
+    starts = np.searchsorted(s_sorted, np.arange(n))
+    has2 = outdeg == 2
+    first[has2] = order[starts[has2]]
+    second[has2] = order[starts[has2] + 1]
+    only_child = np.full(n, -1, np.int64)
+    one = outdeg[src] == 1
+    only_child[src[one]] = tgt[one]
+    div = np.flatnonzero(has2 & (parent >= 0))
+    c1 = tgt[first[div]]
+    c2 = tgt[second[div]]
+    ok = (only_child[c1] >= 0) & (only_child[c2] >= 0)
+    div, c1, c2 = div[ok], c1[ok], c2[ok]
+    pick = rng.random(div.size) < p_shift
+    early = pick & (rng.random(div.size) < 0.5)
+    late = pick & ~early
+    away = np.zeros(n, bool)
+    remove = np.zeros(src.size, bool)
+    # later division: drop c2 (and its edges), c1 adopts c2's child
+    away[c2[late]] = True
+    add_src = [c1[late]]
+    add_tgt = [only_child[c2[late]]]
+    # earlier division: new node x at u's frame takes over the edge u -> c1
+    e_div = div[early]
+    remove[first[e_div]] = True
+    x_rows = n + np.arange(e_div.size)
+    add_src += [parent[e_div], x_rows]
+    add_tgt += [x_rows, c1[early]]
+    new_src = np.concatenate([src[~remove], *add_src])
+    new_tgt = np.concatenate([tgt[~remove], *add_tgt])
+    x_pos = pos[e_div] + rng.normal(scale=2.0, size=(e_div.size, 3))
+    t_out = np.concatenate([t, t[e_div]])
+    pos_out = np.concatenate([pos, x_pos])
+    away = np.concatenate([away, np.zeros(e_div.size, bool)])
+    return t_out, pos_out, new_src.astype(np.int64), new_tgt.astype(np.int64), away

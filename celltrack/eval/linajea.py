@@ -278,7 +278,7 @@ def linajea_scores(
     is_mask[is_nodes] = True
 
     # ---- FP divisions (predicted nodes with >= 2 children)
-    src_gt_of_pred_edge = np.where(p_match >= 0, g_src[np.maximum(p_match, 0)], -1)
+    src_gt_of_pred_edge = _take(g_src, p_match)
     lo = np.full(np_, np.iinfo(np.int64).max)
     hi = np.full(np_, -2, np.int64)
     np.minimum.at(lo, p_src, src_gt_of_pred_edge)
@@ -290,9 +290,9 @@ def linajea_scores(
     if sparse_gt and fp_div.size:
         none_matched = n_child_matched[fp_div] == 0
         parent_edge = p_in_edge[fp_div]
-        parent_match = np.where(parent_edge >= 0, p_match[np.maximum(parent_edge, 0)], -1)
-        gt_node = np.where(parent_match >= 0, g_tgt[np.maximum(parent_match, 0)], -1)
-        track_ends = (gt_node >= 0) & (g_out[np.maximum(gt_node, 0)] == 0)
+        parent_match = _take(p_match, parent_edge)
+        gt_node = _take(g_tgt, parent_match)
+        track_ends = _take(g_out, gt_node) == 0
         ignore = none_matched & ((parent_match < 0) | track_ends)
         fp_div = fp_div[~ignore]
     fpd_mask = np.zeros(ng, bool)
@@ -301,20 +301,12 @@ def linajea_scores(
 
     # ---- FN divisions (ground-truth nodes with >= 2 children)
     g_div = np.flatnonzero(g_out >= 2)
-    child_src = np.where(g_match >= 0, p_src[np.maximum(g_match, 0)], -1)  # c_i per gt edge
+    child_src = _take(p_src, g_match)  # c_i per gt edge
     clo = np.full(ng, np.iinfo(np.int64).max)
     chi = np.full(ng, -2, np.int64)
     np.minimum.at(clo, g_src, child_src)
     np.maximum.at(chi, g_src, child_src)
-    prev_s = np.where(
-        g_in_edge >= 0,
-        np.where(
-            g_match[np.maximum(g_in_edge, 0)] >= 0,
-            p_tgt[np.maximum(g_match[np.maximum(g_in_edge, 0)], 0)],
-            -1,
-        ),
-        -1,
-    )
+    prev_s = _take(p_tgt, _take(g_match, g_in_edge))
     children_joined = (clo[g_div] >= 0) & (clo[g_div] == chi[g_div])
     has_prev = g_in_edge[g_div] >= 0
     connected_edge = (child_src >= 0) & (child_src == prev_s[g_src])
@@ -366,6 +358,14 @@ def linajea_scores(
         correct_segments=correct,
         total_segments=total,
     )
+
+
+def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """``values[index]`` where ``index >= 0``, else -1."""
+    out = np.full(index.shape, -1, np.int64)
+    ok = index >= 0
+    out[ok] = values[index[ok]]
+    return out
 
 
 def _ratio(num: float, den: float) -> float:

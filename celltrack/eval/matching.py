@@ -269,7 +269,8 @@ def match_nodes(
     pg = node_positions(gt, position_columns, what="gt")
     pp = node_positions(pred, position_columns, what="pred")
     gi, pi, dist = _frame_pairs(gt.t, pg, pred.t, pp, thr)
-    chosen = solve_sparse_lap(gi, pi, dist - thr, gt.num_nodes, pred.num_nodes, 0.0)
+    # a pair exactly at the threshold still matches: a tiny bonus per match breaks the tie
+    chosen = solve_sparse_lap(gi, pi, dist - thr * (1 + 1e-9), gt.num_nodes, pred.num_nodes, 0.0)
     gi, pi, dist = gi[chosen], pi[chosen], dist[chosen]
     order = np.argsort(gi, kind="stable")
     return NodeMatching(gi[order], pi[order], dist[order], gt.num_nodes, pred.num_nodes)
