@@ -1,0 +1,117 @@
+"""Configuration of the CP-SAT tree-ILP linker (:class:`ILPConfig`).
+
+Cost units
+----------
+All costs are dimensionless "cost units" (minimised). ``edge_weight`` is in cost units per
+µm of the edge feature (``pred_distance`` by default), ``node_score_weight`` in cost units
+per unit of detection score (scores lie in [0, 1]). Before CP-SAT sees them, costs are
+multiplied by ``cost_scale`` and rounded to integers (see :mod:`celltrack.solve.ilp.scaling`);
+reported objectives are divided back, so they are in cost units with a resolution of
+``1 / cost_scale``.
+
+The defaults follow Linajea's best mouse parameters (selection constant −0.25, node score
+weight −0.02, edge weight 0.01 per µm, track start 0.55) with an explicit division cost
+(Linajea fixed it at 1, which forbids divisions in the block interior for these values).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from celltrack.config import Config
+
+__all__ = ["ILPConfig"]
+
+
+class ILPConfig(Config):
+    """Costs, constraints and solver settings of :class:`~celltrack.solve.ilp.ILPLinker`."""
+
+    kind: Literal["ilp"] = Field("ilp", description="linker kind (discriminator)")
+    # ---------------------------------------------------------------- costs
+    node_offset: float = Field(
+        -0.25,
+        description="τ_V: constant cost of selecting a node (cost units); negative = reward",
+    )
+    node_score_weight: float = Field(
+        -0.02,
+        description="w_V: cost per unit of the node column 'score' (cost units / score; "
+        "score in [0, 1], 0 assumed when the column is absent)",
+    )
+    edge_feature: str = Field(
+        "pred_distance",
+        description="edge column whose value is priced by edge_weight (µm for "
+        "'pred_distance' or 'distance')",
+    )
+    edge_weight: float = Field(
+        0.01, description="w_E: cost per unit of edge_feature (cost units / µm)"
+    )
+    frame_gap_cost: float = Field(
+        0.0,
+        description="extra cost per skipped frame of an edge, times (frame_gap − 1) "
+        "(cost units / frame); needs the edge column 'frame_gap' when nonzero",
+    )
+    appear_cost: float = Field(
+        0.55,
+        description="c_T: cost of a track start (a selected node without a selected parent; "
+        "cost units); waived in the first frame, near the spatial border and where the "
+        "node column 'appear_free' is True",
+    )
+    split_cost: float = Field(
+        0.25, description="c_D: cost of a division (a node with two children; cost units)"
+    )
+    disappear_cost: float = Field(
+        0.0,
+        description="c_X: cost of a track end (a selected node without children; cost "
+        "units); waived in the last frame and near the spatial border",
+    )
+    border_distance_um: float = Field(
+        10.0,
+        ge=0,
+        description="nodes closer than this to the spatial border of attrs['roi_um'] (or of "
+        "the nodes' bounding box) start and end tracks for free (µm); 0 disables",
+    )
+    free_first_frame: bool = Field(
+        True, description="track starts in the first frame of the roi cost nothing"
+    )
+    # ---------------------------------------------------------------- integer scaling
+    cost_scale: float = Field(
+        1000.0,
+        gt=0,
+        description="costs are multiplied by this and rounded to integers for CP-SAT "
+        "(integer units per cost unit)",
+    )
+    # ---------------------------------------------------------------- solving
+    time_limit_s: float = Field(
+        60.0, gt=0, description="wall-clock limit of the CP-SAT search (s)"
+    )
+    num_workers: int = Field(2, ge=1, description="CP-SAT worker threads (count)")
+    random_seed: int = Field(0, description="CP-SAT random seed")
+    presolve_edges: bool = Field(
+        True,
+        description="drop edges whose cost can never pay off (an exact dominance rule)",
+    )
+    use_lp: bool = Field(
+        True,
+        description="solve the LP relaxation first (HiGHS): gives a certified lower bound, a "
+        "start solution and exact reduced-cost fixing that shrinks the CP-SAT model",
+    )
+    prove_with_cpsat: bool = Field(
+        False,
+        description="run CP-SAT on the variables left after reduced-cost fixing even when the "
+        "certified LP bound already equals the start solution's objective",
+    )
+    hint: Literal["lp", "greedy", "none"] = Field(
+        "lp",
+        description="start solution given to CP-SAT: LP rounding ('lp', falls back to "
+        "'greedy' when use_lp is False), a greedy solution, or none",
+    )
+    linearization_level: int = Field(
+        2, ge=0, le=2, description="CP-SAT linearization_level (0 to 2)"
+    )
+    cpsat_parameters: dict[str, float | int | bool | str] = Field(
+        default_factory=dict,
+        description="extra CP-SAT SatParameters fields, applied last (name → value)",
+    )
+    log_search: bool = Field(False, description="print the CP-SAT search log")
