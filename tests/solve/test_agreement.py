@@ -64,3 +64,15 @@ def test_greedy_and_flow_nn_agree_with_truth(seed):
         assert _edge_set(res.graph) == truth, name
         assert res.graph.num_nodes == spots.num_nodes, name
         assert len(res.graph.divisions()) == 4, name
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_ilp_agrees_with_greedy_and_flow_nn(seed):
+    spots, truth, fov = _unambiguous_movie(seed)
+    cand = build_candidates(spots, CandidateConfig(max_distance_um=10, field_of_view_um=fov))
+    ilp = make_linker("ilp", time_limit_s=20.0, num_workers=1).link(cand)
+    greedy = make_linker("greedy").link(cand)
+    flow_nn = make_linker("flow_nn", search_distance_um=10).link(cand)
+    assert ilp.status.value == "optimal"
+    assert _edge_set(ilp.graph) == _edge_set(greedy.graph) == _edge_set(flow_nn.graph) == truth
+    assert set(ilp.graph.ids.tolist()) == set(spots.ids.tolist())
