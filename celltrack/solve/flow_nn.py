@@ -12,7 +12,8 @@ Algorithm (after ELEPHANT's ``NearestNeighborLinkingAction``; distances in µm):
    ``tag`` column) that have no incoming approved edge. Each child searches around its
    *query position*: its predicted parent position ``parent_z/y/x`` when present and
    ``use_flow`` (its own position otherwise).
-3. Up to ``max_passes`` passes over the unlinked children (in id order). A child looks
+3. Up to ``max_passes`` passes over the still unlinked children (in id order; stop early
+   when a pass links none). A child looks
    at frames t − 1, …, t − ``search_depth_frames`` and, in each, at up to
    ``n_neighbors`` nearest possible parents (never tagged ``fp``, ``tn``, ``tb``,
    ``fb``, never node ``pin == 0``), in increasing distance d from the query; the search
@@ -259,12 +260,12 @@ class FlowNNLinker:
                 cands.append((dist**2, prow[idx]))
             if not cands:
                 continue
-            pending = list(range(rows.size))
-            for _ in range(cfg.max_passes):
+            for pass_no in range(1, cfg.max_passes + 1):
+                pending = [i for i in range(rows.size) if int(rows[i]) not in parent_edge]
                 if not pending:
                     break
-                passes_used = max(passes_used, _ + 1)
-                displaced: list[int] = []
+                passes_used = max(passes_used, pass_no)
+                changed = False
                 for i in pending:
                     child = int(rows[i])
                     if child in parent_edge:
@@ -274,15 +275,15 @@ class FlowNNLinker:
                     )
                     if edge is None:
                         continue
+                    changed = True
                     if bumped is not None:
                         out_edges[bumped.parent].remove(bumped)
                         del parent_edge[bumped.child]
                         replaced += 1
-                        if t[bumped.child] == frame:
-                            displaced.append(int(np.searchsorted(rows, bumped.child)))
                     out_edges.setdefault(edge.parent, []).append(edge)
                     parent_edge[child] = edge
-                pending = sorted(set(displaced))
+                if not changed:
+                    break
         t_link = time.perf_counter() - t0
 
         result = self._assemble(graph, can_parent | can_child, parent_edge, pos, query)
