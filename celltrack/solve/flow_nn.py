@@ -13,11 +13,10 @@ Algorithm (after ELEPHANT's ``NearestNeighborLinkingAction``; distances in µm):
    *query position*: its predicted parent position ``parent_z/y/x`` when present and
    ``use_flow`` (its own position otherwise).
 3. Up to ``max_passes`` passes over the still unlinked children (in id order; stop early
-   when a pass links none). A child looks
-   at frames t − 1, …, t − ``search_depth_frames`` and, in each, at up to
-   ``n_neighbors`` nearest possible parents (never tagged ``fp``, ``tn``, ``tb``,
-   ``fb``, never node ``pin == 0``), in increasing distance d from the query; the search
-   in a frame stops at the first candidate with d > ``search_distance_um``.
+   when a pass links none). A child looks at frames t − 1, …, t − ``search_depth_frames``
+   and, in each, at up to ``n_neighbors`` nearest possible parents (never tagged ``fp``,
+   ``tn``, ``tb``, ``fb``, never node ``pin == 0``), in increasing distance d from the
+   query; the search in a frame stops at the first candidate with d > ``search_distance_um``.
 4. A parent may take ``max_children`` children if the child's displacement s (distance
    from its position to its query position; d when there is no flow) exceeds
    ``division_displacement_um`` — or if an existing child of the parent does, or if this
