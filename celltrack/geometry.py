@@ -119,6 +119,10 @@ def ellipsoid_mask(
     cov = np.asarray(covariance, dtype=np.float64) * scale**2
     if cov.shape != (3, 3):
         raise ShapeError(f"covariance must be (3, 3) µm², got {cov.shape}")
+    if not (np.all(np.isfinite(cov)) and np.all(np.isfinite(center))):
+        raise InvalidInputError(
+            f"ellipsoid centre {center.tolist()} or covariance {cov.tolist()} is not finite"
+        )
     try:
         np.linalg.cholesky(cov)
     except np.linalg.LinAlgError:

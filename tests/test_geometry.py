@@ -43,5 +43,7 @@ def test_min_voxels_and_clipping():
     assert sl[1].start == 0 and mask.any()
     sl, mask = ellipsoid_mask(np.array([0.0, 100.0, 0.0]), np.eye(3), vs, (4, 10, 10))
     assert mask.size == 0
+    with pytest.raises(InvalidInputError, match="not finite"):
+        ellipsoid_mask(np.zeros(3), np.full((3, 3), np.nan), vs, (4, 10, 10))
     with pytest.raises(InvalidInputError, match="positive definite"):
         ellipsoid_mask(np.zeros(3), -np.eye(3), vs, (4, 10, 10))
