@@ -1,7 +1,8 @@
 """Greedy linker: accept candidate edges by increasing cost.
 
 Edges of a candidate graph are visited from cheapest to most expensive (one argsort,
-ties broken by edge row). An edge is accepted when its child has no parent yet and its
+ties broken by edge row); the cost is the edge column ``cost_feature`` plus
+``frame_gap_cost · (frame_gap − 1)``. An edge is accepted when its child has no parent yet and its
 parent has fewer than ``max_children`` children; a *second* child is only accepted when
 ``second_child`` allows it:
 
@@ -56,6 +57,12 @@ class GreedyConfig(Config):
     cost_feature: str = Field(
         "pred_distance",
         description="edge column used as cost, smaller is better (µm for distance features)",
+    )
+    frame_gap_cost: float = Field(
+        0.0,
+        ge=0,
+        description="added to the cost per skipped frame, times (frame_gap − 1) (cost units / "
+        "frame); needs the edge column 'frame_gap' when nonzero",
     )
     max_cost: float | None = Field(
         None,
@@ -320,6 +327,8 @@ class GreedyLinker:
                 stats,
             )
         cost = edge_cost(candidates, cfg.cost_feature)
+        if cfg.frame_gap_cost:
+            cost = cost + cfg.frame_gap_cost * (edge_cost(candidates, "frame_gap") - 1.0)
         edge_pin = pin_column(candidates, "edge")
         src, tgt = candidates.edge_index()
         allowed = (edge_pin != 0) & keep_nodes[src] & keep_nodes[tgt]

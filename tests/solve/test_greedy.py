@@ -19,6 +19,7 @@ def _edge_set(graph: TrackGraph) -> set[tuple[int, int]]:
 def _reference(cand: TrackGraph, cfg: GreedyConfig) -> set[tuple[int, int]]:
     """Plain sequential greedy loop (the definition the vectorised version must match)."""
     cost = np.asarray(cand.edges[cfg.cost_feature], float)
+    cost = cost + cfg.frame_gap_cost * (cand.edges["frame_gap"] - 1)
     src, tgt = cand.edge_index()
     pos = cand.positions
     dist = np.linalg.norm(pos[src] - pos[tgt], axis=1)
@@ -79,8 +80,9 @@ def _random_candidates(seed: int, n_per_frame: int = 40, frames: int = 6) -> Tra
         GreedyConfig(second_child="cost_threshold", division_max_cost=4.0),
         GreedyConfig(second_child="displacement", min_division_displacement_um=2.5),
         GreedyConfig(max_cost=6.0, cost_feature="distance"),
+        GreedyConfig(frame_gap_cost=3.0),
     ],
-    ids=["always", "one-child", "never", "threshold", "displacement", "max-cost"],
+    ids=["always", "one-child", "never", "threshold", "displacement", "max-cost", "gap-cost"],
 )
 @pytest.mark.parametrize("seed", [0, 1])
 def test_vectorised_rounds_equal_sequential_greedy(cfg, seed):
@@ -91,7 +93,9 @@ def test_vectorised_rounds_equal_sequential_greedy(cfg, seed):
     res.graph.validate(forest=True)
     assert res.graph.out_degree().max() <= cfg.max_children
     assert res.graph.num_nodes == cand.num_nodes  # greedy keeps every detection
-    assert res.objective == pytest.approx(float(res.graph.edges[cfg.cost_feature].sum()))
+    gaps = res.graph.edges["frame_gap"] - 1
+    expect = float((res.graph.edges[cfg.cost_feature] + cfg.frame_gap_cost * gaps).sum())
+    assert res.objective == pytest.approx(expect)
     assert res.stats["rounds"] >= 1
     assert res.parameters["config"]["kind"] == "greedy"
 
