@@ -1,0 +1,957 @@
+"""A resumable human-in-the-loop tracking project (ELEPHANT's interactive cycle).
+
+A :class:`Project` is a folder (see :mod:`celltrack.project.storage`) holding a movie, an
+annotation graph whose nodes carry proofreading tags and whose edges carry an
+``approved`` flag, the detection and flow models, and the last tracks. The cycle::
+
+    project = Project.create("embryo.ctproj", image, voxel_size=(2.0, 0.5, 0.5))
+    project.add_spot(t=0, position_um=(10, 20, 30), radius_um=3)   # tag fn
+    project.train_detection(frame=0)         # prior on first use, then incremental
+    spots = project.predict(0)               # unreviewed predictions: tag 'unlabeled'
+    project.proofread(spots.ids[:3], "accept")  # tp
+    project.proofread(spots.ids[3:4], "reject") # fp
+    project.train_detection(frame=0)         # learns from the corrections
+    project.link()                           # flow-NN / greedy / ILP, approved links pinned
+    project.approve_links([(parent, child)])
+    project.train_flow()
+    project.export("tracks.geff")
+
+Every annotation change is written to ``annotations.geff`` atomically before the call
+returns (the in-memory state only changes once the write succeeded), so a crash never
+loses a completed edit; ``Project.open(folder)`` resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from celltrack._version import __version__
+from celltrack.errors import CelltrackError, GraphError, InvalidInputError, ShapeError
+from celltrack.geometry import check_voxel_size, covariance_from_radii, sphere_covariances
+from celltrack.graph import TrackGraph
+from celltrack.graph.trackgraph import TAGS
+from celltrack.io.images import ImageSeries, read_image, write_image
+from celltrack.project import storage
+from celltrack.project.config import ProjectConfig, as_project_config
+from celltrack.project.tags import (
+    MANUAL_TAG,
+    NUCLEUS_TAGS,
+    approved_mask,
+    edge_rows,
+    merge_predictions,
+    review_tags,
+    reviewed_mask,
+)
+from celltrack.solve.base import LinkResult, make_linker
+
+__all__ = ["Project"]
+
+logger = logging.getLogger(__name__)
+
+
+def _empty_annotations() -> TrackGraph:
+    return TrackGraph(
+        {
+            "id": np.zeros(0, np.int64),
+            "t": np.zeros(0, np.int64),
+            "z": np.zeros(0),
+            "y": np.zeros(0),
+            "x": np.zeros(0),
+            "covariance": np.zeros((0, 3, 3)),
+            "score": np.zeros(0),
+            "tag": np.zeros(0, dtype="<U9"),
+        },
+        {
+            "source": np.zeros(0, np.int64),
+            "target": np.zeros(0, np.int64),
+            "approved": np.zeros(0, bool),
+        },
+    )
+
+
+def _replace_nodes(graph: TrackGraph, columns: dict[str, np.ndarray]) -> TrackGraph:
+    """A copy of ``graph`` with some node columns (required ones included) replaced."""
+    nodes = {k: np.array(v) for k, v in graph.nodes.items()}
+    nodes.update(columns)
+    edges = {k: np.array(v) for k, v in graph.edges.items()}
+    return TrackGraph(nodes, edges, attrs=dict(graph.attrs), validate=False)
+
+
+class Project:
+    """A human-in-the-loop tracking project stored in a folder.
+
+    Create one with :meth:`create`, resume one with :meth:`open`. All positions are µm
+    (z, y, x); frames are 0-based indices into the movie.
+
+    Attributes
+    ----------
+    folder : Path
+        The project folder.
+    config : ProjectConfig
+        Stage settings (detection, flow, candidates, linker).
+    images : ImageSeries
+        The movie (T, Z, Y, X), read lazily.
+    voxel_size : ndarray, shape (3,)
+        Voxel size (z, y, x) µm.
+    last_predict_stats : dict
+        Bookkeeping of the last :meth:`predict` (deleted, matched, suppressed, added).
+    """
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
+        """Use :meth:`create` or :meth:`open`."""
+        self.folder = Path(folder)
+        self._manifest = manifest
+        self.config = as_project_config(manifest["config"])
+        self.voxel_size = check_voxel_size(manifest["voxel_size"])
+        source = manifest["images"]
+        path = Path(source["path"])
+        if not path.is_absolute():
+            path = self.folder / path
+        self.images: ImageSeries = read_image(
+            path, voxel_size=self.voxel_size, **source.get("options", {})
+        )
+        if list(self.images.shape) != list(manifest["shape"]):
+            raise ShapeError(
+                f"the project's movie {path} now has shape {self.images.shape}, but the "
+                f"project was made for {tuple(manifest['shape'])}: restore the original images"
+            )
+        self._annotations = storage.load_graph(self.folder / storage.ANNOTATIONS)
+        tracks = self.folder / storage.TRACKS
+        self._tracks = storage.load_graph(tracks) if tracks.exists() else None
+        self._det_model: Any = None
+        self._trainer: Any = None
+        self._flow_model: Any = None
+        self.last_predict_stats: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ create / open
+    @classmethod
+    def create(
+        cls,
+        folder: str | Path,
+        images: str | Path | np.ndarray | ImageSeries | Any,
+        voxel_size: Sequence[float] | None = None,
+        config: ProjectConfig | dict[str, Any] | Any | None = None,
+        *,
+        axes: str | None = None,
+        channel: int | None = None,
+        overwrite: bool = False,
+        progress: bool = False,
+    ) -> Project:
+        """Start a project in ``folder``.
+
+        Parameters
+        ----------
+        folder : str or Path
+            Project folder (created; must not hold a project unless ``overwrite``).
+        images : str, Path, ndarray (T, Z, Y, X) or ImageSeries
+            A movie file or folder readable by :func:`celltrack.io.images.read_image`
+            (referenced, not copied), or an array (stored in the folder as OME-Zarr).
+            2D+t arrays need a Z axis of length 1: ``image[:, None]``.
+        voxel_size : sequence of 3 float, optional
+            Voxel size (z, y, x) µm; required for arrays, overrides file metadata.
+        config : ProjectConfig, mapping or pipeline config, optional
+            Stage settings (default :class:`ProjectConfig`).
+        axes, channel : optional
+            Passed to :func:`read_image` for files (e.g. ``axes="TYX"``).
+        overwrite : bool
+            Replace an existing project in ``folder``.
+        progress : bool
+            Progress bar while storing an array.
+
+        Returns
+        -------
+        Project
+        """
+        folder = Path(folder)
+        cfg = as_project_config(config)
+        if (folder / storage.MANIFEST).exists() and not overwrite:
+            raise InvalidInputError(
+                f"{folder} already holds a celltrack project: resume it with "
+                "Project.open(folder), or pass overwrite=True to start afresh"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        options = {k: v for k, v in (("axes", axes), ("channel", channel)) if v is not None}
+        if isinstance(images, (str, Path)):
+            series = read_image(images, voxel_size=voxel_size, **options)
+            source: dict[str, Any] = {
+                "path": str(Path(images).resolve()),
+                "stored": False,
+                "options": options,
+            }
+        else:
+            if isinstance(images, ImageSeries):
+                vs = images.voxel_size if voxel_size is None else voxel_size
+            else:
+                if not hasattr(images, "ndim"):
+                    images = np.asarray(images)
+                vs = voxel_size
+                if images.ndim != 4:
+                    raise ShapeError(
+                        f"images must be a (T, Z, Y, X) movie, got shape {images.shape}; "
+                        "for 2D+t data add a Z axis of length 1 (image[:, None])"
+                    )
+            if vs is None:
+                raise InvalidInputError(
+                    "voxel_size=(z, y, x) in µm is required when images is an array"
+                )
+            write_image(images, folder / storage.IMAGES, voxel_size=vs, progress=progress)
+            series = read_image(folder / storage.IMAGES)
+            source = {"path": storage.IMAGES, "stored": True, "options": {}}
+        vs = check_voxel_size(series.voxel_size if voxel_size is None else voxel_size)
+        manifest = {
+            "format": storage.FORMAT,
+            "format_version": storage.FORMAT_VERSION,
+            "celltrack_version": str(__version__),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "config": cfg.model_dump(mode="json"),
+            "images": source,
+            "voxel_size": [float(v) for v in vs],
+            "shape": [int(s) for s in series.shape],
+            "frame": 0,
+        }
+        for stale in (storage.TRACKS, storage.DETECTION_MODEL, storage.FLOW_MODEL):
+            if (folder / stale).exists():
+                storage._remove(folder / stale)
+        storage.save_graph(_empty_annotations(), folder / storage.ANNOTATIONS)
+        storage.write_manifest(folder, manifest)
+        return cls(folder, manifest)
+
+    @classmethod
+    def open(cls, folder: str | Path) -> Project:
+        """Resume the project stored in ``folder`` (annotations, models, cursor, tracks)."""
+        folder = Path(folder)
+        return cls(folder, storage.read_manifest(folder))
+
+    def __repr__(self) -> str:
+        counts = self.tag_counts()
+        tags = ", ".join(f"{k} {v}" for k, v in counts.items() if v)
+        return (
+            f"Project({str(self.folder)!r}, movie {tuple(self.images.shape)}, frame "
+            f"{self.frame}, {self._annotations.num_nodes} spots ({tags or 'none'}), "
+            f"{int(approved_mask(self._annotations).sum())} approved links)"
+        )
+
+    # ------------------------------------------------------------------ state
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """Movie shape (T, Z, Y, X) in voxels."""
+        return tuple(int(s) for s in self.images.shape)  # type: ignore[return-value]
+
+    @property
+    def annotations(self) -> TrackGraph:
+        """A copy of the annotation graph (node ``tag``, edge ``approved``)."""
+        return self._annotations.copy()
+
+    @property
+    def tracks(self) -> TrackGraph | None:
+        """A copy of the last linking result (None before :meth:`link`)."""
+        return None if self._tracks is None else self._tracks.copy()
+
+    @property
+    def frame(self) -> int:
+        """The current frame (cursor), saved in ``project.json``."""
+        return int(self._manifest["frame"])
+
+    @frame.setter
+    def frame(self, t: int) -> None:
+        t = self._check_frame(t)
+        manifest = {**self._manifest, "frame": t}
+        storage.write_manifest(self.folder, manifest)
+        self._manifest = manifest
+
+    def set_config(self, config: ProjectConfig | dict[str, Any] | Any) -> None:
+        """Replace the stage settings (saved in ``project.json``; models are kept)."""
+        cfg = as_project_config(config)
+        manifest = {**self._manifest, "config": cfg.model_dump(mode="json")}
+        storage.write_manifest(self.folder, manifest)
+        self._manifest = manifest
+        self.config = cfg
+        self._trainer = None
+
+    def tag_counts(self, frame: int | None = None) -> dict[str, int]:
+        """Number of spots per tag (optionally in one frame)."""
+        tags = np.asarray(self._annotations.nodes["tag"]).astype(str)
+        if frame is not None:
+            tags = tags[self._annotations.t == int(frame)]
+        return {tag: int(np.count_nonzero(tags == tag)) for tag in TAGS}
+
+    def spots(self, frame: int | None = None) -> TrackGraph:
+        """The annotation graph's spots of one frame (all frames when None), as a copy."""
+        if frame is None:
+            return self.annotations
+        return self._annotations.subgraph(nodes=self._annotations.t == self._check_frame(frame))
+
+    def _check_frame(self, t: Any) -> int:
+        n = self.shape[0]
+        if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= int(t) < n:
+            raise InvalidInputError(f"frame must be an integer in 0..{n - 1}, got {t!r}")
+        return int(t)
+
+    def _commit(self, graph: TrackGraph) -> None:
+        """Validate, save atomically, then (only then) replace the in-memory graph."""
+        graph.validate()
+        next_id = int(graph.ids.max()) + 1 if graph.num_nodes else 0
+        graph.attrs["next_id"] = max(next_id, int(self._annotations.attrs.get("next_id", 0)))
+        graph.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
+        storage.save_graph(graph, self.folder / storage.ANNOTATIONS)
+        self._annotations = graph
+
+    def _next_id(self) -> int:
+        g = self._annotations
+        return max(int(g.attrs.get("next_id", 0)), int(g.ids.max()) + 1 if g.num_nodes else 0)
+
+    # ------------------------------------------------------------------ spots
+    def _covariances(
+        self, n: int, radius_um: Any, covariance: Any
+    ) -> np.ndarray:
+        if covariance is not None and radius_um is not None:
+            raise InvalidInputError("give either radius_um or covariance, not both")
+        if covariance is not None:
+            cov = np.asarray(covariance, dtype=np.float64)
+            if cov.shape == (3, 3):
+                cov = np.broadcast_to(cov, (n, 3, 3))
+            if cov.shape != (n, 3, 3):
+                raise ShapeError(f"covariance must be (3, 3) or ({n}, 3, 3) µm², got {cov.shape}")
+            sym = np.allclose(cov, np.swapaxes(cov, 1, 2), atol=1e-9)
+            finite = np.all(np.isfinite(cov))
+            if not (sym and finite) or np.any(np.linalg.eigvalsh(cov)[:, 0] <= 0):
+                raise InvalidInputError(
+                    "covariance must be symmetric positive definite (µm²); build it with "
+                    "celltrack.geometry.covariance_from_radii"
+                )
+            return np.array(cov)
+        radius = self.config.detection.labels.point_radius_um if radius_um is None else radius_um
+        r = np.asarray(radius, dtype=np.float64)
+        if r.ndim == 0:
+            r = np.full((n, 3), float(r))
+        elif r.shape == (3,):
+            r = np.broadcast_to(r, (n, 3))
+        elif r.shape == (n,):
+            r = np.repeat(r[:, None], 3, axis=1)
+        if r.shape != (n, 3) or not np.all(np.isfinite(r)) or np.any(r <= 0):
+            raise InvalidInputError(
+                f"radius_um must be > 0 µm: a number, (z, y, x) radii, ({n},) or ({n}, 3); "
+                f"got {np.asarray(radius).tolist()}"
+            )
+        return covariance_from_radii(r)
+
+    def _check_positions(self, positions: Any) -> np.ndarray:
+        pos = np.asarray(positions, dtype=np.float64)
+        if pos.ndim == 1:
+            pos = pos[None]
+        if pos.ndim != 2 or pos.shape[1] != 3:
+            raise ShapeError(f"positions must be (z, y, x) µm or (N, 3), got shape {pos.shape}")
+        extent = (np.asarray(self.shape[1:]) - 1) * self.voxel_size
+        half = self.voxel_size / 2
+        bad = ~np.all(np.isfinite(pos) & (pos >= -half) & (pos <= extent + half), axis=1)
+        if bad.any():
+            raise InvalidInputError(
+                f"position {pos[bad][0].tolist()} µm lies outside the image, which spans "
+                f"0..{extent.tolist()} µm in (z, y, x): positions are in µm, not voxels"
+            )
+        return pos
+
+    def add_spots(
+        self,
+        t: int,
+        positions_um: Any,
+        radius_um: Any = None,
+        covariance: Any = None,
+        tag: str = MANUAL_TAG,
+    ) -> np.ndarray:
+        """Add spots to frame ``t`` (one atomic save). Hand-made spots are tagged ``fn``.
+
+        Parameters
+        ----------
+        t : int
+            Frame.
+        positions_um : array_like, shape (3,) or (N, 3)
+            Centres (z, y, x) in µm.
+        radius_um : float, (3,), (N,) or (N, 3), optional
+            Radii (µm); default ``config.detection.labels.point_radius_um``.
+        covariance : array_like, shape (3, 3) or (N, 3, 3), optional
+            Ellipsoids in µm² (instead of radii).
+        tag : str
+            Tag of the new spots (default ``fn``: a nucleus the model missed).
+
+        Returns
+        -------
+        ndarray of int64, shape (N,)
+            The new node ids.
+        """
+        t = self._check_frame(t)
+        pos = self._check_positions(positions_um)
+        if tag not in TAGS:
+            raise InvalidInputError(f"tag must be one of {list(TAGS)}, got {tag!r}")
+        n = pos.shape[0]
+        cov = self._covariances(n, radius_um, covariance)
+        start = self._next_id()
+        ids = np.arange(start, start + n, dtype=np.int64)
+        new = {
+            "id": ids,
+            "t": np.full(n, t, np.int64),
+            "z": pos[:, 0],
+            "y": pos[:, 1],
+            "x": pos[:, 2],
+            "covariance": cov,
+            "score": np.ones(n),  # a person's spot: full confidence
+            "tag": np.full(n, tag, dtype="<U9"),
+        }
+        graph = self._annotations.add_nodes(new)
+        graph.attrs = dict(self._annotations.attrs)
+        self._commit(graph)
+        return ids
+
+    def add_spot(
+        self,
+        t: int,
+        position_um: Sequence[float],
+        radius_um: Any = None,
+        covariance: Any = None,
+        tag: str = MANUAL_TAG,
+    ) -> int:
+        """Add one spot (see :meth:`add_spots`); returns its id."""
+        return int(self.add_spots(t, position_um, radius_um, covariance, tag)[0])
+
+    def move_spot(
+        self,
+        node_id: int,
+        position_um: Sequence[float],
+        radius_um: Any = None,
+        covariance: Any = None,
+    ) -> None:
+        """Move a spot (and optionally reshape it); its tag and links are kept."""
+        g = self._annotations
+        row = int(g.index_of([node_id])[0])
+        pos = self._check_positions(position_um)[0]
+        cols: dict[str, np.ndarray] = {}
+        for axis, value in zip(("z", "y", "x"), pos):
+            col = np.array(g.nodes[axis])
+            col[row] = value
+            cols[axis] = col
+        if radius_um is not None or covariance is not None:
+            cov = np.array(g.nodes["covariance"])
+            cov[row] = self._covariances(1, radius_um, covariance)[0]
+            cols["covariance"] = cov
+        self._commit(_replace_nodes(g, cols))
+
+    def remove_spots(self, node_ids: Any) -> None:
+        """Delete spots and every link touching them."""
+        g = self._annotations
+        ids = np.atleast_1d(np.asarray(node_ids, dtype=np.int64))
+        keep = np.ones(g.num_nodes, bool)
+        keep[g.index_of(ids)] = False
+        graph = g.subgraph(nodes=keep)
+        self._commit(graph)
+
+    def proofread(self, node_ids: Any, decision: str) -> None:
+        """Accept (→ ``tp``) or reject (→ ``fp``) spots.
+
+        Parameters
+        ----------
+        node_ids : int or array_like of int
+            Spots to tag.
+        decision : {"accept", "reject"}
+        """
+        g = self._annotations
+        ids = np.atleast_1d(np.asarray(node_ids, dtype=np.int64))
+        rows = g.index_of(ids)
+        tags = np.asarray(g.nodes["tag"]).astype("<U9")
+        tags[rows] = review_tags(tags[rows], decision)
+        graph = g.copy()
+        graph.set_node_column("tag", tags)
+        self._commit(graph)
+
+    # ------------------------------------------------------------------ links
+    def add_link(self, parent: int, child: int, *, approved: bool = True) -> None:
+        """Link ``parent`` (earlier frame) → ``child``; person-made links are approved.
+
+        A non-approved link into ``child`` is replaced. Raises :class:`GraphError` if the
+        child already has an approved parent, or the parent has two approved children.
+        """
+        g = self._annotations
+        prow, crow = g.index_of([parent, child])
+        if g.t[prow] >= g.t[crow]:
+            raise GraphError(
+                f"a link goes forward in time: parent {parent} is at t={g.t[prow]}, child "
+                f"{child} at t={g.t[crow]}; swap them"
+            )
+        src = g.edges["source"]
+        tgt = g.edges["target"]
+        approved_col = approved_mask(g)
+        same = (src == parent) & (tgt == child)
+        into = (tgt == child) & ~same
+        if np.any(into & approved_col):
+            other = int(src[into & approved_col][0])
+            raise GraphError(
+                f"node {child} already has the approved parent {other}; remove that link "
+                "first (remove_links)"
+            )
+        out_approved = int(np.count_nonzero((src == parent) & approved_col & ~same))
+        if approved and out_approved >= 2:
+            raise GraphError(
+                f"node {parent} already has two approved children; remove one first"
+            )
+        keep = ~into
+        graph = g.subgraph(edges=keep)
+        graph.attrs = dict(g.attrs)
+        if np.any(same):
+            col = approved_mask(graph)
+            col[edge_rows(graph, [(parent, child)])[0]] = bool(approved)
+            graph.set_edge_column("approved", col)
+        else:
+            graph = graph.add_edges(
+                {"source": [int(parent)], "target": [int(child)], "approved": [bool(approved)]}
+            )
+        self._commit(graph)
+
+    def remove_links(self, pairs: Any) -> None:
+        """Delete links given as (parent, child) id pairs."""
+        g = self._annotations
+        rows, found = edge_rows(g, pairs)
+        if not np.all(found):
+            bad = np.asarray(pairs, np.int64).reshape(-1, 2)[~found][:5].tolist()
+            raise GraphError(f"links {bad} do not exist")
+        keep = np.ones(g.num_edges, bool)
+        keep[rows] = False
+        self._commit(g.subgraph(edges=keep))
+
+    def approve_links(self, pairs: Any, approved: bool = True) -> None:
+        """Mark existing links (parent, child) as approved (or not, ``approved=False``)."""
+        g = self._annotations
+        rows, found = edge_rows(g, pairs)
+        if not np.all(found):
+            bad = np.asarray(pairs, np.int64).reshape(-1, 2)[~found][:5].tolist()
+            raise GraphError(
+                f"links {bad} do not exist; create them with add_link(parent, child)"
+            )
+        col = approved_mask(g)
+        col[rows] = bool(approved)
+        graph = g.copy()
+        graph.set_edge_column("approved", col)
+        if approved:
+            src, tgt = graph.edge_index()
+            indeg = np.bincount(tgt[col], minlength=graph.num_nodes)
+            outdeg = np.bincount(src[col], minlength=graph.num_nodes)
+            if np.any(indeg > 1) or np.any(outdeg > 2):
+                raise GraphError(
+                    "approved links must form a lineage forest (≤ 1 approved parent, ≤ 2 "
+                    "approved children per spot); remove the conflicting link first"
+                )
+        self._commit(graph)
+
+    # ------------------------------------------------------------------ detection
+    @property
+    def detection_model(self) -> Any:
+        """The detection U-Net (loaded from ``models/detection.pt``; None before training)."""
+        if self._det_model is None:
+            path = self.folder / storage.DETECTION_MODEL
+            if path.is_file():
+                from celltrack.detect import load_model
+
+                self._det_model, _ = load_model(path)
+        return self._det_model
+
+    def _training_spots(self) -> TrackGraph:
+        g = self._annotations
+        return g.subgraph(nodes=reviewed_mask(g.nodes["tag"]))
+
+    def train_detection(
+        self,
+        incremental: bool = True,
+        frame: int | None = None,
+        *,
+        steps: int | None = None,
+        epochs: int | None = None,
+        progress: bool = False,
+    ) -> dict[str, Any]:
+        """Update the detection model from the reviewed spots (never from ``unlabeled``).
+
+        A new model gets the self-supervised prior first (``config.prior``).
+
+        Parameters
+        ----------
+        incremental : bool
+            True: ``steps`` optimisation steps on crops of one frame (ELEPHANT's live
+            mode); False: batch epochs over every frame with reviewed spots.
+        frame : int, optional
+            Frame of an incremental update (default: the cursor :attr:`frame`).
+        steps, epochs : int, optional
+            Override ``config.detection.train.incremental_steps`` / ``epochs``.
+        progress : bool
+            Progress bars.
+
+        Returns
+        -------
+        dict
+            ``mode``, ``frame``, ``steps``, ``loss`` (last step), ``seconds``, ``spots``.
+        """
+        from celltrack.detect import DetectionTrainer, build_model
+
+        start = time.perf_counter()
+        spots = self._training_spots()
+        t = None
+        if incremental:
+            t = self._check_frame(self.frame if frame is None else frame)
+            if not np.any(spots.t == t):
+                raise InvalidInputError(
+                    f"frame {t} has no reviewed spots to learn from: add spots (add_spot) or "
+                    "proofread predictions (proofread) in that frame first"
+                )
+        elif spots.num_nodes == 0:
+            raise InvalidInputError(
+                "no reviewed spots in any frame: add spots or proofread predictions first"
+            )
+        cfg = self.config.detection
+        model = self.detection_model
+        fresh = model is None
+        if fresh:
+            model = build_model(cfg.model, self.voxel_size, two_d=self.shape[1] == 1)
+            self._det_model = model
+        if self._trainer is None or self._trainer.model is not model:
+            self._trainer = DetectionTrainer(model, cfg, voxel_size=self.voxel_size)
+        trainer = self._trainer
+        if fresh and self.config.prior:
+            trainer.prior(self.images, progress=progress)
+        before = len(trainer.history["loss"])
+        if incremental:
+            trainer.incremental(self.images, spots, frame=t, steps=steps, progress=progress)
+        else:
+            trainer.batch(self.images, spots, epochs=epochs, progress=progress)
+        trainer.save(
+            self.folder / storage.DETECTION_MODEL,
+            meta={"voxel_size": [float(v) for v in self.voxel_size]},
+        )
+        losses = trainer.history["loss"][before:]
+        return {
+            "mode": "incremental" if incremental else "batch",
+            "frame": t,
+            "steps": len(losses),
+            "loss": float(losses[-1]) if losses else float("nan"),
+            "seconds": time.perf_counter() - start,
+            "spots": int(spots.num_nodes),
+        }
+
+    def predict(self, frame: int | None = None, *, progress: bool = False) -> TrackGraph:
+        """Detect spots in one frame and merge them with the annotations (ELEPHANT's rules).
+
+        The frame's reviewed tags are reset pessimistically, its unreviewed
+        non-approved spots deleted, and each new prediction either re-finds a spot (fn →
+        tp, tn → fp, tb → fb; the prediction is dropped) or is added as ``unlabeled``
+        (see :func:`celltrack.project.tags.merge_predictions`).
+
+        Returns
+        -------
+        TrackGraph
+            The frame's spots after the merge (copy).
+        """
+        from celltrack.detect import detect
+
+        t = self._check_frame(self.frame if frame is None else frame)
+        model = self.detection_model
+        if model is None:
+            raise CelltrackError(
+                "no detection model yet: call train_detection() after annotating a few nuclei"
+            )
+        cfg = self.config.detection
+        pred = detect(model, self.images, frames=[t], cfg=cfg, voxel_size=self.voxel_size,
+                      progress=progress)
+        graph, stats = merge_predictions(
+            self._annotations,
+            pred,
+            t,
+            cfg.spots.suppression_distance_um,
+            next_id=self._next_id(),
+        )
+        self._commit(graph)
+        self.last_predict_stats = stats
+        logger.info("frame %d: %s", t, stats)
+        return self.spots(t)
+
+    # ------------------------------------------------------------------ flow
+    @property
+    def flow_model(self) -> Any:
+        """The flow U-Net (from ``models/flow.pt``; None before :meth:`train_flow`)."""
+        if self._flow_model is None:
+            path = self.folder / storage.FLOW_MODEL
+            if path.is_file():
+                from celltrack.flow import load_flow_model
+
+                self._flow_model = load_flow_model(path)
+        return self._flow_model
+
+    def approved_links(self) -> TrackGraph:
+        """The annotation graph restricted to its approved links (all nodes kept)."""
+        g = self._annotations
+        return g.subgraph(edges=approved_mask(g))
+
+    def train_flow(self, *, epochs: int | None = None, progress: bool = False) -> dict[str, Any]:
+        """Train (fine-tune) the flow model from the approved links between consecutive frames.
+
+        Interrupted training resumes from ``models/.flow.partial.pt``; the finished model
+        replaces ``models/flow.pt`` atomically.
+        """
+        from celltrack.flow import train_flow
+
+        start = time.perf_counter()
+        g = self.approved_links()
+        if g.num_edges:
+            src, tgt = g.edge_index()
+            g = g.subgraph(edges=(g.t[tgt] - g.t[src]) == 1)
+        if g.num_edges == 0:
+            raise InvalidInputError(
+                "no approved link between consecutive frames: approve links "
+                "(approve_links / add_link) before training the flow model"
+            )
+        cfg = self.config.flow
+        if epochs is not None:
+            cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs})})
+        partial = self.folder / "models" / ".flow.partial.pt"
+        result = train_flow(
+            self.images,
+            g,
+            self.voxel_size,
+            cfg,
+            model=self.flow_model,
+            checkpoint=partial,
+            resume=True,
+            progress=progress,
+        )
+        os.replace(partial, self.folder / storage.FLOW_MODEL)
+        self._flow_model = result.model
+        last = result.history[-1]["loss"] if result.history else float("nan")
+        return {
+            "links": result.n_links,
+            "epochs": len(result.history),
+            "loss": float(last),
+            "seconds": time.perf_counter() - start,
+        }
+
+    # ------------------------------------------------------------------ linking
+    def _linker(self, linker: Any) -> Any:
+        if linker is None:
+            return make_linker(self.config.linker)
+        if isinstance(linker, str) and linker == self.config.linker.kind:
+            return make_linker(self.config.linker)
+        if hasattr(linker, "link") and hasattr(linker, "config"):
+            return linker
+        return make_linker(linker)
+
+    def link(
+        self,
+        linker: Any = None,
+        *,
+        frames: tuple[int, int] | None = None,
+        use_flow: bool = True,
+        blockwise: Any = None,
+        progress: bool = False,
+    ) -> LinkResult:
+        """Link the nuclei (tags tp, fn, unlabeled), keeping every approved link.
+
+        Parameters
+        ----------
+        linker : Linker, config, kind name or dict, optional
+            Default ``config.linker``; e.g. ``"ilp"``, ``"greedy"``, ``"flow_nn"``.
+        frames : (int, int), optional
+            Inclusive frame range to link (default all).
+        use_flow : bool
+            Add flow-predicted parent positions when a flow model exists.
+        blockwise : BlockwiseConfig, optional
+            Solve the candidate graph block-wise (greedy / ILP linkers).
+        progress : bool
+            Progress bars.
+
+        Returns
+        -------
+        LinkResult
+            The solver's result; its graph is saved as ``tracks.geff``, and its links
+            replace the annotation graph's non-approved links in the linked frames
+            (approve them with :meth:`approve_links`). ILP/greedy candidate graphs pin
+            tp/fn spots in, and approved links in (:func:`pins_from_tags`).
+        """
+        from celltrack.graph.candidates import build_candidates, pins_from_tags
+
+        g = self._annotations
+        mask = np.isin(np.asarray(g.nodes["tag"]).astype(str), NUCLEUS_TAGS)
+        if frames is not None:
+            lo, hi = (self._check_frame(f) for f in frames)
+            mask &= (g.t >= lo) & (g.t <= hi)
+        spots = g.subgraph(nodes=mask)
+        if spots.num_nodes == 0:
+            raise InvalidInputError("no spots to link: add spots or predict frames first")
+        spots = spots.subgraph(edges=approved_mask(spots))
+        score = np.asarray(spots.nodes["score"], dtype=np.float64)
+        spots.set_node_column("score", np.where(np.isfinite(score), score, 1.0))
+        linker = self._linker(linker)
+        if use_flow and self.flow_model is not None:
+            from celltrack.flow import predict_parents
+
+            spots = predict_parents(
+                self.flow_model, self.images, spots, self.voxel_size, self.config.flow,
+                progress=progress,
+            )
+        if linker.config.kind == "flow_nn":
+            if blockwise is not None:
+                raise InvalidInputError(
+                    "block-wise solving needs a candidate-graph linker: use 'greedy' or 'ilp'"
+                )
+            result = linker.link(spots)
+        else:
+            nodes_only = spots.subgraph(edges=np.zeros(spots.num_edges, bool))
+            cand = build_candidates(nodes_only, self.config.candidates)
+            cand = _with_approved(cand, spots)
+            cand = pins_from_tags(cand)
+            if blockwise is not None:
+                from celltrack.solve.blockwise import solve_blockwise
+
+                result = solve_blockwise(cand, linker, config=blockwise, progress=progress)
+            else:
+                result = linker.link(cand)
+        tracks = result.graph.copy()
+        tracks.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
+        storage.save_graph(tracks, self.folder / storage.TRACKS)
+        self._tracks = tracks
+        self._commit(_merge_links(g, tracks, spots.ids))
+        return result
+
+    # ------------------------------------------------------------------ export
+    def export(
+        self,
+        path: str | Path,
+        format: str | None = None,
+        *,
+        what: str = "tracks",
+        radius_um: float | None = None,
+    ) -> Path:
+        """Write the tracks (or the annotations) as GEFF, CTC or CSV/JSON.
+
+        Parameters
+        ----------
+        path : str or Path
+            Output (``.geff``/``.zarr`` store, CTC folder, ``.csv`` or ``.json`` file).
+        format : {"geff", "ctc", "csv", "json"}, optional
+            Default: from the suffix of ``path``.
+        what : {"tracks", "annotations"}
+            The last :meth:`link` result, or the annotation graph with its tags.
+        radius_um : float, optional
+            CTC only: paint spheres of this radius instead of the covariances.
+        """
+        from celltrack.io.annotations import write_annotations
+        from celltrack.io.ctc import write_ctc
+        from celltrack.io.geff_io import write_geff
+
+        path = Path(path)
+        if what not in ("tracks", "annotations"):
+            raise InvalidInputError(f"what must be 'tracks' or 'annotations', got {what!r}")
+        if what == "tracks":
+            if self._tracks is None:
+                raise CelltrackError("no tracks yet: call link() first (or what='annotations')")
+            graph = self._tracks
+        else:
+            graph = self._annotations
+        suffixes = {".geff": "geff", ".zarr": "geff", ".csv": "csv", ".json": "json"}
+        fmt = format or suffixes.get(path.suffix.lower())
+        if fmt is None:
+            raise InvalidInputError(
+                f"cannot tell the export format of {path.name!r}: pass format='geff', 'ctc', "
+                "'csv' or 'json'"
+            )
+        if fmt == "geff":
+            return write_geff(graph, path, overwrite=True)
+        if fmt in ("csv", "json"):
+            if path.suffix.lower() != f".{fmt}":
+                path = path.with_suffix(f".{fmt}")
+            return write_annotations(graph, path)
+        if fmt == "ctc":
+            return write_ctc(
+                graph, path, shape=self.shape, voxel_size=self.voxel_size, radius=radius_um
+            )
+        raise InvalidInputError(f"format must be 'geff', 'ctc', 'csv' or 'json', got {fmt!r}")
+
+
+def _with_approved(cand: TrackGraph, spots: TrackGraph) -> TrackGraph:
+    """Candidate graph with edge column ``approved``; approved links missing are added."""
+    approved_pairs = np.stack([spots.edges["source"], spots.edges["target"]], axis=1)
+    col = np.zeros(cand.num_edges, bool)
+    if approved_pairs.shape[0] == 0:
+        cand.set_edge_column("approved", col)
+        return cand
+    rows, found = edge_rows(cand, approved_pairs)
+    col[rows[found]] = True
+    cand.set_edge_column("approved", col)
+    missing = approved_pairs[~found]
+    if missing.shape[0]:
+        prow, crow = cand.index_of(missing[:, 0]), cand.index_of(missing[:, 1])
+        pos = cand.positions
+        dist = np.sqrt(((pos[prow] - pos[crow]) ** 2).sum(axis=1))
+        attrs = dict(cand.attrs)
+        cand = cand.add_edges(
+            {
+                "source": missing[:, 0],
+                "target": missing[:, 1],
+                "distance": dist,
+                "pred_distance": dist,
+                "frame_gap": cand.t[crow] - cand.t[prow],
+                "approved": np.ones(missing.shape[0], bool),
+            }
+        )
+        cand.attrs = attrs
+    return cand
+
+
+def _merge_links(annotations: TrackGraph, tracks: TrackGraph, linked: np.ndarray) -> TrackGraph:
+    """Annotations whose non-approved links into ``linked`` nodes are the tracks' links.
+
+    Nodes created by the linker (interpolated spots) are added as ``unlabeled`` spots.
+    """
+    g = annotations
+    approved = approved_mask(g)
+    tgt = g.edges["target"]
+    keep = approved | ~np.isin(tgt, linked)
+    out = g.subgraph(edges=keep)
+    out.attrs = dict(g.attrs)
+    new_nodes = ~out.has_nodes(tracks.ids)
+    if np.any(new_nodes):
+        add = tracks.subgraph(nodes=new_nodes)
+        n = add.num_nodes
+        cov = (
+            np.asarray(add.nodes["covariance"])
+            if "covariance" in add.nodes
+            else sphere_covariances(n, 3.0)
+        )
+        attrs = dict(out.attrs)
+        out = out.add_nodes(
+            {
+                "id": add.ids,
+                "t": add.t,
+                "z": add.nodes["z"],
+                "y": add.nodes["y"],
+                "x": add.nodes["x"],
+                "covariance": cov,
+                "score": np.full(n, np.nan),
+                "tag": np.full(n, "unlabeled", dtype="<U9"),
+            }
+        )
+        out.attrs = attrs
+    pairs = np.stack([tracks.edges["source"], tracks.edges["target"]], axis=1)
+    if pairs.shape[0]:
+        _, exists = edge_rows(out, pairs)
+        pairs = pairs[~exists]
+    if pairs.shape[0]:
+        attrs = dict(out.attrs)
+        out = out.add_edges(
+            {
+                "source": pairs[:, 0],
+                "target": pairs[:, 1],
+                "approved": np.zeros(pairs.shape[0], bool),
+            }
+        )
+        out.attrs = attrs
+    return out

@@ -1,0 +1,148 @@
+"""On-disk layout of a human-in-the-loop project folder, with atomic writes and recovery.
+
+::
+
+    folder/
+      project.json        manifest: format version, config dump, image source, voxel size,
+                          shape, frame cursor, celltrack version (atomic JSON)
+      annotations.geff    the annotation graph (GEFF zarr), rewritten atomically after
+                          every mutation
+      images.zarr         the movie, when it was given as an array (OME-Zarr)
+      models/detection.pt detection U-Net checkpoint (atomic, weights_only loading)
+      models/flow.pt      flow U-Net checkpoint
+      tracks.geff         the last linking result
+
+Every writer goes through :mod:`celltrack.io.atomic` (temporary sibling + rename), so a
+crash leaves either the old or the new file. Folders (zarr stores) are swapped in two
+renames (old → ``.name.old-*``, temp → name); :func:`recover` finishes a swap that a crash
+interrupted, so the last complete annotations are never lost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from celltrack.errors import FormatError
+from celltrack.graph import TrackGraph
+from celltrack.io.atomic import atomic_write_text
+from celltrack.io.geff_io import read_geff, write_geff
+
+__all__ = [
+    "ANNOTATIONS",
+    "DETECTION_MODEL",
+    "FLOW_MODEL",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "IMAGES",
+    "MANIFEST",
+    "TRACKS",
+    "load_graph",
+    "read_manifest",
+    "recover",
+    "save_graph",
+    "write_manifest",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "celltrack-project"
+FORMAT_VERSION = 1
+MANIFEST = "project.json"
+ANNOTATIONS = "annotations.geff"
+TRACKS = "tracks.geff"
+IMAGES = "images.zarr"
+DETECTION_MODEL = "models/detection.pt"
+FLOW_MODEL = "models/flow.pt"
+
+
+def recover(path: str | Path) -> bool:
+    """Finish an interrupted atomic swap of ``path`` and drop stale temporaries.
+
+    If ``path`` is missing but an ``.<name>.old-*`` sibling exists (a crash came between
+    moving the old version aside and moving the new one in), the newest old version is
+    put back. Leftover ``.<name>.tmp-*`` siblings (incomplete writes) are removed.
+
+    Returns
+    -------
+    bool
+        True if a version was restored.
+    """
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return False
+    restored = False
+    olds = sorted(parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if not path.exists() and olds:
+        os.replace(olds[-1], path)
+        olds = olds[:-1]
+        restored = True
+        logger.warning("restored %s from an interrupted write", path)
+    for stale in [*olds, *parent.glob(f".{path.name}.tmp-*")]:
+        _remove(stale)
+    return restored
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def save_graph(graph: TrackGraph, path: str | Path) -> Path:
+    """Write ``graph`` to the GEFF store ``path`` atomically (replacing it)."""
+    return write_geff(graph, path, overwrite=True)
+
+
+def load_graph(path: str | Path) -> TrackGraph:
+    """Read a GEFF store written by :func:`save_graph`, recovering an interrupted swap."""
+    path = Path(path)
+    recover(path)
+    if not path.exists():
+        raise FormatError(f"{path} is missing: the project folder is incomplete")
+    return read_geff(path)
+
+
+def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
+    """Write ``project.json`` atomically (pretty-printed, sorted keys)."""
+    text = json.dumps(manifest, indent=2, sort_keys=True, allow_nan=False)
+    return atomic_write_text(Path(folder) / MANIFEST, text + "\n")
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """Read and check ``project.json`` of a project folder.
+
+    Raises
+    ------
+    FormatError
+        If the folder is not a celltrack project, the file is corrupt, or it was written
+        by a newer format version.
+    """
+    folder = Path(folder)
+    path = folder / MANIFEST
+    recover(path)
+    if not path.is_file():
+        raise FormatError(
+            f"{folder} is not a celltrack project (no {MANIFEST}); create one with "
+            "Project.create(folder, images, voxel_size=...)"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise FormatError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise FormatError(f"{path} is not a celltrack project manifest (format != {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise FormatError(
+            f"{path} has project format version {version!r}; this celltrack reads up to "
+            f"{FORMAT_VERSION}: upgrade celltrack"
+        )
+    return manifest

@@ -1,0 +1,284 @@
+"""ELEPHANT's proofreading bookkeeping as pure functions on tag arrays and graphs.
+
+Node tags (see DESIGN.md, "Annotation tags"): ``tp`` confirmed nucleus, ``fn`` nucleus a
+person added (the model missed it), ``fp`` prediction a person rejected, ``tn`` rejected
+region the model no longer fires on, ``tb`` / ``fb`` true / false periphery marks,
+``unlabeled`` prediction nobody reviewed. The rules:
+
+- a person adds a spot → ``fn``; accepts a prediction → ``tp``; rejects it → ``fp``;
+- before new predictions replace frame t's, the frame's tags are reset *pessimistically*
+  (:func:`reset_tags`: tp → fn, fp → tn, fb → tb), and its ``unlabeled`` spots that carry
+  no approved link are deleted;
+- each new prediction is matched to the nearest remaining spot of the frame closer than
+  the suppression distance: the spot is re-tagged (:func:`found_tags`: fn → tp, the model
+  finds it; tn → fp, the model still fires there; tb → fb) and the prediction dropped;
+  an unmatched prediction is added as ``unlabeled``;
+- only reviewed spots (any tag but ``unlabeled``) train the detector; only approved links
+  train the flow model and pin the linkers.
+
+Nothing here touches files or models: every function returns new arrays or graphs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from celltrack.errors import GraphError, InvalidInputError
+from celltrack.graph import TrackGraph
+from celltrack.graph.trackgraph import TAGS, concat
+
+__all__ = [
+    "FOUND",
+    "MANUAL_TAG",
+    "NUCLEUS_TAGS",
+    "RESET",
+    "REVIEW",
+    "REVIEWED_TAGS",
+    "approved_mask",
+    "edge_rows",
+    "found_tags",
+    "merge_predictions",
+    "reset_tags",
+    "review_tags",
+    "reviewed_mask",
+]
+
+#: Tag of a spot a person adds by hand (the model missed it: a correction).
+MANUAL_TAG = "fn"
+#: Proofreading decision → tag.
+REVIEW = {"accept": "tp", "reject": "fp"}
+#: Pessimistic reset applied to a frame before new predictions arrive.
+RESET = {"tp": "fn", "fp": "tn", "fb": "tb"}
+#: Re-tagging of a reset spot that a new prediction lands on.
+FOUND = {"fn": "tp", "tn": "fp", "tb": "fb"}
+#: Tags set by a person (everything but ``unlabeled``): the detector's training data.
+REVIEWED_TAGS = tuple(t for t in TAGS if t != "unlabeled")
+#: Tags of spots that are nuclei (or may be: unreviewed predictions); linkers use these.
+NUCLEUS_TAGS = ("tp", "fn", "unlabeled")
+
+
+def _tags(tags: Any) -> np.ndarray:
+    arr = np.asarray(tags).astype(str).reshape(-1)
+    bad = sorted(set(np.unique(arr).tolist()) - set(TAGS))
+    if bad:
+        raise InvalidInputError(f"unknown tags {bad}; allowed tags are {list(TAGS)}")
+    return arr
+
+
+def _map(tags: Any, table: dict[str, str]) -> np.ndarray:
+    out = _tags(tags).astype("<U9")
+    src = out.copy()
+    for old, new in table.items():
+        out[src == old] = new
+    return out
+
+
+def reset_tags(tags: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Pessimistic reset before new predictions: tp → fn, fp → tn, fb → tb (others kept).
+
+    Parameters
+    ----------
+    tags : array_like of str, shape (N,)
+        Tags from :data:`celltrack.graph.TAGS`.
+
+    Returns
+    -------
+    ndarray of str, shape (N,)
+    """
+    return _map(tags, RESET)
+
+
+def found_tags(tags: Sequence[str] | np.ndarray) -> np.ndarray:
+    """Tags of reset spots that a new prediction matched: fn → tp, tn → fp, tb → fb."""
+    return _map(tags, FOUND)
+
+
+def review_tags(tags: Sequence[str] | np.ndarray, decision: str) -> np.ndarray:
+    """Tags after a person's decision on every spot: ``"accept"`` → tp, ``"reject"`` → fp.
+
+    Parameters
+    ----------
+    tags : array_like of str, shape (N,)
+        Current tags (validated; their value does not change the outcome).
+    decision : {"accept", "reject"}
+        The proofreading decision.
+    """
+    if decision not in REVIEW:
+        raise InvalidInputError(
+            f"decision must be one of {sorted(REVIEW)} (accept → tp, reject → fp), got "
+            f"{decision!r}"
+        )
+    return np.full(_tags(tags).shape, REVIEW[decision], dtype="<U9")
+
+
+def reviewed_mask(tags: Sequence[str] | np.ndarray) -> np.ndarray:
+    """True where a person reviewed the spot (tag other than ``unlabeled``), shape (N,)."""
+    return _tags(tags) != "unlabeled"
+
+
+def approved_mask(graph: TrackGraph) -> np.ndarray:
+    """Edge mask (E,) of approved links (edge column ``approved``; NaN/absent = False)."""
+    if "approved" not in graph.edges:
+        return np.zeros(graph.num_edges, bool)
+    col = np.asarray(graph.edges["approved"])
+    if col.dtype.kind == "f":
+        col = np.nan_to_num(col, nan=0.0)
+    return col.astype(bool)
+
+
+def edge_rows(graph: TrackGraph, pairs: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Edge row of each (parent, child) pair and a mask of which pairs are edges.
+
+    Parameters
+    ----------
+    graph : TrackGraph
+    pairs : array_like, shape (P, 2)
+        Node id pairs (parent, child).
+
+    Returns
+    -------
+    rows : ndarray of int64, shape (P,)
+        Edge row (0 where the pair is not an edge).
+    found : ndarray of bool, shape (P,)
+    """
+    pairs = np.asarray(pairs, dtype=np.int64)
+    if pairs.size == 0:
+        pairs = pairs.reshape(0, 2)
+    if pairs.ndim == 1 and pairs.size == 2:
+        pairs = pairs[None]
+    if pairs.ndim != 2 or pairs.shape[1] != 2:
+        raise InvalidInputError(
+            f"links must be (parent_id, child_id) pairs, shape (P, 2); got shape {pairs.shape}"
+        )
+    src = graph.edges["source"].astype(np.int64)
+    tgt = graph.edges["target"].astype(np.int64)
+    if src.size == 0:
+        return np.zeros(len(pairs), np.int64), np.zeros(len(pairs), bool)
+    key = np.stack([src, tgt], axis=1)
+    order = np.lexsort((tgt, src))
+    sorted_key = key[order]
+    # binary search on (source, target) via a structured view
+    view = np.ascontiguousarray(sorted_key).view([("s", np.int64), ("t", np.int64)]).ravel()
+    query = np.ascontiguousarray(pairs).view([("s", np.int64), ("t", np.int64)]).ravel()
+    pos = np.minimum(np.searchsorted(view, query), view.size - 1)
+    found = view[pos] == query
+    return order[pos], found
+
+
+def _frame_predictions(predictions: TrackGraph, frame: int) -> TrackGraph:
+    if not isinstance(predictions, TrackGraph):
+        raise InvalidInputError(
+            f"predictions must be a TrackGraph, got {type(predictions).__name__}"
+        )
+    if predictions.num_nodes and np.any(predictions.t != frame):
+        other = np.unique(predictions.t[predictions.t != frame])[:5].tolist()
+        raise InvalidInputError(
+            f"merge_predictions merges one frame ({frame}) but predictions also lie in "
+            f"frames {other}; pass predictions.subgraph(nodes=predictions.t == {frame})"
+        )
+    return predictions
+
+
+def merge_predictions(
+    annotations: TrackGraph,
+    predictions: TrackGraph,
+    frame: int,
+    distance_um: float,
+    *,
+    next_id: int | None = None,
+) -> tuple[TrackGraph, dict[str, int]]:
+    """Replace frame ``frame``'s predictions by new ones, with ELEPHANT's tag re-check.
+
+    Steps (all on frame ``frame``; other frames are untouched):
+
+    1. reset reviewed tags pessimistically (:func:`reset_tags`);
+    2. delete ``unlabeled`` spots that carry no approved link (and their links);
+    3. match every new prediction to the nearest remaining spot closer than
+       ``distance_um``: the spot gets :func:`found_tags` (fn → tp, tn → fp, tb → fb) and
+       the prediction is dropped (several predictions may land on one spot);
+    4. add the unmatched predictions as ``unlabeled`` spots with fresh ids.
+
+    Parameters
+    ----------
+    annotations : TrackGraph
+        The project graph (node column ``tag``; edge column ``approved`` optional).
+    predictions : TrackGraph
+        New detections of ``frame`` only (``covariance``, ``score`` kept when present).
+    frame : int
+        The frame being re-predicted.
+    distance_um : float
+        Suppression distance (µm, ≥ 0; a prediction matches a spot closer than this).
+    next_id : int, optional
+        First id for added predictions (default: one above the largest id in use).
+
+    Returns
+    -------
+    graph : TrackGraph
+        The merged graph.
+    stats : dict
+        ``deleted`` (unreviewed spots removed), ``matched`` (spots re-found),
+        ``suppressed`` (predictions dropped), ``added`` (new ``unlabeled`` spots).
+    """
+    if not isinstance(annotations, TrackGraph):
+        raise InvalidInputError(
+            f"annotations must be a TrackGraph, got {type(annotations).__name__}"
+        )
+    if not np.isfinite(distance_um) or distance_um < 0:
+        raise InvalidInputError(f"distance_um must be a finite distance ≥ 0 µm, got {distance_um}")
+    frame = int(frame)
+    predictions = _frame_predictions(predictions, frame)
+    graph = annotations.copy()
+    n = graph.num_nodes
+    tags = (
+        _tags(graph.nodes["tag"]) if "tag" in graph.nodes else np.full(n, "unlabeled")
+    ).astype("<U9")
+    in_frame = graph.t == frame
+    tags[in_frame] = reset_tags(tags[in_frame])
+
+    approved = approved_mask(graph)
+    on_approved = np.zeros(n, bool)
+    if approved.any():
+        src, tgt = graph.edge_index()
+        on_approved[src[approved]] = True
+        on_approved[tgt[approved]] = True
+    delete = in_frame & (tags == "unlabeled") & ~on_approved
+    graph.set_node_column("tag", tags)
+    graph = graph.subgraph(nodes=~delete)
+    stats = {"deleted": int(delete.sum()), "matched": 0, "suppressed": 0, "added": 0}
+
+    keep_pred = np.ones(predictions.num_nodes, bool)
+    rows = graph.rows_at(frame)
+    if predictions.num_nodes and rows.size and distance_um > 0:
+        tree = cKDTree(graph.positions[rows])
+        dist, nearest = tree.query(predictions.positions, k=1)
+        hit = np.isfinite(dist) & (dist < distance_um)
+        matched_rows = np.unique(rows[nearest[hit]])
+        tags = np.asarray(graph.nodes["tag"]).astype("<U9")
+        tags[matched_rows] = found_tags(tags[matched_rows])
+        graph.set_node_column("tag", tags)
+        keep_pred &= ~hit
+        stats["matched"] = int(matched_rows.size)
+        stats["suppressed"] = int(hit.sum())
+
+    new = predictions.subgraph(nodes=keep_pred)
+    if new.num_nodes:
+        used = int(annotations.ids.max()) + 1 if n else 0
+        start = used if next_id is None else int(next_id)
+        if start < used:
+            raise GraphError(f"next_id {start} would reuse a node id; give at least {used}")
+        columns = {
+            k: np.asarray(v) for k, v in new.nodes.items() if k not in ("id", "tag")
+        }
+        columns["id"] = np.arange(start, start + new.num_nodes, dtype=np.int64)
+        columns["tag"] = np.full(new.num_nodes, "unlabeled", dtype="<U9")
+        added = TrackGraph(columns, validate=False)
+        attrs = dict(graph.attrs)
+        graph = concat([graph, added])
+        graph.attrs = attrs
+        stats["added"] = new.num_nodes
+    graph.set_node_column("tag", np.asarray(graph.nodes["tag"]).astype("<U9"))
+    return graph, stats
