@@ -68,13 +68,14 @@ def plot_tracks_projection(
     Parameters
     ----------
     image : ndarray, shape (T, Z, Y, X) or (Z, Y, X)
-        The movie (or one frame).
+        The movie, or only the volume of ``frame`` (saves loading a lazy movie).
     graph : TrackGraph
         Tracks in µm; coloured by lineage.
     voxel_size : sequence of 3 float
         (z, y, x) µm, to place µm positions on the pixel grid.
     frame : int, optional
-        Frame to show (default: the last frame of the movie).
+        Frame to show (default: the movie's last frame, or the graph's last frame when
+        ``image`` is one volume).
     tail : int
         Frames of history drawn behind each cell.
     ax : matplotlib Axes, optional
@@ -87,16 +88,18 @@ def plot_tracks_projection(
     matplotlib Axes
     """
     vs = check_voxel_size(voxel_size)
-    image = np.asarray(image)
     if image.ndim == 3:
-        image = image[None]
-    if image.ndim != 4:
+        frame = int(graph.t.max()) if frame is None and graph.num_nodes else (frame or 0)
+        volume = np.asarray(image)
+    elif image.ndim == 4:
+        frame = image.shape[0] - 1 if frame is None else int(frame)
+        if not 0 <= frame < image.shape[0]:
+            raise InvalidInputError(f"frame {frame} is outside the movie (0..{image.shape[0] - 1})")
+        volume = np.asarray(image[frame])
+    else:
         raise ShapeError(f"image must be (T, Z, Y, X) or (Z, Y, X), got shape {image.shape}")
-    frame = image.shape[0] - 1 if frame is None else int(frame)
-    if not 0 <= frame < image.shape[0]:
-        raise InvalidInputError(f"frame {frame} is outside the movie (0..{image.shape[0] - 1})")
     ax = _axes(ax, (6, 6))
-    ax.imshow(np.asarray(image[frame]).max(axis=0), cmap="gray", interpolation="nearest")
+    ax.imshow(volume.max(axis=0), cmap="gray", interpolation="nearest")
     if graph.num_nodes:
         lineage = graph.lineages()
         colors = _pyplot().get_cmap("tab20")(lineage % 20)
