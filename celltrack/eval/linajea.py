@@ -39,13 +39,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from celltrack.errors import InvalidInputError
-from celltrack.eval.matching import (
-    POSITION_COLUMNS,
-    _frame_pairs,
-    check_positive,
-    node_positions,
-    solve_sparse_lap,
-)
+from celltrack.eval.matching import POSITION_COLUMNS, check_positive, node_pairs, solve_sparse_lap
 from celltrack.graph.trackgraph import TrackGraph
 
 __all__ = ["EdgeMatching", "LinajeaScores", "linajea_scores", "match_edges"]
@@ -149,6 +143,7 @@ def match_edges(
     max_distance: float,
     *,
     position_columns: Sequence[str] = POSITION_COLUMNS,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> EdgeMatching:
     """Match ground-truth to predicted edges one-to-one (Linajea's edge matching).
 
@@ -160,18 +155,21 @@ def match_edges(
         Largest distance (µm) between corresponding endpoints; > 0.
     position_columns : sequence of str
         Node coordinate columns.
+    pairs : tuple of 3 ndarray, optional
+        Node pairs from :func:`celltrack.eval.matching.node_pairs` with the same
+        arguments (reused instead of recomputed).
 
     Returns
     -------
     EdgeMatching
     """
     thr = check_positive(max_distance, "max_distance")
-    pg = node_positions(gt, position_columns, what="gt")
-    pp = node_positions(pred, position_columns, what="pred")
+    if pairs is None:
+        pairs = node_pairs(gt, pred, thr, position_columns=position_columns)
     empty = np.zeros(0, np.int64)
     if gt.num_edges == 0 or pred.num_edges == 0:
         return EdgeMatching(empty, empty.copy(), empty.copy())
-    ga, pa, dist = _frame_pairs(gt.t, pg, pred.t, pp, thr)
+    ga, pa, dist = pairs
     g_src, g_tgt = gt.edge_index()
     p_src, p_tgt = pred.edge_index()
     ng, np_ = gt.num_nodes, pred.num_nodes
@@ -213,6 +211,7 @@ def linajea_scores(
     sparse_gt: bool = True,
     max_segment_length: int | None = None,
     position_columns: Sequence[str] = POSITION_COLUMNS,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> LinajeaScores:
     """Linajea error counts and the error-free segment curve.
 
@@ -229,6 +228,8 @@ def linajea_scores(
         ground-truth path.
     position_columns : sequence of str
         Node coordinate columns.
+    pairs : tuple of 3 ndarray, optional
+        Node pairs from :func:`celltrack.eval.matching.node_pairs` (reused).
 
     Returns
     -------
@@ -240,7 +241,7 @@ def linajea_scores(
         raise InvalidInputError(
             f"max_segment_length must be an integer >= 1 (edges), got {max_segment_length!r}"
         )
-    em = match_edges(gt, pred, max_distance, position_columns=position_columns)
+    em = match_edges(gt, pred, max_distance, position_columns=position_columns, pairs=pairs)
     g_src, g_tgt = gt.edge_index()
     p_src, p_tgt = pred.edge_index()
     ng, np_ = gt.num_nodes, pred.num_nodes

@@ -25,7 +25,14 @@ from scipy.spatial import cKDTree
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.graph.trackgraph import TrackGraph
 
-__all__ = ["NodeMatching", "check_positive", "match_nodes", "node_positions", "solve_sparse_lap"]
+__all__ = [
+    "NodeMatching",
+    "check_positive",
+    "match_nodes",
+    "node_pairs",
+    "node_positions",
+    "solve_sparse_lap",
+]
 
 POSITION_COLUMNS = ("z", "y", "x")
 _DENSE_LIMIT = 4_000_000  # entries of a dense sub-problem before switching to sparse LAP
@@ -181,46 +188,70 @@ def solve_sparse_lap(
     )
     _, comp = csgraph.connected_components(adj, directed=False)
     comp_of_pair = comp[r_inv]
-    pairs_per_comp = np.bincount(comp_of_pair)
-    # a component with one candidate: take it when it beats leaving its row unmatched
-    single = pairs_per_comp[comp_of_pair] == 1
-    chosen[single] = cost[single] < unmatched_cost
-    multi = np.flatnonzero(~single)
+    n_comp = int(comp.max()) + 1
+    rows_per_comp = np.bincount(comp[:nr], minlength=n_comp)
+    cols_per_comp = np.bincount(comp[nr:], minlength=n_comp)
+    # a component with one row or one column (a star): its single best pair is optimal
+    # when it beats leaving its row unmatched
+    star = (rows_per_comp[comp_of_pair] == 1) | (cols_per_comp[comp_of_pair] == 1)
+    star_idx = np.flatnonzero(star)
+    if star_idx.size:
+        order = star_idx[np.lexsort((cost[star_idx], comp_of_pair[star_idx]))]
+        first = np.ones(order.size, bool)
+        first[1:] = comp_of_pair[order[1:]] != comp_of_pair[order[:-1]]
+        best = order[first]
+        chosen[best] = cost[best] < unmatched_cost
+    multi = np.flatnonzero(~star)
     if multi.size == 0:
         return chosen
-    order = multi[np.argsort(comp_of_pair[multi], kind="stable")]
-    bounds = np.flatnonzero(np.diff(comp_of_pair[order])) + 1
+    # local row / column numbers inside each remaining component
+    gain = np.minimum(cost[multi] - unmatched_cost, 0.0)  # matching gain (<= 0 is useful)
+    comp_m = comp_of_pair[multi]
+    lr = _local_index(r_inv[multi], comp[:nr][r_inv[multi]])
+    lc = _local_index(c_inv[multi], comp[nr:][c_inv[multi]])
+    order = np.argsort(comp_m, kind="stable")
+    bounds = np.flatnonzero(np.diff(comp_m[order])) + 1
     for group in np.split(order, bounds):
-        chosen[group] = _solve_component(r_inv[group], c_inv[group], cost[group], unmatched_cost)
+        chosen[multi[group]] = _solve_component(lr[group], lc[group], gain[group])
     return chosen
 
 
-def _solve_component(
-    rows: np.ndarray, cols: np.ndarray, cost: np.ndarray, unmatched_cost: float
-) -> np.ndarray:
-    """Exact assignment for one connected component (dense when small, sparse otherwise)."""
-    ur, ri = np.unique(rows, return_inverse=True)
-    uc, ci = np.unique(cols, return_inverse=True)
-    nr, nc = ur.size, uc.size
-    if nr * (nc + nr) <= _DENSE_LIMIT:
-        big = 2.0 * (np.abs(cost).max() + abs(unmatched_cost)) * (nr + 1) + 1.0
-        mat = np.full((nr, nc + nr), big)
-        mat[ri, ci] = cost
-        mat[np.arange(nr), nc + np.arange(nr)] = unmatched_cost
+def _local_index(node: np.ndarray, comp: np.ndarray) -> np.ndarray:
+    """Rank of each ``node`` among the distinct nodes of its component ``comp``."""
+    uniq, inv = np.unique(node, return_inverse=True)
+    comp_u = np.empty(uniq.size, np.int64)
+    comp_u[inv] = comp
+    order = np.argsort(comp_u, kind="stable")
+    starts = np.flatnonzero(np.r_[True, comp_u[order][1:] != comp_u[order][:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, uniq.size]))
+    rank = np.empty(uniq.size, np.int64)
+    rank[order] = np.arange(uniq.size) - first
+    return rank[inv]
+
+
+def _solve_component(rows: np.ndarray, cols: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """Exact assignment of one component; ``gain`` (<= 0) is the cost relative to unmatched.
+
+    Entries that are not candidates are 0 (as good as leaving both unmatched), so a
+    rectangular assignment over the non-positive matrix has the same optimum as the
+    partial assignment; only pairs with a negative gain are kept.
+    """
+    nr, nc = int(rows.max()) + 1, int(cols.max()) + 1
+    if nr * nc <= _DENSE_LIMIT:
+        mat = np.zeros((nr, nc))
+        mat[rows, cols] = gain
         r_idx, c_idx = linear_sum_assignment(mat)
-        col_of_row = np.empty(nr, np.int64)
+        col_of_row = np.full(nr, -1, np.int64)
         col_of_row[r_idx] = c_idx
     else:
-        # strictly positive weights (a constant per row: every row is matched exactly once
-        # in the extended problem, so the optimum does not move)
-        shift = 1.0 - min(float(np.min(cost)), float(unmatched_cost))
-        data = np.concatenate([cost + shift, np.full(nr, unmatched_cost + shift)])
-        mat = sparse.csr_matrix(
-            (data, (np.concatenate([ri, np.arange(nr)]), np.concatenate([ci, nc + np.arange(nr)]))),
-            shape=(nr, nc + nr),
-        )
+        # sparse: every row also gets a private "unmatched" column; weights made positive
+        shift = 1.0 - min(float(gain.min()), 0.0)
+        data = np.concatenate([gain + shift, np.full(nr, shift)])
+        r_all = np.concatenate([rows, np.arange(nr)])
+        c_all = np.concatenate([cols, nc + np.arange(nr)])
+        mat = sparse.csr_matrix((data, (r_all, c_all)), shape=(nr, nc + nr))
         _, col_of_row = min_weight_full_bipartite_matching(mat)
-    return col_of_row[ri] == ci
+    return (col_of_row[rows] == cols) & (gain < 0)
 
 
 def match_nodes(
@@ -229,6 +260,7 @@ def match_nodes(
     max_distance: float,
     *,
     position_columns: Sequence[str] = POSITION_COLUMNS,
+    pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
 ) -> NodeMatching:
     """Match ground-truth and predicted nodes one-to-one, frame by frame.
 
@@ -245,6 +277,9 @@ def match_nodes(
         Largest distance (µm, inclusive) at which two nodes can match; > 0.
     position_columns : sequence of str
         Node columns holding the coordinates (default ``("z", "y", "x")``).
+    pairs : tuple of 3 ndarray, optional
+        Candidate pairs from :func:`node_pairs` with the same arguments (saves the
+        KD-tree queries when several matchings share them).
 
     Returns
     -------
@@ -266,14 +301,34 @@ def match_nodes(
     ([0, 1], [1, 0])
     """
     thr = check_positive(max_distance, "max_distance")
-    pg = node_positions(gt, position_columns, what="gt")
-    pp = node_positions(pred, position_columns, what="pred")
-    gi, pi, dist = _frame_pairs(gt.t, pg, pred.t, pp, thr)
+    if pairs is None:
+        pairs = node_pairs(gt, pred, thr, position_columns=position_columns)
+    gi, pi, dist = pairs
     # a pair exactly at the threshold still matches: a tiny bonus per match breaks the tie
     chosen = solve_sparse_lap(gi, pi, dist - thr * (1 + 1e-9), gt.num_nodes, pred.num_nodes, 0.0)
     gi, pi, dist = gi[chosen], pi[chosen], dist[chosen]
     order = np.argsort(gi, kind="stable")
     return NodeMatching(gi[order], pi[order], dist[order], gt.num_nodes, pred.num_nodes)
+
+
+def node_pairs(
+    gt: TrackGraph,
+    pred: TrackGraph,
+    max_distance: float,
+    *,
+    position_columns: Sequence[str] = POSITION_COLUMNS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All same-frame (gt row, pred row, distance µm) pairs within ``max_distance``.
+
+    Returns
+    -------
+    gt_rows, pred_rows : ndarray of int64, shape (K,)
+    distance : ndarray of float64, shape (K,)
+    """
+    thr = check_positive(max_distance, "max_distance")
+    pg = node_positions(gt, position_columns, what="gt")
+    pp = node_positions(pred, position_columns, what="pred")
+    return _frame_pairs(gt.t, pg, pred.t, pp, thr)
 
 
 def _frame_pairs(

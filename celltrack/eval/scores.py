@@ -15,7 +15,13 @@ from celltrack.errors import InvalidInputError
 from celltrack.eval.ctc import CTC_WEIGHTS, AOGMCounts, aogm_counts, parent_link_mask
 from celltrack.eval.divisions import DivisionScores, division_scores
 from celltrack.eval.linajea import LinajeaScores, linajea_scores
-from celltrack.eval.matching import POSITION_COLUMNS, NodeMatching, check_positive, match_nodes
+from celltrack.eval.matching import (
+    POSITION_COLUMNS,
+    NodeMatching,
+    check_positive,
+    match_nodes,
+    node_pairs,
+)
 from celltrack.graph.trackgraph import TrackGraph
 
 __all__ = ["TrackingScores", "evaluate"]
@@ -223,7 +229,8 @@ def evaluate(
         )
     if gt.num_nodes == 0:
         logger.warning("the ground truth has no nodes: DET/TRA are undefined (NaN)")
-    matching = match_nodes(gt, pred, thr, position_columns=position_columns)
+    pairs = node_pairs(gt, pred, thr, position_columns=position_columns)
+    matching = match_nodes(gt, pred, thr, pairs=pairs)
     aogm = _aogm_from_matching(gt, pred, matching)
     g_src, g_tgt = gt.edge_index()
     p_src, p_tgt = pred.edge_index()
@@ -233,7 +240,7 @@ def evaluate(
     )
     lin = linajea_scores(
         gt, pred, thr, sparse_gt=sparse_gt, max_segment_length=max_segment_length,
-        position_columns=position_columns,
+        position_columns=position_columns, pairs=pairs,
     )
     return TrackingScores(
         aogm=aogm,

@@ -83,3 +83,20 @@ def test_large_is_fast():
     m = match_nodes(gt, pred, 5.0)
     assert time.perf_counter() - t0 < 5.0
     assert m.is_one_to_one and m.num_matches > 0.95 * n
+
+
+def test_sparse_fallback_matches_dense(monkeypatch):
+    import celltrack.eval.matching as matching
+
+    rng = np.random.default_rng(7)
+    n = 400
+    t = rng.integers(0, 2, n)
+    pos = rng.uniform(0, [5, 40, 40], (n, 3))
+    gt = TrackGraph.from_positions(t, pos)
+    pred = TrackGraph.from_positions(t, pos + rng.normal(0, 1.5, (n, 3)))
+    dense = match_nodes(gt, pred, 3.0)
+    monkeypatch.setattr(matching, "_DENSE_LIMIT", 0)
+    sparse = match_nodes(gt, pred, 3.0)
+    assert pairs(dense, gt, pred) == pairs(sparse, gt, pred)
+    # crowded: some components really have several rows and columns
+    assert dense.num_matches < n
