@@ -77,7 +77,7 @@ class ILPConfig(Config):
     )
     # ---------------------------------------------------------------- integer scaling
     cost_scale: float = Field(
-        1000.0,
+        1e6,
         gt=0,
         description="costs are multiplied by this and rounded to integers for CP-SAT "
         "(integer units per cost unit)",

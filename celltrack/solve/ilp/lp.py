@@ -87,7 +87,11 @@ def solve_lp(rest: Restricted, num_vars: int, time_limit_s: float) -> LPResult:
     reduced = c + (A.T @ mu if mu.size else 0.0)
     terms = np.minimum(reduced * lb, reduced * ub)
     raw = float(-np.dot(mu, b) + np.sum(terms))
-    margin = 1e-9 * float(np.sum(np.abs(terms)) + np.dot(mu, np.abs(b))) + 1e-6
+    # float64 rounding in r and in the sums is far below 1e-12 of these magnitudes
+    magnitude = float(np.sum(np.abs(c)))
+    if mu.size:
+        magnitude += float(np.sum(abs(A).T @ mu) + np.dot(mu, np.abs(b)))
+    margin = 1e-12 * magnitude + 1e-6
     bound_float = raw - margin
     integral = bool(np.all(np.abs(values - np.rint(values)) < 1e-6))
     full_values = rest.fixed_values.astype(np.float64)

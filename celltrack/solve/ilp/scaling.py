@@ -1,7 +1,7 @@
 """Float → integer cost scaling for CP-SAT (whose objective coefficients are integers).
 
 Rule: every cost (in cost units) is multiplied by ``scale`` (``ILPConfig.cost_scale``,
-default 1000) and rounded to the nearest integer *per term and variable*; the costs of
+default 10^6) and rounded to the nearest integer *per term and variable*; the costs of
 the terms on one variable are then summed as integers. Objectives are reported as the
 integer objective divided by ``scale``, so a reported objective is exact for the rounded
 costs and within ``0.5 · (number of cost terms) · (number of selected variables) / scale``
