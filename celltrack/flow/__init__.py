@@ -15,6 +15,7 @@ from celltrack.flow.config import (
     FlowTrainConfig,
 )
 from celltrack.flow.displace import PARENT_COLUMNS, displace, predict_parents
+from celltrack.flow.evaluate import ParentErrors, parent_errors
 from celltrack.flow.labels import FlowLinks, flow_links, render_flow_labels
 from celltrack.flow.losses import FlowLoss, masked_l1, smoothness, ssim3d, warp
 from celltrack.flow.model import FlowUNet, build_flow_model, load_flow_model, save_flow_model
@@ -33,11 +34,13 @@ __all__ = [
     "FlowTrainConfig",
     "FlowTrainResult",
     "FlowUNet",
+    "ParentErrors",
     "build_flow_model",
     "displace",
     "flow_links",
     "load_flow_model",
     "masked_l1",
+    "parent_errors",
     "predict_flow",
     "predict_parents",
     "render_flow_labels",

@@ -55,6 +55,7 @@ def warp(image: torch.Tensor, flow_vox: torch.Tensor) -> torch.Tensor:
             "and spatial sizes"
         )
     size = image.shape[2:]
+    flow_vox = flow_vox.to(image.dtype)
     axes = [torch.arange(s, dtype=flow_vox.dtype, device=flow_vox.device) for s in size]
     base = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (3, Z, Y, X) voxel coords
     coords = base.unsqueeze(0) + flow_vox

@@ -39,6 +39,11 @@ class FlowUNet(nn.Module):
         Output scale (z, y, x) in µm: flow_µm = output × max_displacement_um.
     two_d : bool
         2D+t model (Z = 1): 2 output channels (y, x) and (1, 3, 3) kernels.
+
+    Notes
+    -----
+    The 1×1 output head is zero-initialised, so an untrained model predicts no motion
+    (flow 0) and training starts from the nearest-neighbour assumption.
     """
 
     def __init__(
@@ -63,6 +68,9 @@ class FlowUNet(nn.Module):
             encoder_block="residual",
             decoder_block="plain",
         )
+        # start from "no motion": the head outputs exactly 0 until training moves it
+        nn.init.zeros_(self.unet.head.weight)
+        nn.init.zeros_(self.unet.head.bias)
 
     @property
     def out_channels(self) -> int:

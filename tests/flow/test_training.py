@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+import torch
+
+from celltrack.detect.config import AugmentConfig
+from celltrack.errors import GraphError, InvalidInputError, ShapeError
+from celltrack.flow import FlowConfig, FlowTrainConfig, load_flow_model, train_flow, warp
+from celltrack.flow.frames import normalize_frame
+from celltrack.flow.labels import render_flow_labels
+from celltrack.flow.training import sample_crop
+from celltrack.graph import TrackGraph
+
+from .conftest import moving_blobs
+
+
+def small_cfg(epochs=1, **augment):
+    return FlowConfig.cpu(
+        train=FlowTrainConfig(
+            epochs=epochs,
+            crops_per_frame=2,
+            batch_size=2,
+            crop_shape=(4, 16, 16),
+            augment=AugmentConfig(**augment),
+            seed=3,
+        )
+    )
+
+
+@pytest.mark.parametrize("angle", [0.0, 90.0, 180.0])
+def test_augmented_crops_keep_vectors_consistent_with_images(angle):
+    # frame t = frame t−1 moved by (0, 3, −2) µm; after any flip/rotation/zoom the
+    # augmented flow must still map the augmented frame t onto the augmented frame t−1
+    vs = np.array([2.0, 1.0, 1.0])
+    images, graph = moving_blobs((0.0, 3.0, -2.0), n_frames=2, shape=(6, 40, 40))
+    cfg = small_cfg(flip=True, rotation_deg=angle, scale=0.1)
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"crop_shape": (6, 24, 24)})})
+    max_um = cfg.label.max_displacement_um
+    labels = render_flow_labels(graph, images.shape, vs, cfg.label)[1]
+    centres = graph.positions[graph.t == 1] / vs
+    prev, cur = normalize_frame(images[0]), normalize_frame(images[1])
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        image, target = sample_crop(rng, prev, cur, labels, centres, cfg, vs, max_um, two_d=False)
+        assert image.shape == (2, 6, 24, 24) and target.shape == (4, 6, 24, 24)
+        mask = target[3] > 0
+        assert mask.sum() > 10
+        flow_vox = target[:3] * (np.asarray(max_um) / vs)[:, None, None, None]
+        warped = warp(torch.from_numpy(image[None, :1]), torch.from_numpy(flow_vox[None]))
+        err = np.abs(warped[0, 0].numpy() - image[1])[mask]
+        assert np.median(err) < 0.05
+        lengths = np.linalg.norm((flow_vox * vs[:, None, None, None])[:, mask], axis=0)
+        np.testing.assert_allclose(lengths, np.hypot(3.0, 2.0), rtol=0.12)
+
+
+def test_training_reduces_loss_checkpoints_and_resumes_exactly(tmp_path):
+    images, graph = moving_blobs((0.0, 2.0, 1.0), n_frames=3, shape=(1, 32, 32),
+                                 voxel_size=(1.0, 1.0, 1.0))
+    vs = (1.0, 1.0, 1.0)
+    full = train_flow(images, graph, vs, small_cfg(epochs=2), checkpoint=tmp_path / "a.pt")
+    assert [h["epoch"] for h in full.history] == [1.0, 2.0]
+    assert full.n_links == 10 and full.model.two_d
+    loaded = load_flow_model(tmp_path / "a.pt")
+    for p, q in zip(loaded.parameters(), full.model.parameters()):
+        torch.testing.assert_close(p, q)
+    # interrupted after epoch 1, resumed to epoch 2: identical to the uninterrupted run
+    train_flow(images, graph, vs, small_cfg(epochs=1), checkpoint=tmp_path / "b.pt")
+    resumed = train_flow(images, graph, vs, small_cfg(epochs=2), checkpoint=tmp_path / "b.pt")
+    assert len(resumed.history) == 2
+    assert resumed.history[1]["loss"] == pytest.approx(full.history[1]["loss"], rel=1e-5)
+    for p, q in zip(resumed.model.parameters(), full.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+
+
+def test_training_bad_inputs():
+    images, graph = moving_blobs((0.0, 2.0, 1.0), n_frames=3, shape=(1, 16, 16))
+    vs = (1.0, 1.0, 1.0)
+    frames = [images[0], images[1][:, :15], images[2]]
+    with pytest.raises(ShapeError, match="frame 1"):
+        train_flow(frames, graph, vs, small_cfg())
+    unapproved = graph.copy()
+    unapproved.set_edge_column("approved", np.zeros(graph.num_edges, bool))
+    with pytest.raises(InvalidInputError, match="no annotated link"):
+        train_flow(images, unapproved, vs, small_cfg())
+    gap = TrackGraph(
+        {"id": [1, 2], "t": [0, 2], "z": [0, 0], "y": [5, 6], "x": [5, 5]},
+        {"source": [1], "target": [2]},
+    )
+    with pytest.raises(GraphError, match="consecutive"):
+        train_flow(images, gap, vs, small_cfg())
+    with pytest.raises(ShapeError):
+        train_flow(images[:, 0, 0], graph, vs, small_cfg())  # (T, X): not a movie
