@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, print_table, timed, write_json  # noqa: E402
+from _common import peak_rss_mb, print_table, timed, write_json
 
-from celltrack.flow import (  # noqa: E402
+from celltrack.flow import (
     FlowConfig,
     FlowLossConfig,
     FlowTrainConfig,
@@ -37,8 +37,8 @@ from celltrack.flow import (  # noqa: E402
     predict_parents,
     train_flow,
 )
-from celltrack.graph import TrackGraph  # noqa: E402
-from celltrack.synth import SynthConfig, make_embryo, sample_annotations  # noqa: E402
+from celltrack.graph import TrackGraph
+from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
 #: The acceptance scenario (same as tests/flow/test_acceptance.py).
 SYNTH = {"shape": (1, 128, 128), "voxel_size": (1.0, 1.0, 1.0), "n_nuclei": 40, "max_nuclei": 80}
