@@ -19,7 +19,10 @@ Weights (NS, FN, FP, ED, EA, EC) = (5, 10, 1, 1, 1.5, 1).
 
 Edge semantics follow the CTC track file: an edge continues a track when it joins
 consecutive frames, its source has exactly one child and its target exactly one
-parent; every other edge (division, gap / skip edge) is a parent link.
+parent; every other edge (division, gap / skip edge) is a parent link. (traccuracy
+marks only edges at divisions and merges as parent links; the two conventions differ
+only for a skip edge present in both graphs whose source divides in one graph but
+not in the other.)
 """
 
 from __future__ import annotations

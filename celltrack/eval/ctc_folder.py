@@ -53,21 +53,20 @@ def match_masks(
             f"reference and result masks differ in shape: {ref.shape} vs {comp.shape}; "
             "results must be written on the same grid as the ground truth"
         )
-    r = np.asarray(ref).ravel().astype(np.int64)
-    c = np.asarray(comp).ravel().astype(np.int64)
-    ref_labels = np.unique(r)
-    ref_labels = ref_labels[ref_labels != 0]
-    comp_labels = np.unique(c)
-    comp_labels = comp_labels[comp_labels != 0]
-    fg = r != 0
-    rf, cf = r[fg], c[fg]
-    size_lab, size = np.unique(rf, return_counts=True)
-    both = cf != 0
-    base = int(c.max(initial=0)) + 1
-    keys, counts = np.unique(rf[both] * base + cf[both], return_counts=True)
+    r = np.asarray(ref).ravel()
+    c = np.asarray(comp).ravel()
+    for name, a in (("reference", r), ("result", c)):
+        if a.dtype.kind not in "iu" or (a.size and a.min() < 0):
+            raise FormatError(f"{name} masks must hold non-negative integer labels, got {a.dtype}")
+    ref_size = np.bincount(r, minlength=1)
+    comp_size = np.bincount(c, minlength=1)
+    ref_labels = np.flatnonzero(ref_size[1:]) + 1
+    comp_labels = np.flatnonzero(comp_size[1:]) + 1
+    both = (r != 0) & (c != 0)
+    base = comp_size.size
+    keys, counts = np.unique(r[both].astype(np.int64) * base + c[both], return_counts=True)
     pr, pc = keys // base, keys % base
-    ref_size = size[np.searchsorted(size_lab, pr)]
-    keep = 2 * counts > ref_size
+    keep = 2 * counts > ref_size[pr]
     return ref_labels, comp_labels, pr[keep], pc[keep]
 
 

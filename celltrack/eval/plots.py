@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -13,14 +15,15 @@ __all__ = ["plot_error_counts", "plot_error_free_segments", "plot_scores"]
 
 
 def _pyplot():
+    """matplotlib.pyplot, switched to the Agg backend on a headless Linux machine."""
     try:
         import matplotlib
 
-        if matplotlib.get_backend().lower() not in ("agg", "module://matplotlib_inline.backend_inline"):
-            import os
-
-            if not os.environ.get("DISPLAY") and not os.environ.get("MPLBACKEND"):
-                matplotlib.use("Agg")
+        headless = sys.platform.startswith("linux") and not (
+            os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+        )
+        if "matplotlib.pyplot" not in sys.modules and headless and not os.environ.get("MPLBACKEND"):
+            matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as err:  # pragma: no cover - matplotlib is a dependency
         raise DependencyError("plotting needs matplotlib: pip install matplotlib") from err

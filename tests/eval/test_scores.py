@@ -46,7 +46,7 @@ def test_sparse_flag_changes_only_sparse_sensitive_counts(case):
 
 
 def test_sparse_annotations_do_not_count_unannotated_tracks(case):
-    gt, pred = case
+    gt, _ = case
     # annotate only the lineages of a few roots: the prediction tracks everything
     lin = gt.lineages()
     sub = gt.subgraph(nodes=np.isin(lin, [0, 1, 2]))
