@@ -199,16 +199,27 @@ def _shifted_pairs(
         return 0
     t_fp = ptree.t[fp_rows]
     t_fn = gtree.t[fn_rows]
-    dt = np.abs(t_fp[:, None] - t_fn[None, :])
-    cand_i, cand_j = np.nonzero((dt >= 1) & (dt <= tolerance))
+    # candidate pairs 1 <= |Δt| <= tolerance, in (fp, fn) order, without an F×G matrix
+    fn_order = np.argsort(t_fn, kind="stable")
+    t_sorted = t_fn[fn_order]
+    lo = np.searchsorted(t_sorted, t_fp - tolerance, side="left")
+    hi = np.searchsorted(t_sorted, t_fp + tolerance, side="right")
+    counts = hi - lo
+    cand_i = np.repeat(np.arange(fp_rows.size), counts)
+    offsets = np.arange(cand_i.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    cand_j = fn_order[np.repeat(lo, counts) + offsets]
+    dt = np.abs(t_fp[cand_i] - t_fn[cand_j])
+    keep = dt >= 1
+    order = np.lexsort((cand_j[keep], cand_i[keep]))
+    cand_i, cand_j, dt = cand_i[keep][order], cand_j[keep][order], dt[keep][order]
     if cand_i.size == 0:
         return 0
     fp_done = np.zeros(fp_rows.size, bool)
     fn_done = np.zeros(fn_rows.size, bool)
     count = 0
     for delta in range(1, tolerance + 1):
-        for i, j in zip(cand_i.tolist(), cand_j.tolist()):
-            if fp_done[i] or fn_done[j] or dt[i, j] > delta:
+        for i, j, d in zip(cand_i.tolist(), cand_j.tolist(), dt.tolist()):
+            if fp_done[i] or fn_done[j] or d > delta:
                 continue
             fp, fn = int(fp_rows[i]), int(fn_rows[j])
             if ptree.t[fp] < gtree.t[fn]:
