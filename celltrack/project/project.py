@@ -23,10 +23,11 @@ loses a completed edit; ``Project.open(folder)`` resumes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,8 @@ class Project:
         self._trainer: Any = None
         self._flow_model: Any = None
         self.last_predict_stats: dict[str, int] = {}
+        self._defer = 0
+        self._dirty = False
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -300,8 +303,35 @@ class Project:
         next_id = int(graph.ids.max()) + 1 if graph.num_nodes else 0
         graph.attrs["next_id"] = max(next_id, int(self._annotations.attrs.get("next_id", 0)))
         graph.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
+        if self._defer:
+            self._annotations = graph
+            self._dirty = True
+            return
         storage.save_graph(graph, self.folder / storage.ANNOTATIONS)
         self._annotations = graph
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[Project]:
+        """Group edits: inside the block edits stay in memory, one atomic save at its end.
+
+        The save also happens when the block raises, so completed edits are kept. Use it
+        for scripted edits (many ``add_spot`` / ``add_link`` calls); interactive edits
+        outside a block are saved one by one.
+
+        Examples
+        --------
+        >>> with project.batch():                                   # doctest: +SKIP
+        ...     for t, pos in clicks:
+        ...         project.add_spot(t, pos)
+        """
+        self._defer += 1
+        try:
+            yield self
+        finally:
+            self._defer -= 1
+            if self._defer == 0 and self._dirty:
+                storage.save_graph(self._annotations, self.folder / storage.ANNOTATIONS)
+                self._dirty = False
 
     def _next_id(self) -> int:
         g = self._annotations
@@ -419,6 +449,75 @@ class Project:
     ) -> int:
         """Add one spot (see :meth:`add_spots`); returns its id."""
         return int(self.add_spots(t, position_um, radius_um, covariance, tag)[0])
+
+    def add_annotations(
+        self, graph: TrackGraph, *, tag: str = MANUAL_TAG, approved: bool = True
+    ) -> np.ndarray:
+        """Import annotated spots and links (e.g. from :func:`read_annotations`), one save.
+
+        Parameters
+        ----------
+        graph : TrackGraph
+            Spots (µm) with optional ``covariance`` (else spheres of
+            ``config.detection.labels.point_radius_um``), ``tag`` and ``score``; edges
+            parent → child with optional ``approved``.
+        tag : str
+            Tag of spots without a ``tag`` column (default ``fn``).
+        approved : bool
+            ``approved`` of links without that column (default True: a person drew them).
+
+        Returns
+        -------
+        ndarray of int64, shape (N,)
+            The project id of each node of ``graph`` (ids are renumbered).
+        """
+        if not isinstance(graph, TrackGraph):
+            raise InvalidInputError(
+                f"add_annotations needs a TrackGraph (e.g. celltrack.io.annotations."
+                f"read_annotations), got {type(graph).__name__}"
+            )
+        n = graph.num_nodes
+        if n == 0:
+            return np.zeros(0, np.int64)
+        if graph.t.max() >= self.shape[0]:
+            raise InvalidInputError(
+                f"annotations reach frame {int(graph.t.max())} but the movie has "
+                f"{self.shape[0]} frames"
+            )
+        pos = self._check_positions(graph.positions)
+        cov = (
+            self._covariances(n, None, np.asarray(graph.nodes["covariance"]))
+            if "covariance" in graph.nodes
+            else self._covariances(n, None, None)
+        )
+        tags = (
+            np.asarray(graph.nodes["tag"]).astype("<U9")
+            if "tag" in graph.nodes
+            else np.full(n, tag, dtype="<U9")
+        )
+        if not np.all(np.isin(tags, TAGS)):
+            raise InvalidInputError(f"tags must be among {list(TAGS)}")
+        score = (
+            np.asarray(graph.nodes["score"], dtype=np.float64)
+            if "score" in graph.nodes
+            else np.ones(n)
+        )
+        start = self._next_id()
+        ids = np.arange(start, start + n, dtype=np.int64)
+        out = self._annotations.add_nodes(
+            {"id": ids, "t": graph.t, "z": pos[:, 0], "y": pos[:, 1], "x": pos[:, 2],
+             "covariance": cov, "score": np.where(np.isfinite(score), score, 1.0), "tag": tags}
+        )
+        if graph.num_edges:
+            src, tgt = graph.edge_index()
+            flag = (
+                approved_mask(graph) if "approved" in graph.edges
+                else np.full(graph.num_edges, bool(approved))
+            )
+            out = out.add_edges({"source": ids[src], "target": ids[tgt], "approved": flag})
+        out.attrs = dict(self._annotations.attrs)
+        self._commit(out)
+        return ids
 
     def move_spot(
         self,
