@@ -169,6 +169,15 @@ class FlowTrainConfig(_FlowBase):
         description="Training crop size (z, y, x) in voxels, clipped to the image.",
     )
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate (1/step).")
+    final_lr_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description=(
+            "Cosine decay of the learning rate over the epochs down to this fraction of "
+            "learning_rate in the last epoch (unitless; 1 = constant)."
+        ),
+    )
     augment: AugmentConfig = Field(
         default_factory=lambda: AugmentConfig(flip=True),
         description=(

@@ -12,6 +12,7 @@ checkpoint.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from tqdm.auto import tqdm
 
 from celltrack.detect.augment import apply, random_transform
 from celltrack.errors import CheckpointError, InvalidInputError, ShapeError
-from celltrack.flow.config import FlowConfig
+from celltrack.flow.config import FlowConfig, FlowTrainConfig
 from celltrack.flow.frames import check_movie, normalize_frame
 from celltrack.flow.labels import flow_links, render_flow_labels
 from celltrack.flow.losses import FlowLoss
@@ -145,6 +146,16 @@ def sample_crop(
     return image, target  # type: ignore[return-value]
 
 
+def epoch_learning_rate(cfg: FlowTrainConfig, epoch: int) -> float:
+    """Learning rate of ``epoch`` (0-based): cosine from ``learning_rate`` to
+    ``learning_rate × final_lr_fraction`` at the last epoch."""
+    if cfg.epochs <= 1 or cfg.final_lr_fraction == 1.0:
+        return cfg.learning_rate
+    progress = epoch / (cfg.epochs - 1)
+    f = cfg.final_lr_fraction
+    return cfg.learning_rate * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
 def _resume(
     path: Path, model: FlowUNet | None
 ) -> tuple[FlowUNet, dict[str, Any]]:
@@ -264,6 +275,8 @@ def train_flow(
     history: list[dict[str, float]] = list(meta.get("history", []))
     start = int(meta.get("epoch", 0))
     for epoch in tqdm(range(start, tcfg.epochs), desc="flow epochs", disable=not progress):
+        for group in optimiser.param_groups:
+            group["lr"] = epoch_learning_rate(tcfg, epoch)
         rng = np.random.default_rng([tcfg.seed, epoch])
         items = np.repeat(np.asarray(frames), tcfg.crops_per_frame)
         rng.shuffle(items)

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+from flow_data import moving_blobs
 
 from celltrack.detect.config import AugmentConfig
 from celltrack.errors import GraphError, InvalidInputError, ShapeError
@@ -9,8 +10,6 @@ from celltrack.flow.frames import normalize_frame
 from celltrack.flow.labels import render_flow_labels
 from celltrack.flow.training import sample_crop
 from celltrack.graph import TrackGraph
-
-from .conftest import moving_blobs
 
 
 def small_cfg(epochs=1, **augment):
@@ -89,3 +88,13 @@ def test_training_bad_inputs():
         train_flow(images, gap, vs, small_cfg())
     with pytest.raises(ShapeError):
         train_flow(images[:, 0, 0], graph, vs, small_cfg())  # (T, X): not a movie
+
+
+def test_cosine_learning_rate_schedule():
+    from celltrack.flow.training import epoch_learning_rate
+
+    cfg = FlowTrainConfig(epochs=5, learning_rate=1e-2, final_lr_fraction=0.1)
+    rates = [epoch_learning_rate(cfg, e) for e in range(5)]
+    assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-3)
+    assert np.all(np.diff(rates) < 0)
+    assert epoch_learning_rate(FlowTrainConfig(epochs=5), 3) == pytest.approx(1e-3)
