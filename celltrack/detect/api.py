@@ -1,0 +1,159 @@
+"""Detection over a movie: predict every requested frame and collect the spots."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from celltrack.detect.config import DetectionConfig
+from celltrack.detect.model import DetectionUNet
+from celltrack.detect.predict import predict_probabilities
+from celltrack.detect.spots import extract_spots, suppress_duplicates
+from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.geometry import check_voxel_size
+from celltrack.graph import TrackGraph
+from celltrack.graph.trackgraph import concat
+
+__all__ = ["detect"]
+
+logger = logging.getLogger(__name__)
+
+
+def detect(
+    model: DetectionUNet,
+    images: Any,
+    frames: int | Iterable[int] | None = None,
+    cfg: DetectionConfig | None = None,
+    *,
+    voxel_size: Sequence[float] | None = None,
+    annotations: TrackGraph | None = None,
+    progress: bool = False,
+) -> TrackGraph:
+    """Detect nuclei in frames of a movie.
+
+    Parameters
+    ----------
+    model : DetectionUNet
+        Trained detection model.
+    images : array_like, shape (T, Z, Y, X)
+        The movie (numpy, zarr, dask or memmap: frames are read one at a time). A single
+        (Z, Y, X) frame counts as T = 1.
+    frames : int or iterable of int, optional
+        Frames to process (default all).
+    cfg : DetectionConfig, optional
+        Prediction and spot settings.
+    voxel_size : sequence of 3 float, optional
+        Voxel size (z, y, x) µm; default the one the model was built for.
+    annotations : TrackGraph, optional
+        Reviewed spots (tags tp, fn, fp, tn, tb, fb). In the processed frames they are
+        kept, predictions closer than ``cfg.spots.suppression_distance_um`` to one are
+        dropped, and their tags are re-checked as ELEPHANT does (fn → tp when the model
+        finds it, tn → fp when it still fires there, ...). Annotation ids are kept and
+        new spots get ids above them.
+    progress : bool
+        Show a tqdm bar over frames.
+
+    Returns
+    -------
+    TrackGraph
+        Nodes only: ``t``, ``z, y, x`` (µm), ``covariance`` (µm²), ``score`` and ``tag``
+        (``"unlabeled"`` for predictions). ``attrs`` holds ``voxel_size`` and the config.
+    """
+    cfg = cfg or DetectionConfig()
+    if not isinstance(model, DetectionUNet):
+        raise InvalidInputError(
+            f"model must be a DetectionUNet (build_model / load_model), got {type(model).__name__}"
+        )
+    if not hasattr(images, "ndim"):
+        images = np.asarray(images)
+    if images.ndim == 3:
+        images = np.asarray(images)[None]
+    if images.ndim != 4:
+        raise ShapeError(f"images must be (T, Z, Y, X), got shape {images.shape}")
+    vs = check_voxel_size(voxel_size if voxel_size is not None else model.voxel_size)
+    n_frames = images.shape[0]
+    if frames is None:
+        frame_list = list(range(n_frames))
+    else:
+        frame_list = [int(f) for f in np.atleast_1d(np.asarray(list(np.atleast_1d(frames))))]
+    bad = [f for f in frame_list if not 0 <= f < n_frames]
+    if bad:
+        raise InvalidInputError(f"frames {bad[:5]} are outside the movie's 0..{n_frames - 1}")
+    if annotations is not None and not isinstance(annotations, TrackGraph):
+        raise InvalidInputError(
+            f"annotations must be a TrackGraph, got {type(annotations).__name__}"
+        )
+    model.check_input((1, 1, *images.shape[1:]))
+
+    per_frame = []
+    for t in tqdm(frame_list, desc="detect", disable=not progress, leave=False):
+        prob = predict_probabilities(model, np.asarray(images[t]), cfg.predict)
+        per_frame.append(extract_spots(prob, vs, cfg.spots, t=t))
+    predictions = concat(per_frame, offset_ids=True) if per_frame else TrackGraph.empty()
+    if predictions.num_nodes == 0:
+        predictions = TrackGraph.from_positions(
+            np.zeros(0, np.int64),
+            np.zeros((0, 3)),
+            covariance=np.zeros((0, 3, 3)),
+            score=np.zeros(0),
+            tag=np.zeros(0, dtype="<U9"),
+        )
+    if annotations is not None and annotations.num_nodes:
+        predictions = _merge_annotations(predictions, annotations, frame_list, cfg, vs)
+    predictions.attrs["voxel_size"] = [float(v) for v in vs]
+    predictions.attrs["detection_config"] = cfg.model_dump(mode="json")
+    return predictions
+
+
+def _merge_annotations(
+    predictions: TrackGraph,
+    annotations: TrackGraph,
+    frames: list[int],
+    cfg: DetectionConfig,
+    vs: np.ndarray,
+) -> TrackGraph:
+    """Annotations of the processed frames + predictions, duplicates suppressed, tags re-checked."""
+    in_frames = np.isin(annotations.t, frames)
+    ann = annotations.subgraph(nodes=in_frames)
+    n = ann.num_nodes
+    cols: dict[str, Any] = {
+        "id": ann.ids,
+        "t": ann.t,
+        "z": ann.nodes["z"],
+        "y": ann.nodes["y"],
+        "x": ann.nodes["x"],
+        "covariance": (
+            np.asarray(ann.nodes["covariance"])
+            if "covariance" in ann.nodes
+            else np.broadcast_to(np.eye(3) * cfg.labels.point_radius_um**2, (n, 3, 3)).copy()
+        ),
+        "score": np.asarray(ann.nodes["score"]) if "score" in ann.nodes else np.ones(n),
+        "tag": np.asarray(ann.nodes["tag"]).astype(str) if "tag" in ann.nodes else np.full(n, "tp"),
+    }
+    shift = int(annotations.ids.max()) + 1
+    keys = ("t", "z", "y", "x", "covariance", "score")
+    pred = {k: np.asarray(predictions.nodes[k]) for k in keys}
+    merged = TrackGraph(
+        {
+            k: np.concatenate([np.asarray(cols[k]), pred[k] if k in pred else v])
+            for k, v in (
+                ("id", predictions.ids + shift),
+                ("t", None),
+                ("z", None),
+                ("y", None),
+                ("x", None),
+                ("covariance", None),
+                ("score", None),
+                ("tag", np.full(predictions.num_nodes, "unlabeled")),
+            )
+        }
+    )
+    out = suppress_duplicates(merged, cfg.spots.suppression_distance_um, recheck_tags=True)
+    outside = annotations.subgraph(nodes=~in_frames)
+    if outside.num_nodes:
+        out = concat([out, outside])
+    return out
