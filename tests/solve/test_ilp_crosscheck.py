@@ -119,13 +119,21 @@ def motile_objective(g, cfg):
     return solution.get_value(), sub
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_optimum_equals_motile_scip(seed):
-    g = random_candidates(5, 8, radius=3.5, seed=100 + seed)
-    cfg = ILPConfig(**COSTS, cost_scale=1e6)
+HARD = {**COSTS, "split_cost": 0.02, "appear_cost": 1.0, "node_offset": -0.6}
+
+
+@pytest.mark.parametrize(
+    ("shape", "seed", "costs"),
+    [((5, 8), 100, COSTS), ((5, 8), 101, COSTS), ((5, 8), 102, COSTS), ((6, 10), 297, HARD)],
+)
+def test_optimum_equals_motile_scip(shape, seed, costs):
+    g = random_candidates(*shape, radius=3.5, seed=seed)
+    cfg = ILPConfig(**costs, cost_scale=1e6)
     linker = ILPLinker(cfg)
     r = linker.link(g)
     assert r.status == SolveStatus.OPTIMAL
+    if seed == 297:  # this one has a fractional LP optimum: closed by the local bound
+        assert r.stats["lp_integral"] is False
     value, sub = motile_objective(g, cfg)
     # same optimum (our costs are rounded to 1e-6 per term)
     assert r.objective == pytest.approx(value, abs=1e-4)
@@ -135,3 +143,55 @@ def test_optimum_equals_motile_scip(seed):
                                                      g.edges["target"].tolist())])
     nodes = np.isin(g.ids, np.asarray(list(sub.nodes), np.int64))
     assert linker.objective_of(g, sel, nodes) == pytest.approx(value, abs=1e-4)
+
+
+def diamond():
+    """u (t=0, costly) may divide into a, b (t=1), which both could feed w (t=2).
+
+    The LP relaxation half-selects u, divides it at half cost and merges the two halves into
+    one full parent for w; no integer solution can do that (optimum: only q is selected).
+    """
+    ids = np.arange(5)  # u, a, b, w, q
+    g = TrackGraph(
+        {"id": ids, "t": [0, 1, 1, 2, 0], "z": np.zeros(5), "y": np.zeros(5),
+         "x": [0.0, -1, 1, 0, 9], "score": [1.0, 0, 0, 0, 0]},
+        {"source": [0, 0, 1, 2], "target": [1, 2, 3, 3], "pred_distance": np.ones(4)},
+    )
+    cfg = ILPConfig(node_offset=-1.0, node_score_weight=4.0, edge_weight=0.1, appear_cost=2.0,
+                    split_cost=0.1, border_distance_um=0.0)
+    return g, cfg
+
+
+def test_fractional_lp_is_closed_exactly():
+    g, cfg = diamond()
+    linker = ILPLinker(cfg)
+    r = linker.link(g)
+    assert r.stats["lp_integral"] is False
+    assert r.stats["lp_bound"] < r.objective - 0.1
+    assert r.status == SolveStatus.OPTIMAL and r.bound == pytest.approx(r.objective)
+    assert r.stats["proof"] in ("lagrangian_certificate", "cpsat")
+    assert r.objective == pytest.approx(brute_force(linker, g)) == pytest.approx(-1.0)
+    assert r.graph.ids.tolist() == [4]
+    # the same without the LP machinery (pure CP-SAT)
+    assert ILPLinker(cfg.model_copy(update={"use_lp": False})).link(g).objective == r.objective
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_local_lagrangian_bound_never_exceeds_optimum(seed):
+    from celltrack.solve.ilp.linker import build_model
+    from celltrack.solve.ilp.local import local_lagrangian_bound
+    from celltrack.solve.ilp.presolve import restrict
+    from celltrack.solve.ilp.problem import LinkingProblem
+
+    rng = np.random.default_rng(seed)
+    g, cfg = diamond() if seed == 0 else (random_candidates(3, 3, 5.0, seed), ILPConfig(**COSTS))
+    linker = ILPLinker(cfg)
+    best = brute_force(linker, g) * cfg.cost_scale
+    model = build_model(LinkingProblem.from_graph(g), cfg)
+    rest = restrict(model, model.lb, model.ub)
+    for _ in range(5):
+        mu = rng.exponential(cfg.cost_scale, rest.b.size) * (rng.random(rest.b.size) < 0.7)
+        rows = np.flatnonzero(rng.random(rest.b.size) < 0.4)
+        variables = np.unique(rest.A[rows].indices)
+        local = local_lagrangian_bound(rest, mu, rows, variables, time_limit_s=5, num_workers=1)
+        assert local is not None and local.bound_float <= best + 1e-6

@@ -97,6 +97,14 @@ class ILPConfig(Config):
         description="solve the LP relaxation first (HiGHS): gives a certified lower bound, a "
         "start solution and exact reduced-cost fixing that shrinks the CP-SAT model",
     )
+    local_hops: int = Field(
+        4,
+        ge=0,
+        description="when the LP optimum is fractional: size of the neighbourhood (rounds of "
+        "row/variable expansion) around its fractional values that is solved exactly for a "
+        "start solution and kept integral in a stronger Lagrangian bound; doubled up to two "
+        "times while the gap stays open; 0 disables (count)",
+    )
     prove_with_cpsat: bool = Field(
         False,
         description="run CP-SAT on the variables left after reduced-cost fixing even when the "

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,11 @@ from celltrack.solve.ilp.constraints import default_constraints
 from celltrack.solve.ilp.costs import default_costs
 from celltrack.solve.ilp.cpsat import solve_cpsat
 from celltrack.solve.ilp.hint import assignment_from_edges, greedy_assignment
+from celltrack.solve.ilp.local import (
+    fractional_neighbourhood,
+    local_lagrangian_bound,
+    local_repair,
+)
 from celltrack.solve.ilp.lp import reduced_cost_fixing, solve_lp
 from celltrack.solve.ilp.model import ModelArrays, StandardModel
 from celltrack.solve.ilp.presolve import dominated_edges, restrict
@@ -157,25 +163,60 @@ class ILPLinker:
         incumbent: np.ndarray | None = None
         upper: int | None = None
         lower: int | None = None
-        lp = None
+        lp = lp_rest = None
         if cfg.use_lp:
             t0 = time.perf_counter()
-            lp = solve_lp(restrict(model, lb, ub), model.num_vars, cfg.time_limit_s)
+            lp_rest = restrict(model, lb, ub)
+            lp = solve_lp(lp_rest, model.num_vars, cfg.time_limit_s)
             timings["lp"] = time.perf_counter() - t0
             stats["lp_integral"] = lp.integral if lp.ok else None
             if lp.ok:
                 lower = lp.bound
                 stats["lp_bound"] = lp.bound / cfg.cost_scale
         t0 = time.perf_counter()
-        for candidate in self._start_solutions(model, problem, lp, lb, ub, hint_edges):
+
+        def offer(candidate: np.ndarray) -> None:
+            nonlocal incumbent, upper
             if model.is_feasible(candidate) and np.all(candidate >= lb) and np.all(candidate <= ub):
                 value = model.objective(candidate)
                 if upper is None or value < upper:
                     incumbent, upper = candidate, value
+
+        for candidate in self._start_solutions(model, problem, lp, lb, ub, hint_edges):
+            offer(candidate)
         timings["hint"] = time.perf_counter() - t0
 
-        if lp is not None and lp.ok and incumbent is not None and upper is not None:
-            lb, ub, nfix = reduced_cost_fixing(lp, incumbent, upper, lb, ub)
+        fixing = lp
+        if lp is not None and lp.ok and not lp.integral and cfg.local_hops > 0:
+            t0 = time.perf_counter()
+            values = lp.values[lp_rest.free]
+            hops = cfg.local_hops
+            budget = min(10.0, 0.2 * cfg.time_limit_s)
+            for _ in range(3):
+                if upper is not None and lower is not None and upper <= lower:
+                    break
+                rows, variables = fractional_neighbourhood(lp_rest, values, hops)
+                stats["local_hops"], stats["local_variables"] = hops, int(variables.size)
+                local_kw = dict(
+                    time_limit_s=budget, num_workers=cfg.num_workers, random_seed=cfg.random_seed
+                )
+                z = local_repair(lp_rest, values, variables, **local_kw)
+                if z is not None:
+                    offer(lp_rest.expand(z))
+                local = local_lagrangian_bound(lp_rest, lp.mu, rows, variables, **local_kw)
+                if local is not None and lower is not None and local.bound > lower:
+                    lower = local.bound
+                    stats["local_bound"] = local.bound / cfg.cost_scale
+                    reduced = np.zeros(model.num_vars)
+                    reduced[lp_rest.free] = local.reduced
+                    fixing = replace(
+                        lp, bound=local.bound, bound_float=local.bound_float, reduced=reduced
+                    )
+                hops *= 2
+            timings["local"] = time.perf_counter() - t0
+
+        if fixing is not None and fixing.ok and incumbent is not None and upper is not None:
+            lb, ub, nfix = reduced_cost_fixing(fixing, incumbent, upper, lb, ub)
             stats["reduced_cost_fixed"] = nfix
         rest = restrict(model, lb, ub)
         if (
@@ -200,7 +241,9 @@ class ILPLinker:
             z = rest.fixed_values
             objective = model.objective(z)
             status, bound = SolveStatus.OPTIMAL, objective
-            proof = "lp_certificate" if lp is not None and lp.ok else "presolve"
+            proof = "presolve"
+            if lp is not None and lp.ok:
+                proof = "lagrangian_certificate" if "local_bound" in stats else "lp_certificate"
         else:
             hint = None if incumbent is None or cfg.hint == "none" else incumbent[rest.free]
             out = solve_cpsat(
@@ -326,37 +369,11 @@ class ILPLinker:
         if lp is not None and lp.ok:
             if lp.integral:
                 yield np.rint(lp.values).astype(np.int64)
-            else:
-                rins = self._lp_neighbourhood(model, lp, lb, ub)
-                if rins is not None:
-                    yield rins
             ys = model.blocks["edge"]
             yield greedy_assignment(model, problem, priority=lp.values[ys] - 1e-9 * model.c[ys])
         else:
             bounded = StandardModel(model.c, model.A, model.b, lb, ub, model.blocks, model.scale)
             yield greedy_assignment(bounded, problem)
-
-    def _lp_neighbourhood(self, model, lp, lb, ub) -> np.ndarray | None:
-        """Best solution agreeing with the LP on its integral variables (CP-SAT, short)."""
-        cfg = self.config
-        values = lp.values
-        integral = np.abs(values - np.rint(values)) < 1e-6
-        fixed = np.rint(values).astype(np.int64)
-        lb2 = np.where(integral, fixed, lb).astype(np.int64)
-        ub2 = np.where(integral, fixed, ub).astype(np.int64)
-        sub = restrict(model, lb2, ub2)
-        if sub.infeasible_rows.size or sub.free.size == 0:
-            return None
-        out = solve_cpsat(
-            sub.c,
-            sub.A,
-            sub.b,
-            time_limit_s=min(5.0, 0.1 * cfg.time_limit_s),
-            num_workers=cfg.num_workers,
-            random_seed=cfg.random_seed,
-            linearization_level=cfg.linearization_level,
-        )
-        return None if out.values is None else sub.expand(out.values)
 
     def _graph(
         self, candidates: TrackGraph, model: StandardModel, z: np.ndarray | None

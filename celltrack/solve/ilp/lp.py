@@ -45,6 +45,8 @@ class LPResult:
     integral : bool
         Whether the LP solution is integral.
     message : str
+    mu : ndarray
+        Row multipliers (≥ 0) on the rows of the restricted model the LP was solved on.
     """
 
     ok: bool
@@ -54,6 +56,16 @@ class LPResult:
     reduced: np.ndarray
     integral: bool
     message: str
+    mu: np.ndarray | None = None
+
+
+def float_margin(magnitude: float) -> float:
+    """Safety margin for a Lagrangian bound computed in float64 from terms of this size.
+
+    Rounding errors of the reduced costs and of the (pairwise) sums stay far below
+    ``1e-12 · magnitude``; the margin makes the rounded-up bound a proof.
+    """
+    return 1e-12 * magnitude + 1e-6
 
 
 def solve_lp(rest: Restricted, num_vars: int, time_limit_s: float) -> LPResult:
@@ -91,8 +103,7 @@ def solve_lp(rest: Restricted, num_vars: int, time_limit_s: float) -> LPResult:
     magnitude = float(np.sum(np.abs(c)))
     if mu.size:
         magnitude += float(np.sum(abs(A).T @ mu) + np.dot(mu, np.abs(b)))
-    margin = 1e-12 * magnitude + 1e-6
-    bound_float = raw - margin
+    bound_float = raw - float_margin(magnitude)
     integral = bool(np.all(np.abs(values - np.rint(values)) < 1e-6))
     full_values = rest.fixed_values.astype(np.float64)
     full_values[rest.free] = values
@@ -107,6 +118,7 @@ def solve_lp(rest: Restricted, num_vars: int, time_limit_s: float) -> LPResult:
         full_reduced,
         integral,
         "optimal",
+        mu,
     )
 
 
