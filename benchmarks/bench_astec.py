@@ -50,28 +50,28 @@ if not DATA.is_dir():  # checkout elsewhere: fall back to the shared location
 # Consecutive frames only: the dense ground truth has no gaps, so a skip edge over a
 # dropped node counts as a false edge for every method alike.
 #: greedy: cost = distance, candidate radius (units)
-GREEDY_RADIUS = 45.0
+GREEDY_RADIUS = 30.0
 GREEDY = {"kind": "greedy", "cost_feature": "distance", "second_child": "never"}
 #: flow-NN without flow = ELEPHANT's nearest neighbour with its division rule
-FLOW_NN = {"kind": "flow_nn", "search_distance_um": 30.0}
+FLOW_NN = {"kind": "flow_nn", "search_distance_um": 20.0}
 #: laptrack: squared-distance cutoffs (units²), no gap closing
 LAPTRACK = {
     "cutoff": 30.0**2,
-    "splitting_cutoff": 45.0**2,
+    "splitting_cutoff": 30.0**2,
     "gap_closing_cutoff": False,
     "gap_closing_max_frame_count": 1,
 }
 #: ILP: candidate radius (units) and costs (cost units; edge weight per unit of distance)
-ILP_RADIUS = 45.0
+ILP_RADIUS = 40.0
 ILP_COSTS = {
     "kind": "ilp",
     "node_offset": -2.0,
     "node_score_weight": 0.0,
     "edge_feature": "distance",
-    "edge_weight": 0.04,
-    "appear_cost": 2.0,
+    "edge_weight": 0.06,
+    "appear_cost": 1.5,
     "disappear_cost": 2.0,
-    "split_cost": 0.25,
+    "split_cost": 0.0,
     "border_distance_um": 0.0,
     "time_limit_s": 60.0,
 }
@@ -131,7 +131,6 @@ def run_laptrack(spots: TrackGraph, params: dict) -> TrackGraph:
     coords = [pos[r] if r.size else np.zeros((0, 3)) for r in rows_per_frame]
     tracker = LapTrack(**params)
     tree = tracker.predict(coords)
-    f0 = int(frames[0])
     ids = spots.ids
     src, tgt = [], []
     for (fa, ia), (fb, ib) in tree.edges():
@@ -141,7 +140,6 @@ def run_laptrack(spots: TrackGraph, params: dict) -> TrackGraph:
             a, b = b, a
         src.append(a)
         tgt.append(b)
-    del f0
     nodes = {k: np.asarray(v) for k, v in spots.nodes.items()}
     return TrackGraph(
         nodes, {"source": np.asarray(src, np.int64), "target": np.asarray(tgt, np.int64)}
@@ -303,12 +301,12 @@ def tune_baselines(gts, spots) -> dict:
 def tune_ilp(gts, spots, sweeps: int = 2) -> dict:
     """Coordinate descent over the ILP costs on seed 0 (fewest Linajea errors)."""
     grid = {
-        "radius": [40.0, 45.0, 55.0],
-        "node_offset": [-1.0, -2.0, -3.0, -4.0],
-        "appear_cost": [1.5, 2.0, 3.0, 4.0],
-        "disappear_cost": [0.5, 1.0, 2.0, 3.0],
+        "radius": [35.0, 40.0, 45.0, 55.0],
+        "node_offset": [-1.0, -1.5, -2.0, -2.5, -3.0, -4.0],
+        "appear_cost": [1.0, 1.25, 1.5, 2.0, 3.0, 4.0],
+        "disappear_cost": [0.5, 1.0, 1.5, 2.0, 2.5, 3.0],
         "split_cost": [0.0, 0.25, 0.5, 1.0],
-        "edge_weight": [0.02, 0.03, 0.04, 0.06],
+        "edge_weight": [0.02, 0.03, 0.04, 0.06, 0.08, 0.1, 0.12],
     }
     current = {"radius": ILP_RADIUS, **{k: ILP_COSTS[k] for k in grid if k in ILP_COSTS}}
     cache: dict = {}
