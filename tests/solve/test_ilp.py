@@ -239,8 +239,28 @@ def test_hint_edges_are_used_and_result_keeps_columns():
         [(0, 1, 1.0), (0, 2, 2.0)],
         score=np.array([0.9, 0.8, 0.7]),
     )
-    r = ILPLinker(ILPConfig(**BASE, hint="none")).link(g, hint_edges=np.array([True, False]))
+    r = ILPLinker(ILPConfig(**BASE, hint=False)).link(g, hint_edges=np.array([True, False]))
     assert r.status == SolveStatus.OPTIMAL
     assert "score" in r.graph.node_columns and "pred_distance" in r.graph.edge_columns
     with pytest.raises(InvalidInputError, match="hint_edges"):
         ILPLinker().link(g, hint_edges=np.array([True]))
+
+
+class NoDivisions:
+    """A user constraint term: ``s_v ≤ 0`` for every node (bounds, no rows)."""
+
+    name = "no_divisions"
+
+    def apply(self, model):
+        model.restrict(model.var("split"), 0)
+
+
+def test_extra_terms_compose():
+    g = graph([(0, 0, 0), (1, 1, 0), (2, 1, 1)], [(0, 1, 1.0), (0, 2, 1.0)])
+    assert len(edge_set(link(g))) == 2
+    linker = ILPLinker(ILPConfig(**BASE), terms=[NoDivisions()])
+    r = linker.link(g)
+    assert r.status == SolveStatus.OPTIMAL and len(edge_set(r)) == 1
+    assert r.graph.divisions().size == 0
+    with pytest.raises(InvalidInputError, match="split"):
+        linker.objective_of(g, np.array([True, True]))

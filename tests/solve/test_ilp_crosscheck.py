@@ -75,8 +75,10 @@ def test_optimum_equals_brute_force(seed, use_lp):
     while g.num_edges > 11:  # keep the enumeration small (≤ 2^11 subsets)
         g = g.subgraph(edges=np.arange(g.num_edges - 1))
     assert g.num_edges >= 4
-    split = 0.05 if seed % 2 else 0.4
-    linker = ILPLinker(ILPConfig(**{**COSTS, "split_cost": split}, use_lp=use_lp))
+    split = (0.4, 0.05, -0.1)[seed % 3]  # a negative split cost rewards divisions
+    disappear = 0.2 if seed >= 3 else 0.0
+    costs = {**COSTS, "split_cost": split, "disappear_cost": disappear}
+    linker = ILPLinker(ILPConfig(**costs, use_lp=use_lp))
     r = linker.link(g)
     assert r.status == SolveStatus.OPTIMAL
     assert r.objective == pytest.approx(brute_force(linker, g), abs=1e-9)

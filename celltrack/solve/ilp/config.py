@@ -84,7 +84,10 @@ class ILPConfig(Config):
     )
     # ---------------------------------------------------------------- solving
     time_limit_s: float = Field(
-        60.0, gt=0, description="wall-clock limit of the CP-SAT search (s)"
+        60.0,
+        gt=0,
+        description="wall-clock budget of the solve (s): the LP gets all of it, the local "
+        "steps at most a fifth (≤ 10 s each), CP-SAT what is left (at least 1 s)",
     )
     num_workers: int = Field(2, ge=1, description="CP-SAT worker threads (count)")
     random_seed: int = Field(0, description="CP-SAT random seed")
@@ -110,10 +113,10 @@ class ILPConfig(Config):
         description="run CP-SAT on the variables left after reduced-cost fixing even when the "
         "certified LP bound already equals the start solution's objective",
     )
-    hint: Literal["lp", "greedy", "none"] = Field(
-        "lp",
-        description="start solution given to CP-SAT: LP rounding ('lp', falls back to "
-        "'greedy' when use_lp is False), a greedy solution, or none",
+    hint: bool = Field(
+        True,
+        description="give CP-SAT the best start solution found (LP optimum when integral, "
+        "local repair, greedy completion, the caller's hint_edges)",
     )
     linearization_level: int = Field(
         2, ge=0, le=2, description="CP-SAT linearization_level (0 to 2)"

@@ -29,7 +29,7 @@ from celltrack.errors import InvalidInputError
 from celltrack.graph import TrackGraph
 from celltrack.solve.base import LinkResult, SolveStatus, provenance
 from celltrack.solve.ilp.config import ILPConfig
-from celltrack.solve.ilp.constraints import default_constraints
+from celltrack.solve.ilp.constraints import Pins, default_constraints
 from celltrack.solve.ilp.costs import default_costs
 from celltrack.solve.ilp.cpsat import solve_cpsat
 from celltrack.solve.ilp.hint import assignment_from_edges, greedy_assignment
@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 
 def build_model(
-    problem: LinkingProblem, cfg: ILPConfig, terms: list | None = None
+    problem: LinkingProblem, cfg: ILPConfig, terms: list | None = None, *, pins: bool = True
 ) -> StandardModel:
     """Apply the config's cost terms, the tree constraints and any extra ``terms``.
 
@@ -60,6 +60,8 @@ def build_model(
     cfg : ILPConfig
     terms : list, optional
         Further cost/constraint objects with ``name`` and ``apply(model)``.
+    pins : bool
+        Honour the node/edge ``pin`` columns (default True).
 
     Returns
     -------
@@ -67,7 +69,8 @@ def build_model(
         Integer costs (scaled by ``cfg.cost_scale``), rows and pinned bounds.
     """
     arrays = ModelArrays(problem)
-    for term in [*default_costs(arrays, cfg), *default_constraints(), *(terms or [])]:
+    constraints = [c for c in default_constraints() if pins or not isinstance(c, Pins)]
+    for term in [*default_costs(arrays, cfg), *constraints, *(terms or [])]:
         term.apply(arrays)
     c_int = scale_costs(arrays.costs, arrays.num_vars, cfg.cost_scale)
     return arrays.finish(c_int, cfg.cost_scale)
@@ -80,6 +83,10 @@ class ILPLinker:
     ----------
     config : ILPConfig, optional
         Costs and solver settings (defaults: :class:`ILPConfig`).
+    terms : list, optional
+        Extra cost/constraint terms (objects with ``name`` and ``apply(model)``, see
+        :mod:`.costs` / :mod:`.constraints`) added after the config's. With extra terms the
+        dominated-edge presolve is skipped (its proof assumes the built-in terms only).
 
     Examples
     --------
@@ -92,7 +99,7 @@ class ILPLinker:
     ('optimal', 1)
     """
 
-    def __init__(self, config: ILPConfig | None = None) -> None:
+    def __init__(self, config: ILPConfig | None = None, *, terms: list | None = None) -> None:
         if config is None:
             config = ILPConfig()
         if not isinstance(config, ILPConfig):
@@ -100,6 +107,7 @@ class ILPLinker:
                 f"ILPLinker needs an ILPConfig, got {type(config).__name__}"
             )
         self.config = config
+        self.terms = list(terms or [])
 
     # ------------------------------------------------------------------ public
     def link(self, candidates: TrackGraph, *, hint_edges: Any | None = None) -> LinkResult:
@@ -137,7 +145,7 @@ class ILPLinker:
                 "check build_candidates' max_distance_um"
             )
             stats["warning"] = "no candidate edges"
-        model = build_model(problem, cfg)
+        model = build_model(problem, cfg, self.terms)
         timings["build"] = time.perf_counter() - t_start
         stats.update(
             nodes=problem.num_nodes,
@@ -154,7 +162,7 @@ class ILPLinker:
             return self._infeasible(candidates, model, rows, timings, stats, t_start)
 
         t0 = time.perf_counter()
-        if cfg.presolve_edges:
+        if cfg.presolve_edges and not self.terms:
             drop = dominated_edges(model, problem)
             ub[np.flatnonzero(drop) + model.blocks["edge"].start] = 0
             stats["presolve_dropped_edges"] = int(drop.sum())
@@ -245,13 +253,14 @@ class ILPLinker:
             if lp is not None and lp.ok:
                 proof = "lagrangian_certificate" if "local_bound" in stats else "lp_certificate"
         else:
-            hint = None if incumbent is None or cfg.hint == "none" else incumbent[rest.free]
+            hint = None if incumbent is None or not cfg.hint else incumbent[rest.free]
+            remaining = max(1.0, cfg.time_limit_s - (time.perf_counter() - t_start))
             out = solve_cpsat(
                 rest.c,
                 rest.A,
                 rest.b,
                 hint=hint,
-                time_limit_s=cfg.time_limit_s,
+                time_limit_s=remaining,
                 num_workers=cfg.num_workers,
                 random_seed=cfg.random_seed,
                 linearization_level=cfg.linearization_level,
@@ -336,7 +345,7 @@ class ILPLinker:
                     f"selected_node_mask must be a bool array of shape ({problem.num_nodes},), "
                     f"got {nodes.dtype} {nodes.shape}"
                 )
-        model = build_model(problem, self.config)
+        model = build_model(problem, self.config, self.terms, pins=False)
         z = np.zeros(model.num_vars, np.int64)
         z[model.blocks["node"]] = nodes
         z[model.blocks["edge"]] = edges
@@ -344,6 +353,13 @@ class ILPLinker:
         z[model.blocks["split"]] = children == 2
         if "disappear" in model.blocks:
             z[model.blocks["disappear"]] = nodes & (children == 0)
+        out_of_bounds = np.flatnonzero((z < model.lb) | (z > model.ub))
+        if out_of_bounds.size:
+            block = next(k for k, b in model.blocks.items() if b.start <= out_of_bounds[0] < b.stop)
+            raise InvalidInputError(
+                f"the selection breaks a bound of the '{block}' variables set by a constraint "
+                f"term (e.g. a forbidden split); {out_of_bounds.size} variables affected"
+            )
         bad = model.violated_rows(z)
         if bad.size:
             raise InvalidInputError(
@@ -355,7 +371,6 @@ class ILPLinker:
 
     # ------------------------------------------------------------------ helpers
     def _start_solutions(self, model, problem, lp, lb, ub, hint_edges):
-        cfg = self.config
         if hint_edges is not None:
             mask = np.asarray(hint_edges, bool)
             if mask.shape != (problem.num_edges,):
@@ -364,8 +379,6 @@ class ILPLinker:
                     f"got {mask.shape}"
                 )
             yield assignment_from_edges(model, problem, mask)
-        if cfg.hint == "none" and lp is None:
-            return
         if lp is not None and lp.ok:
             if lp.integral:
                 yield np.rint(lp.values).astype(np.int64)
