@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, print_table, timed, write_json  # noqa: E402
+from _common import peak_rss_mb, print_table, timed, write_json
 
-from celltrack.graph import TrackGraph  # noqa: E402
-from celltrack.graph.candidates import CandidateConfig, build_candidates  # noqa: E402
-from celltrack.solve.flow_nn import FlowNNConfig, FlowNNLinker  # noqa: E402
-from celltrack.solve.greedy import GreedyLinker  # noqa: E402
+from celltrack.graph import TrackGraph
+from celltrack.graph.candidates import CandidateConfig, build_candidates
+from celltrack.solve.flow_nn import FlowNNConfig, FlowNNLinker
+from celltrack.solve.greedy import GreedyLinker
 
 FRAMES = 100
 
