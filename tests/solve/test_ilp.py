@@ -264,3 +264,24 @@ def test_extra_terms_compose():
     assert r.graph.divisions().size == 0
     with pytest.raises(InvalidInputError, match="split"):
         linker.objective_of(g, np.array([True, True]))
+
+
+def test_links_build_candidates_output_with_tag_pins():
+    from celltrack.graph.candidates import CandidateConfig, build_candidates, pins_from_tags
+
+    # one cell dividing at t=1 → 2, plus a false detection (tag fp) near a daughter
+    t = np.array([0, 1, 2, 2, 2])
+    pos = np.array([[0, 50, 50], [0, 50, 51], [0, 50, 46], [0, 50, 56.5], [0, 50, 55]], float)
+    spots = TrackGraph.from_positions(
+        t, pos, score=np.array([0.9, 0.9, 0.8, 0.8, 0.95]),
+        tag=np.array(["unlabeled", "unlabeled", "unlabeled", "unlabeled", "fp"]),
+    )
+    fov = ((0.0, 0.0), (0.0, 100.0), (0.0, 100.0))
+    cand = build_candidates(spots, CandidateConfig(max_distance_um=8.0, field_of_view_um=fov))
+    r = ILPLinker(ILPConfig()).link(pins_from_tags(cand))
+    assert r.status == SolveStatus.OPTIMAL
+    assert edge_set(r) == {(0, 1), (1, 2), (1, 3)}  # the division; the fp node is excluded
+    assert r.graph.divisions().tolist() == [1]
+    # without the pin, the closer false detection takes the second daughter slot
+    free = ILPLinker(ILPConfig()).link(cand)
+    assert edge_set(free) == {(0, 1), (1, 2), (1, 4)}

@@ -197,3 +197,16 @@ def test_local_lagrangian_bound_never_exceeds_optimum(seed):
         variables = np.unique(rest.A[rows].indices)
         local = local_lagrangian_bound(rest, mu, rows, variables, time_limit_s=5, num_workers=1)
         assert local is not None and local.bound_float <= best + 1e-6
+
+
+def test_tiny_time_budget_still_honest():
+    g = random_candidates(6, 10, radius=3.5, seed=7)
+    cfg = ILPConfig(**COSTS, time_limit_s=1e-3)
+    r = ILPLinker(cfg).link(g)
+    assert r.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+    assert r.bound is None or r.bound <= r.objective + 1e-9
+    exact = ILPLinker(ILPConfig(**COSTS)).link(g)
+    assert exact.status == SolveStatus.OPTIMAL
+    assert r.objective >= exact.objective - 1e-9
+    if r.status == SolveStatus.OPTIMAL:
+        assert r.objective == pytest.approx(exact.objective)

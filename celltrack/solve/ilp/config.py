@@ -11,7 +11,8 @@ reported objectives are divided back, so they are in cost units with a resolutio
 
 The defaults follow Linajea's best mouse parameters (selection constant −0.25, node score
 weight −0.02, edge weight 0.01 per µm, track start 0.55) with an explicit division cost
-(Linajea fixed it at 1, which forbids divisions in the block interior for these values).
+c_D = 0.1 (Linajea fixed it at 1, which forbids divisions in the block interior for these
+values). They are placeholders until tuned on real data (ASTEC benchmark).
 """
 
 from __future__ import annotations
@@ -59,7 +60,10 @@ class ILPConfig(Config):
         "node column 'appear_free' is True",
     )
     split_cost: float = Field(
-        0.25, description="c_D: cost of a division (a node with two children; cost units)"
+        0.1,
+        description="c_D: cost of a division (a node with two children; cost units). With the "
+        "default node reward (≈ 0.27) a second daughter is kept while c_D + w_E · "
+        "pred_distance < 0.27, i.e. up to ≈ 17 µm",
     )
     disappear_cost: float = Field(
         0.0,
