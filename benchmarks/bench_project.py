@@ -18,6 +18,7 @@ Usage: ``python benchmarks/bench_project.py [--sizes tiny default] [--cycles 3]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -90,6 +91,7 @@ def run_size(name: str, cycles: int, steps: int) -> dict:
         "steps": steps,
         "setup_s": setup,
         **{f"{k}_s": statistics.median(v) for k, v in parts.items() if v},
+        "s_per_step": statistics.median(parts["update"]) / steps if parts["update"] else None,
         "cycles": len(parts["cycle"]),
         "recall": n_match / max(gt0.num_nodes, 1),
         "precision": n_match / max(nuclei.num_nodes, 1),
@@ -108,12 +110,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     rows = [run_size(name, args.cycles, args.steps) for name in args.sizes]
     print_table(rows, "One interactive cycle: add 3 annotations -> incremental update -> "
                 "re-predict the frame (median seconds)")
     write_json(
         "project",
-        {"torch_threads": torch.get_num_threads(), "peak_rss_mb": peak_rss_mb(), "rows": rows},
+        {
+            "torch_threads": torch.get_num_threads(),
+            "cpu_count": os.cpu_count(),
+            # the machine is shared: the 1-minute load average tells how busy it was
+            "load_avg_1min": [load_before, os.getloadavg()[0]],
+            "peak_rss_mb": peak_rss_mb(),
+            "rows": rows,
+        },
     )
     return 0
 

@@ -24,6 +24,7 @@ loses a completed edit; ``Project.open(folder)`` resumes.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -870,7 +871,8 @@ class Project:
         Returns
         -------
         LinkResult
-            The solver's result; its graph is saved as ``tracks.geff``, and its links
+            The solver's result (nodes the linker made, e.g. interpolated ones, get
+            fresh project ids); its graph is saved as ``tracks.geff``, and its links
             replace the annotation graph's non-approved links in the linked frames
             (approve them with :meth:`approve_links`). ILP/greedy candidate graphs pin
             tp/fn spots in, and approved links in (:func:`pins_from_tags`).
@@ -913,12 +915,12 @@ class Project:
                 result = solve_blockwise(cand, linker, config=blockwise, progress=progress)
             else:
                 result = linker.link(cand)
-        tracks = result.graph.copy()
+        tracks = _renumber_created(result.graph, spots.ids, self._next_id())
         tracks.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
         storage.save_graph(tracks, self.folder / storage.TRACKS)
         self._tracks = tracks
         self._commit(_merge_links(g, tracks, spots.ids))
-        return result
+        return dataclasses.replace(result, graph=tracks.copy())
 
     # ------------------------------------------------------------------ export
     def export(
@@ -1003,6 +1005,29 @@ def _with_approved(cand: TrackGraph, spots: TrackGraph) -> TrackGraph:
         )
         cand.attrs = attrs
     return cand
+
+
+def _renumber_created(tracks: TrackGraph, linked: np.ndarray, next_id: int) -> TrackGraph:
+    """Copy of ``tracks`` whose nodes not in ``linked`` (made by the linker) get fresh ids."""
+    created = ~np.isin(tracks.ids, linked)
+    out = tracks.copy()
+    if not np.any(created):
+        return out
+    old = tracks.ids[created]
+    new = np.arange(next_id, next_id + old.size, dtype=np.int64)
+    order = np.argsort(old)
+
+    def remap(ids: np.ndarray) -> np.ndarray:
+        ids = np.asarray(ids, np.int64)
+        pos = np.minimum(np.searchsorted(old[order], ids), old.size - 1)
+        hit = old[order][pos] == ids
+        return np.where(hit, new[order][pos], ids)
+
+    nodes = {k: np.array(v) for k, v in tracks.nodes.items()}
+    nodes["id"] = remap(nodes["id"])
+    edges = {k: np.array(v) for k, v in tracks.edges.items()}
+    edges["source"], edges["target"] = remap(edges["source"]), remap(edges["target"])
+    return TrackGraph(nodes, edges, attrs=dict(tracks.attrs))
 
 
 def _merge_links(annotations: TrackGraph, tracks: TrackGraph, linked: np.ndarray) -> TrackGraph:

@@ -41,16 +41,15 @@ def test_create_from_a_file_and_from_a_pipeline_like_config(tmp_path, tiny_data,
     path = tmp_path / "movie.tif"
     tifffile.imwrite(path, tiny_data.image, imagej=True, metadata={"axes": "TZYX"})
 
-    class Pipeline:  # any object with the four stage configs
-        detection = fast_config().detection
-        flow = fast_config().flow
-        candidates = fast_config().candidates
-        linker = fast_config().linker
-        output = None
+    from celltrack.pipeline import PipelineConfig
 
-    p = Project.create(tmp_path / "q", path, voxel_size=tiny_data.voxel_size, config=Pipeline())
+    fast = fast_config(linker={"kind": "greedy"})
+    pipeline = PipelineConfig(
+        detection=fast.detection, flow=fast.flow, candidates=fast.candidates, linker=fast.linker
+    )
+    p = Project.create(tmp_path / "q", path, voxel_size=tiny_data.voxel_size, config=pipeline)
     assert p.shape == tiny_data.image.shape and not (p.folder / "images.zarr").exists()
-    assert p.config.detection == fast_config().detection
+    assert p.config.detection == fast.detection and p.config.linker.kind == "greedy"
     np.testing.assert_array_equal(Project.open(p.folder).images[1], tiny_data.image[1])
     with pytest.raises(ShapeError, match="Z axis"):
         Project.create(tmp_path / "r", tiny_data.image[:, 0], voxel_size=(1, 1, 1))
@@ -328,3 +327,22 @@ def test_batch_saves_once_and_add_annotations_imports_a_graph(project, monkeypat
     np.testing.assert_allclose(new.nodes["covariance"][0], np.eye(3) * 9.0)  # 3 µm spheres
     with pytest.raises(InvalidInputError, match="frames"):
         project.add_annotations(TrackGraph.from_positions([9], [[0.0, 0.0, 0.0]]))
+
+
+def test_nodes_made_by_the_linker_get_fresh_ids(project):
+    a = project.add_spot(0, (4.0, 20.0, 20.0), tag="tp")
+    b = project.add_spot(2, (4.0, 22.0, 20.0), tag="tp")
+    c = project.add_spot(1, (4.0, 40.0, 40.0), tag="fp")  # id max(a, b) + 1: a trap
+    result = project.link(
+        {"kind": "flow_nn", "search_depth_frames": 2, "interpolate": True}, use_flow=False
+    )
+    tracks = result.graph
+    made = tracks.ids[np.asarray(tracks.nodes["interpolated"], bool)]
+    assert made.size == 1 and made[0] not in (a, b, c)
+    assert sorted(zip(tracks.edges["source"].tolist(), tracks.edges["target"].tolist())) == [
+        (a, int(made[0])), (int(made[0]), b)
+    ]
+    g = project.annotations
+    tags = dict(zip(g.ids.tolist(), g.nodes["tag"].tolist()))
+    assert tags == {a: "tp", b: "tp", c: "fp", int(made[0]): "unlabeled"}
+    assert g.num_edges == 2 and project.add_spot(0, (4.0, 5.0, 5.0)) == int(made[0]) + 1
