@@ -1,0 +1,198 @@
+"""The ``celltrack`` command line: a thin layer over the library.
+
+Commands: ``demo``, ``track CONFIG``, ``config init``, ``evaluate GT PRED``,
+``export IN OUT``. Bad input (missing files, bad configs, bad data) prints one clear
+``error:`` line and exits with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from celltrack.errors import CelltrackError
+
+__all__ = ["main"]
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from celltrack.demo import run_demo
+
+    report = run_demo(
+        args.out, seed=args.seed, n_frames=args.frames, quick=args.quick, progress=not args.quiet
+    )
+    print(report.table())
+    print(f"\noutputs and figures in {Path(args.out).resolve()}")
+    return 0
+
+
+def _cmd_track(args: argparse.Namespace) -> int:
+    from celltrack.pipeline import Pipeline
+
+    config = Path(args.config)
+    if not config.is_file():
+        raise CelltrackError(
+            f"config file '{config}' does not exist; write one with 'celltrack config init'"
+        )
+    pipeline = Pipeline(config, args.out)
+    result = pipeline.run()
+    print(
+        f"status {result.link.status.value}: {result.tracks.num_nodes} nodes, "
+        f"{result.tracks.num_edges} links, {result.tracks.divisions().size} divisions"
+    )
+    if result.scores is not None:
+        print(result.scores)
+    for name, path in result.outputs.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _cmd_config_init(args: argparse.Namespace) -> int:
+    from celltrack.config_template import commented_yaml
+    from celltrack.io.atomic import atomic_write_text
+    from celltrack.pipeline import PipelineConfig
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise CelltrackError(f"'{path}' exists; pass --force to overwrite it")
+    cfg = PipelineConfig.cpu() if args.cpu else PipelineConfig()
+    atomic_write_text(path, commented_yaml(cfg))
+    print(f"wrote {path} (edit data.image, data.voxel_size_um, data.annotations)")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from celltrack.eval import evaluate, evaluate_ctc
+    from celltrack.pipeline import _read_graph
+
+    gt, pred = Path(args.gt), Path(args.pred)
+    for p in (gt, pred):
+        if not p.exists():
+            raise CelltrackError(f"'{p}' does not exist")
+    if args.ctc:
+        scores = evaluate_ctc(gt, pred)
+    else:
+        voxel = tuple(args.voxel_size) if args.voxel_size else None
+        scores = evaluate(
+            _read_graph(str(gt), voxel),
+            _read_graph(str(pred), voxel),
+            max_distance=args.max_distance,
+            sparse_gt=args.sparse,
+            division_tolerance=args.division_tolerance,
+        )
+    print(scores)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from celltrack.io import write_annotations, write_ctc, write_geff
+    from celltrack.pipeline import _read_graph
+
+    voxel = tuple(args.voxel_size) if args.voxel_size else None
+    graph = _read_graph(args.input, voxel)
+    out = Path(args.output)
+    fmt = args.format or {".geff": "geff", ".csv": "csv", ".json": "json"}.get(out.suffix, "")
+    if fmt == "geff":
+        write_geff(graph, out, overwrite=args.force)
+    elif fmt in ("csv", "json"):
+        write_annotations(graph, out)
+    elif fmt == "ctc":
+        if not (args.shape and voxel):
+            raise CelltrackError("CTC export needs --shape T Z Y X and --voxel-size Z Y X")
+        write_ctc(graph, out, shape=args.shape, voxel_size=voxel, radius=args.radius)
+    else:
+        raise CelltrackError(
+            f"cannot tell the output format of '{out}': use a .geff, .csv or .json suffix, "
+            "or --format ctc"
+        )
+    print(f"wrote {out} ({graph.num_nodes} nodes, {graph.num_edges} links)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``celltrack`` command."""
+    parser = argparse.ArgumentParser(
+        prog="celltrack",
+        description="Cell lineages from 3D+t movies and sparse annotations.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the whole method on the synthetic embryo")
+    demo.add_argument("--out", default="demo-out", help="output folder (default demo-out)")
+    demo.add_argument("--seed", type=int, default=0, help="seed of data and annotations")
+    demo.add_argument("--frames", type=int, default=None, help="frames of the synthetic movie")
+    demo.add_argument("--quick", action="store_true", help="tiny embryo, few training steps")
+    demo.add_argument("--quiet", action="store_true", help="no progress bars")
+    demo.set_defaults(func=_cmd_demo)
+
+    track = sub.add_parser("track", help="run the pipeline on your data from a config file")
+    track.add_argument("config", help="YAML/TOML/JSON pipeline config (see 'config init')")
+    track.add_argument("--out", default=None, help="output folder (default: config's)")
+    track.set_defaults(func=_cmd_track)
+
+    config = sub.add_parser("config", help="configuration files")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    init = config_sub.add_parser("init", help="write a commented default config")
+    init.add_argument("path", nargs="?", default="celltrack.yaml", help="where to write it")
+    init.add_argument("--cpu", action="store_true", help="small networks for a CPU")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.set_defaults(func=_cmd_config_init)
+
+    ev = sub.add_parser("evaluate", help="score predicted tracks against ground truth")
+    ev.add_argument("gt", help="ground truth: GEFF, CSV/JSON, or a CTC folder")
+    ev.add_argument("pred", help="prediction: GEFF, CSV/JSON, or a CTC folder")
+    ev.add_argument("--ctc", action="store_true", help="CTC folders with masks (official rule)")
+    ev.add_argument("--max-distance", type=float, default=4.0, help="matching distance (µm)")
+    ev.add_argument("--division-tolerance", type=int, default=1, help="frames (default 1)")
+    ev.add_argument("--sparse", action="store_true", help="ground truth is sparse")
+    ev.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="voxel size (µm) for CTC folders read as point graphs",
+    )
+    ev.set_defaults(func=_cmd_evaluate)
+
+    ex = sub.add_parser("export", help="convert tracks between GEFF, CTC, CSV and JSON")
+    ex.add_argument("input", help="GEFF, CSV/JSON, TrackMate XML or CTC folder")
+    ex.add_argument("output", help="destination (.geff, .csv, .json or a folder with --format ctc)")
+    ex.add_argument("--format", choices=["geff", "csv", "json", "ctc"], default=None)
+    ex.add_argument(
+        "--shape",
+        type=int,
+        nargs=4,
+        metavar=("T", "Z", "Y", "X"),
+        help="movie shape (voxels) for CTC masks",
+    )
+    ex.add_argument(
+        "--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"), help="voxel size (µm)"
+    )
+    ex.add_argument("--radius", type=float, default=None, help="CTC sphere radius (µm)")
+    ex.add_argument("--force", action="store_true", help="overwrite an existing GEFF")
+    ex.set_defaults(func=_cmd_export)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``celltrack`` command; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
+    )
+    try:
+        return int(args.func(args))
+    except (CelltrackError, FileNotFoundError, FileExistsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
