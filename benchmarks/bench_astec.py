@@ -10,8 +10,9 @@ TRA, division F1 (±1 frame), Linajea's sum of errors and the fraction of error-
 ground-truth segments of 10 and 20 edges.
 
 Linkers: celltrack greedy, celltrack flow-NN (no flow here: plain nearest neighbour),
-celltrack ILP (CP-SAT; costs in ``ILP_COSTS``) and laptrack (the LAP tracker of Fukai &
-Kawaguchi, with splitting).
+celltrack ILP (CP-SAT) with the error-optimal costs ``ILP_COSTS`` ("ilp") and with
+division-keeping costs ``ILP_DIV_COSTS`` ("ilp_div"), and laptrack (the LAP tracker of
+Fukai & Kawaguchi, with splitting).
 
 Costs are tuned on perturbation seed 0 (``--tune``), results are reported on seeds 1 and
 2 (``--seeds``), so the tuning noise is not the test noise. Coordinates are the ASTEC
@@ -79,6 +80,12 @@ ILP_COSTS = {
     "border_distance_um": 0.0,
     "time_limit_s": 60.0,
 }
+#: ILP, division-aware variant: a point of the same plateau that keeps divisions (seed 0:
+#: 7182 errors, TRA 0.9339, division F1 0.44 on each embryo vs ≤ 0.33 for laptrack). The
+#: Linajea error sum charges a false division as much as a missed one, so the error-optimal
+#: point above divides rarely; this one trades ~4 % more errors for real divisions.
+ILP_DIV_RADIUS = 40.0
+ILP_DIV_COSTS = {**ILP_COSTS, "appear_cost": 1.5, "disappear_cost": 2.0, "edge_weight": 0.04}
 MATCH_DISTANCE = 10.0
 
 
@@ -167,14 +174,13 @@ def linkers(ilp_costs: dict | None = None) -> dict[str, Callable[[TrackGraph], T
         print(f"ILP linker unavailable, skipped: {exc}")
     else:
         costs = ILP_COSTS if ilp_costs is None else ilp_costs
-        out["ilp"] = lambda s: _ilp(s, costs)
+        out["ilp"] = lambda s: _ilp(s, costs, ILP_RADIUS)
+        out["ilp_div"] = lambda s: _ilp(s, ILP_DIV_COSTS, ILP_DIV_RADIUS)
     return out
 
 
-def _ilp(spots: TrackGraph, costs: dict) -> TrackGraph:
-    res = make_linker(costs).link(
-        build_candidates(spots, CandidateConfig(max_distance_um=ILP_RADIUS))
-    )
+def _ilp(spots: TrackGraph, costs: dict, radius: float) -> TrackGraph:
+    res = make_linker(costs).link(build_candidates(spots, CandidateConfig(max_distance_um=radius)))
     if not res.ok:
         raise RuntimeError(f"ILP returned {res.status}: {res.stats}")
     return res.graph
@@ -186,10 +192,13 @@ def score(gt: TrackGraph, pred: TrackGraph) -> dict:
     s = evaluate(gt, pred, max_distance=MATCH_DISTANCE, division_tolerance=1)
     lin = s.linajea
     eff = lin.error_free_fraction
+    f1 = s.divisions.f1
+    if not np.isfinite(f1) and s.divisions.num_gt > 0:
+        f1 = 0.0  # no division predicted (or none found): recall 0
     return {
         "TRA": s.tra,
         "DET": s.det,
-        "div_F1": s.divisions.f1,
+        "div_F1": f1,
         "div_P": s.divisions.precision,
         "div_R": s.divisions.recall,
         "eft10": float(eff[9]) if eff.size >= 10 else float("nan"),
@@ -363,6 +372,7 @@ def main() -> None:
         "flow_nn": FLOW_NN,
         "laptrack": LAPTRACK,
         "ilp": {**ILP_COSTS, "radius": ILP_RADIUS},
+        "ilp_div": {**ILP_DIV_COSTS, "radius": ILP_DIV_RADIUS},
     }
     if args.tune:
         gts, spots = _tuning_data(args.embryos, args)
