@@ -10,7 +10,8 @@
    preset, and of ``displace``.
 
 Usage: ``python benchmarks/bench_flow.py [--links 5 10 20 30] [--epochs 80]
-[--volume 24 128 128] [--threads 2]``. Writes ``benchmarks/results/flow.json``.
+[--volume 24 128 128] [--threads 2] [--three-d]``. Writes ``benchmarks/results/flow.json``
+(``flow_3d.json`` with ``--three-d``, 3D data of the preset's own size).
 """
 
 from __future__ import annotations
@@ -40,29 +41,35 @@ from celltrack.flow import (
 from celltrack.graph import TrackGraph
 from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
-#: The acceptance scenario (same as tests/flow/test_acceptance.py).
-SYNTH = {"shape": (1, 128, 128), "voxel_size": (1.0, 1.0, 1.0), "n_nuclei": 40, "max_nuclei": 80}
+#: The acceptance scenario (same as tests/flow/test_acceptance.py); 3D uses the preset's
+#: own (24, 96, 96) volume of (2, 1, 1) µm voxels.
+SYNTH_2D = {"shape": (1, 128, 128), "voxel_size": (1.0, 1.0, 1.0), "n_nuclei": 40, "max_nuclei": 80}
 ANNOTATED_FRAMES = [2, 5, 8]
 
 
-def flow_config(epochs: int) -> FlowConfig:
-    """CPU preset used for the accuracy runs."""
+def flow_config(epochs: int, three_d: bool) -> FlowConfig:
+    """CPU preset used for the accuracy runs (crops (1, 48, 48) in 2D, (8, 48, 48) in 3D)."""
     return FlowConfig.cpu(
-        loss=FlowLossConfig(ssim_weight=0.5, smooth_weight=0.1),
+        loss=FlowLossConfig(ssim_weight=0.2, smooth_weight=0.1),
         train=FlowTrainConfig(
-            epochs=epochs, crops_per_frame=8, batch_size=4, crop_shape=(1, 64, 64),
+            epochs=epochs,
+            crops_per_frame=8,
+            batch_size=4,
+            crop_shape=(8 if three_d else 1, 48, 48),
             learning_rate=2e-3,
+            final_lr_fraction=0.05,
         ),
     )
 
 
-def accuracy(links_list: list[int], epochs: int, seed: int) -> list[dict]:
-    data = make_embryo(SynthConfig.large_motion(seed=seed, **SYNTH))
+def accuracy(links_list: list[int], epochs: int, seed: int, three_d: bool) -> list[dict]:
+    synth = {} if three_d else SYNTH_2D
+    data = make_embryo(SynthConfig.large_motion(seed=seed, **synth))
     gt, vs = data.gt, data.voxel_size
     rows = []
     for n in links_list:
         ann = sample_annotations(gt, n_nuclei=0, frames=ANNOTATED_FRAMES, n_links=n, rng=seed)
-        cfg = flow_config(epochs)
+        cfg = flow_config(epochs, three_d)
         start = time.perf_counter()
         result = train_flow(data.image, ann, vs, cfg)
         train_s = time.perf_counter() - start
@@ -70,6 +77,7 @@ def accuracy(links_list: list[int], epochs: int, seed: int) -> list[dict]:
         summary = parent_errors(pred, gt).summary()
         rows.append(
             {
+                "data": "3D" if three_d else "2D+t",
                 "links": int(ann.num_edges),
                 "gt_links": summary["n_links"],
                 "err_flow_um": summary["mean_error_flow_um"],
@@ -129,22 +137,25 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--three-d", action="store_true", help="3D accuracy runs (slow on CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     tp = throughput(tuple(args.volume), args.repeat)
     print_table(tp, "predict_flow throughput (one frame pair, tiled)")
-    acc = [] if args.skip_accuracy else accuracy(args.links, args.epochs, args.seed)
+    acc = [] if args.skip_accuracy else accuracy(args.links, args.epochs, args.seed, args.three_d)
     if acc:
-        print_table(acc, "parent error vs annotated links (2D+t large motion, all frames)")
+        print_table(acc, "parent error vs annotated links (large motion, all frames)")
     write_json(
-        "flow",
+        "flow_3d" if args.three_d else "flow",
         {
             "threads": args.threads,
             "throughput": tp,
             "accuracy": acc,
             "epochs": args.epochs,
-            "synth": {**SYNTH, "preset": "large_motion", "seed": args.seed},
+            "synth": {
+                **({} if args.three_d else SYNTH_2D), "preset": "large_motion", "seed": args.seed
+            },
             "peak_rss_mb": peak_rss_mb(),
         },
     )

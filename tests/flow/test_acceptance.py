@@ -48,12 +48,12 @@ def test_flow_from_30_links_halves_parent_error_on_large_motion():
     links = sample_annotations(gt, n_nuclei=0, frames=[2, 5, 8], n_links=30, rng=0)
     assert 0 < links.num_edges <= 30
     cfg = FlowConfig.cpu(
-        loss=FlowLossConfig(ssim_weight=0.5, smooth_weight=0.1),
+        loss=FlowLossConfig(ssim_weight=0.2, smooth_weight=0.1),
         train=FlowTrainConfig(
             epochs=80,
             crops_per_frame=8,
             batch_size=4,
-            crop_shape=(1, 64, 64),
+            crop_shape=(1, 48, 48),
             learning_rate=2e-3,
             final_lr_fraction=0.05,
         ),

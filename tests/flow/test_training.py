@@ -97,4 +97,5 @@ def test_cosine_learning_rate_schedule():
     rates = [epoch_learning_rate(cfg, e) for e in range(5)]
     assert rates[0] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-3)
     assert np.all(np.diff(rates) < 0)
-    assert epoch_learning_rate(FlowTrainConfig(epochs=5), 3) == pytest.approx(1e-3)
+    constant = FlowTrainConfig(epochs=5, final_lr_fraction=1.0)
+    assert epoch_learning_rate(constant, 3) == pytest.approx(1e-3)
