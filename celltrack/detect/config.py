@@ -240,10 +240,23 @@ class DetectionConfig(Config):
         return self
 
     @classmethod
-    def cpu(cls) -> DetectionConfig:
-        """A preset for CPUs: the small U-Net, small crops and tiles."""
-        return cls(
-            model=ModelConfig(preset="cpu"),
-            train=TrainConfig(crop_shape=(8, 64, 64), incremental_steps=20, prior_crops=8),
-            predict=PredictConfig(tile_shape=(16, 128, 128), overlap=(2, 16, 16)),
-        )
+    def cpu(cls, **overrides: Config) -> DetectionConfig:
+        """A preset for CPUs: the small U-Net, small crops in pairs, a higher learning rate.
+
+        Batches of 2 crops keep torch on its oneDNN kernels, and ``(8, 64, 64)`` crops
+        make one step ~0.2 s on one core, so an incremental update of 40 steps takes
+        seconds. Keyword arguments replace whole sub-configs (e.g. ``labels=...``).
+        """
+        values: dict[str, Config] = {
+            "model": ModelConfig(preset="cpu"),
+            "train": TrainConfig(
+                learning_rate=3e-3,
+                crop_shape=(8, 64, 64),
+                batch_size=2,
+                incremental_steps=40,
+                prior_crops=8,
+            ),
+            "predict": PredictConfig(tile_shape=(32, 128, 128), overlap=(4, 16, 16)),
+        }
+        values.update(overrides)
+        return cls(**values)

@@ -289,19 +289,21 @@ class DetectionTrainer:
         if not isinstance(annotations, TrackGraph):
             spot_arrays(annotations, 1.0)  # raises the explanatory error
         image = np.asarray(image) if not hasattr(image, "ndim") else image
+        if frame is None:
+            frames = np.unique(annotations.t)
+            if frames.size > 1:
+                raise InvalidInputError(
+                    f"annotations span frames {frames.tolist()[:5]}: pass frame=t"
+                )
+            frame = int(frames[0]) if frames.size else 0
         if image.ndim == 4:
-            if frame is None:
-                raise InvalidInputError("image is a movie (T, Z, Y, X): pass frame=t")
             movie, t = image, int(frame)
+            if not 0 <= t < movie.shape[0]:
+                raise InvalidInputError(
+                    f"frame {t} is outside the movie's 0..{movie.shape[0] - 1}"
+                )
         else:
             movie = _as_movie(image)
-            if frame is None:
-                frames = np.unique(annotations.t)
-                if frames.size > 1:
-                    raise InvalidInputError(
-                        f"annotations span frames {frames.tolist()[:5]}: pass frame=t"
-                    )
-                frame = int(frames[0]) if frames.size else 0
             annotations = annotations.subgraph(nodes=annotations.t == int(frame))
             annotations = TrackGraph(
                 {**dict(annotations.nodes), "t": np.zeros(annotations.num_nodes, np.int64)}

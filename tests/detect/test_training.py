@@ -1,0 +1,124 @@
+import numpy as np
+import pytest
+import torch
+
+from celltrack.detect import (
+    DetectionConfig,
+    DetectionTrainer,
+    ModelConfig,
+    TrainConfig,
+    build_model,
+    detect,
+    load_model,
+)
+from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.geometry import covariance_from_radii
+from celltrack.graph import TrackGraph
+
+torch.set_num_threads(1)
+VS = (2.0, 1.0, 1.0)
+
+
+def _movie(n_frames=2, shape=(6, 32, 32), centres=((6.0, 10.0, 10.0), (6.0, 22.0, 20.0))):
+    zz, yy, xx = np.meshgrid(*[np.arange(s) * v for s, v in zip(shape, VS)], indexing="ij")
+    img = np.full((n_frames, *shape), 10.0, np.float32)
+    for c in centres:
+        d2 = (zz - c[0]) ** 2 + (yy - c[1]) ** 2 + (xx - c[2]) ** 2
+        img += 100 * np.exp(-d2 / (2 * 3.0**2))
+    return img
+
+
+def _annotations(centres=((6.0, 10.0, 10.0),), t=0, tag="tp"):
+    pos = np.asarray(centres, float)
+    return TrackGraph.from_positions(
+        np.full(len(pos), t), pos, covariance=covariance_from_radii(np.full((len(pos), 3), 4.0)),
+        tag=np.full(len(pos), tag),
+    )
+
+
+def _cfg(**train):
+    base = {"crop_shape": (6, 24, 24), "incremental_steps": 3, "prior_crops": 2,
+            "prior_learning_rates": (1e-2,), "epochs": 1, "crops_per_frame": 2, "seed": 0}
+    base.update(train)
+    return DetectionConfig(model=ModelConfig(widths=(4, 8)), train=TrainConfig(**base))
+
+
+def _trained(seed=0):
+    cfg = _cfg(seed=seed)
+    model = build_model(cfg.model, VS, seed=seed)
+    trainer = DetectionTrainer(model, cfg)
+    trainer.prior(_movie())
+    trainer.incremental(_movie(), _annotations(), frame=0)
+    return model, trainer
+
+
+def test_training_is_deterministic_and_records_history():
+    (m1, t1), (m2, t2) = _trained(), _trained()
+    for a, b in zip(m1.parameters(), m2.parameters()):
+        torch.testing.assert_close(a, b)
+    assert t1.history["loss"] == t2.history["loss"]
+    assert t1.history["mode"] == ["prior"] * 2 + ["incremental"] * 3
+    assert all(np.isfinite(t1.history["loss"]))
+
+
+def test_incremental_training_learns_the_annotated_nucleus():
+    cfg = _cfg(incremental_steps=40, learning_rate=1e-2)
+    cfg = cfg.model_copy(update={"augment": cfg.augment.model_copy(update={"rotation_deg": 0})})
+    model = build_model(cfg.model, VS)
+    trainer = DetectionTrainer(model, cfg)
+    ann = _annotations(((6.0, 10.0, 10.0), (6.0, 22.0, 20.0)))
+    trainer.incremental(_movie(1), ann)
+    losses = trainer.history["loss"]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+    spots = detect(model, _movie(1), cfg=cfg)
+    assert spots.num_nodes >= 1
+    d = np.linalg.norm(spots.positions[:, None] - ann.positions[None], axis=2).min(0)
+    assert np.all(d < 3.0)
+
+
+def test_batch_training_saves_checkpoints_atomically(tmp_path):
+    cfg = _cfg()
+    model = build_model(cfg.model, VS)
+    trainer = DetectionTrainer(model, cfg)
+    pos = [[6.0, 10, 10], [6.0, 22, 20]]
+    ann = TrackGraph.from_positions([0, 1], pos, tag=np.array(["tp", "fn"]))
+    trainer.batch(_movie(), ann, epochs=2, checkpoint=tmp_path / "det.pt")
+    _, meta = load_model(tmp_path / "det.pt")
+    assert meta["epoch"] == 2 and len(meta["history"]["loss"]) == 2 * 2 * 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["det.pt"]
+
+
+def test_detect_with_annotations_rechecks_tags():
+    model, _ = _trained()
+    cfg = _cfg()
+    found = detect(model, _movie(), frames=[0], cfg=cfg)
+    ann = TrackGraph.from_positions(
+        [0, 0], [[6.0, 30, 2], *found.positions[:1]], ids=[100, 101], tag=np.array(["tp", "fn"])
+    ) if found.num_nodes else None
+    if ann is None:
+        pytest.fail("the briefly trained model found nothing")
+    out = detect(model, _movie(), frames=[0], cfg=cfg, annotations=ann)
+    tags = dict(zip(out.ids.tolist(), out.nodes["tag"].tolist()))
+    assert tags[100] == "fn" and tags[101] == "tp"  # missed stays fn, found becomes tp
+    assert out.num_nodes == found.num_nodes + 1
+    assert np.all(out.t == 0)
+
+
+def test_bad_training_input():
+    cfg = _cfg()
+    model = build_model(cfg.model, VS)
+    trainer = DetectionTrainer(model, cfg)
+    empty = TrackGraph.from_positions([], np.zeros((0, 3)))
+    with pytest.raises(InvalidInputError, match="annotat"):
+        trainer.incremental(_movie(1)[0], empty)
+    with pytest.raises(InvalidInputError, match="outside"):
+        trainer.incremental(_movie(1)[0], _annotations(((6.0, 10.0, 300.0),)))
+    with pytest.raises(InvalidInputError):
+        trainer.batch(_movie(), _annotations(t=5))
+    deep = build_model(ModelConfig(widths=(4, 8, 16)), VS)  # pools z at its 2nd level
+    with pytest.raises(ShapeError, match="two_d"):
+        DetectionTrainer(deep, cfg).prior(np.zeros((2, 1, 32, 32)))  # 2D movie, 3D model
+    with pytest.raises(InvalidInputError):
+        DetectionTrainer(torch.nn.Linear(2, 2), cfg)
+    with pytest.raises(InvalidInputError):
+        detect(model, _movie(), frames=[7], cfg=cfg)
