@@ -848,6 +848,7 @@ class Project:
         self,
         linker: Any = None,
         *,
+        kind: str | None = None,
         frames: tuple[int, int] | None = None,
         use_flow: bool = True,
         blockwise: Any = None,
@@ -859,6 +860,8 @@ class Project:
         ----------
         linker : Linker, config, kind name or dict, optional
             Default ``config.linker``; e.g. ``"ilp"``, ``"greedy"``, ``"flow_nn"``.
+        kind : str, optional
+            Same as passing the kind name as ``linker``.
         frames : (int, int), optional
             Inclusive frame range to link (default all).
         use_flow : bool
@@ -879,6 +882,10 @@ class Project:
         """
         from celltrack.graph.candidates import build_candidates, pins_from_tags
 
+        if kind is not None:
+            if linker is not None:
+                raise InvalidInputError("give either linker or kind, not both")
+            linker = kind
         g = self._annotations
         mask = np.isin(np.asarray(g.nodes["tag"]).astype(str), NUCLEUS_TAGS)
         if frames is not None:

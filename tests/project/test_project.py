@@ -274,7 +274,7 @@ def test_blockwise_link_and_export(project, tiny_data, tmp_path, gt_frame):
     for t in range(4):
         p, c, _ = gt_frame(tiny_data, t)
         project.add_spots(t, p, covariance=c, tag="tp")
-    whole = project.link("greedy")
+    whole = project.link(kind="greedy")
     blocks = project.link(
         "greedy",
         blockwise=BlockwiseConfig(
