@@ -1,5 +1,21 @@
 """Graphs: the columnar :class:`TrackGraph` and the candidate-graph builder."""
 
+from celltrack.graph.candidates import (
+    PARENT_COLUMNS,
+    CandidateConfig,
+    build_candidates,
+    pins_from_tags,
+    predicted_parent,
+)
 from celltrack.graph.trackgraph import TAGS, TrackGraph, concat
 
-__all__ = ["TAGS", "TrackGraph", "concat"]
+__all__ = [
+    "PARENT_COLUMNS",
+    "TAGS",
+    "CandidateConfig",
+    "TrackGraph",
+    "build_candidates",
+    "concat",
+    "pins_from_tags",
+    "predicted_parent",
+]
