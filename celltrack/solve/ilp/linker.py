@@ -12,8 +12,14 @@ Pipeline of :meth:`ILPLinker.link`:
 4. CP-SAT on the remaining free variables, hinted with the start solution; it proves the
    optimum of the remainder, which (by the fixing argument) is the global optimum.
 
-Status is OPTIMAL only when proven: by CP-SAT on the remainder, or — when nothing is left
-free — by the LP certificate (bound = objective). Objective and bound are in cost units.
+When the LP optimum is fractional, a neighbourhood of its fractional values is solved
+exactly (:mod:`.local`): for a start solution, and inside a Lagrangian bound that keeps
+those rows integral — usually enough to close the gap without any search.
+
+Status is OPTIMAL only when proven: by CP-SAT on the remainder, or by a certified bound
+equal to the objective (LP or local Lagrangian bound, recomputed in our own code from the
+LP multipliers, with a float safety margin, rounded up because costs are integers).
+Objective and bound are in cost units.
 """
 
 from __future__ import annotations
@@ -127,7 +133,8 @@ class ILPLinker:
         LinkResult
             ``graph`` holds the selected nodes and edges with all candidate columns;
             ``objective``/``bound`` in cost units; ``stats`` counts variables, fixings and
-            the proof (``proof``: "cpsat", "lp_certificate" or None).
+            names the proof of optimality (``proof``: "cpsat", "lp_certificate",
+            "lagrangian_certificate", "presolve", or None when not proven optimal).
 
         Raises
         ------
