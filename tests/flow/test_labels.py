@@ -100,3 +100,14 @@ def test_bad_inputs_raise_celltrack_errors():
         render_flow_labels(ok, (12, 12), (1, 1, 1))
     with pytest.raises(InvalidInputError):
         render_flow_labels("not a graph", (1, 12, 12), (1, 1, 1))
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml", ".json"])
+def test_flow_config_round_trips(tmp_path, suffix):
+    from celltrack.config import load_config, save_config
+
+    cfg = FlowConfig.cpu(label={"max_displacement_um": (5.0, 12.0, 12.0)})
+    path = save_config(cfg, tmp_path / f"flow{suffix}")
+    assert load_config(path, FlowConfig) == cfg
+    with pytest.raises(ConfigError, match="allowed keys"):
+        FlowConfig(train={"epoch": 3})

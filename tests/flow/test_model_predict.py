@@ -121,3 +121,10 @@ def test_predict_parents_over_a_movie():
     out = predict_parents(model, movie, spots, (1, 1, 1), FlowConfig.cpu())
     np.testing.assert_allclose(out.nodes["parent_y"], [10.0, 12.0, 12.0], atol=1e-5)
     np.testing.assert_allclose(out.nodes["parent_x"], [10.0, 15.0, 15.0], atol=1e-5)
+
+
+def test_default_model_matches_elephant_flow_network_size():
+    # ELEPHANT's FlowResNet (16..256, residual encoder, 2 in / 3 out) has 5,928,051
+    # parameters (reference digest, section 4)
+    model = build_flow_model(FlowConfig(), (1.0, 1.0, 1.0))
+    assert sum(p.numel() for p in model.parameters()) == 5_928_051
