@@ -285,3 +285,12 @@ def test_links_build_candidates_output_with_tag_pins():
     # without the pin, the closer false detection takes the second daughter slot
     free = ILPLinker(ILPConfig()).link(cand)
     assert edge_set(free) == {(0, 1), (1, 2), (1, 4)}
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml", ".json"])
+def test_config_file_round_trip(tmp_path, suffix):
+    from celltrack.config import load_config, save_config
+
+    cfg = ILPConfig(split_cost=0.3, cpsat_parameters={"symmetry_level": 0}, hint=False)
+    path = save_config(cfg, tmp_path / f"ilp{suffix}")
+    assert load_config(path, ILPConfig) == cfg
