@@ -103,18 +103,20 @@ class DetectionTrainer:
         self.history: dict[str, list] = {
             k: [] for k in ("mode", "loss", "nll", "dice", "smooth", "lr", "seconds")
         }
-        self._frames: dict[tuple[int, int], np.ndarray] = {}
+        self._frames: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
 
     # ------------------------------------------------------------------ data
     def _frame(self, images: np.ndarray, t: int) -> np.ndarray:
         key = (id(images), int(t))
-        if key not in self._frames:
+        cached = self._frames.get(key)
+        if cached is None or cached[0] is not images:  # the id may be reused by a new array
             if len(self._frames) > 64:
                 self._frames.clear()
-            self._frames[key] = normalize_frame(
+            norm = normalize_frame(
                 np.asarray(images[t]), median_correction=self.cfg.predict.median_correction
             )
-        return self._frames[key]
+            cached = self._frames[key] = (images, norm)
+        return cached[1]
 
     def _crop(
         self,

@@ -122,3 +122,19 @@ def test_bad_training_input():
         DetectionTrainer(torch.nn.Linear(2, 2), cfg)
     with pytest.raises(InvalidInputError):
         detect(model, _movie(), frames=[7], cfg=cfg)
+
+
+def test_two_d_movies_train_and_detect():
+    vs2 = (1.0, 1.0, 1.0)
+    yy, xx = np.mgrid[:32, :32]
+    blob = 10 + 100 * np.exp(-((yy - 10) ** 2 + (xx - 12) ** 2) / (2 * 3.0**2))
+    movie = np.stack([blob[None], blob[None]]).astype(np.float32)  # (T=2, Z=1, 32, 32)
+    cfg = _cfg(incremental_steps=2, crop_shape=(1, 24, 24))
+    model = build_model(cfg.model, vs2, two_d=True)
+    trainer = DetectionTrainer(model, cfg)
+    trainer.prior(movie)
+    ann = TrackGraph.from_positions([1], [[0.0, 10.0, 12.0]])
+    trainer.incremental(movie, ann)
+    spots = detect(model, movie, cfg=cfg)
+    assert np.all(spots.nodes["z"] == 0.0) and set(np.unique(spots.t)) <= {0, 1}
+    assert np.asarray(spots.nodes["covariance"]).shape == (spots.num_nodes, 3, 3)
