@@ -219,6 +219,18 @@ def run_laptrack(graph: TrackGraph, linker: ILPLinker) -> dict:
     }
 
 
+#: Linajea-style costs (mouse-paper weights, with an explicit split cost) for Benchmark 1.
+LINAJEA_COSTS = dict(
+    node_offset=-0.25,
+    node_score_weight=-0.02,
+    edge_weight=0.01,
+    appear_cost=0.55,
+    split_cost=0.1,
+    disappear_cost=0.0,
+    border_distance_um=10.0,
+)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int, default=100)
@@ -234,7 +246,10 @@ def main() -> None:
 
     graph = random_candidate_graph(args.frames, args.per_frame, seed=args.seed)
     cfg = ILPConfig(
-        num_workers=args.threads, time_limit_s=args.time_limit, cost_scale=args.cost_scale
+        **LINAJEA_COSTS,
+        num_workers=args.threads,
+        time_limit_s=args.time_limit,
+        cost_scale=args.cost_scale,
     )
     linker = ILPLinker(cfg)
     print(f"input: {graph.num_nodes} nodes, {graph.num_edges} edges, θ = "

@@ -19,6 +19,7 @@ BASE = dict(
     edge_weight=0.1,
     appear_cost=2.0,
     split_cost=0.5,
+    disappear_cost=0.0,
     border_distance_um=0.0,
 )
 

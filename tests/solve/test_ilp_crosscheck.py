@@ -18,6 +18,7 @@ COSTS = dict(
     edge_weight=0.05,
     appear_cost=0.6,
     split_cost=0.2,
+    disappear_cost=0.0,
     border_distance_um=2.0,
 )
 
@@ -160,7 +161,7 @@ def diamond():
         {"source": [0, 0, 1, 2], "target": [1, 2, 3, 3], "pred_distance": np.ones(4)},
     )
     cfg = ILPConfig(node_offset=-1.0, node_score_weight=4.0, edge_weight=0.1, appear_cost=2.0,
-                    split_cost=0.1, border_distance_um=0.0)
+                    split_cost=0.1, disappear_cost=0.0, border_distance_um=0.0)
     return g, cfg
 
 

@@ -27,16 +27,23 @@ __all__ = ["ILPConfig"]
 
 
 class ILPConfig(Config):
-    """Costs, constraints and solver settings of :class:`~celltrack.solve.ilp.ILPLinker`."""
+    """Costs, constraints and solver settings of :class:`~celltrack.solve.ilp.ILPLinker`.
+
+    The default costs were tuned on the ASTEC *Phallusia* lineages (Pm02–Pm04, perturbed:
+    positions jittered, 5 % of nodes dropped, 5 % false nodes; see
+    ``benchmarks/bench_astec.py``), as the division-keeping point of the error-optimal
+    plateau. Costs are in µm-based units: rescale ``edge_weight`` for very different cell
+    sizes or motion.
+    """
 
     kind: Literal["ilp"] = Field("ilp", description="linker kind (discriminator)")
     # ---------------------------------------------------------------- costs
     node_offset: float = Field(
-        -0.25,
+        -2.0,
         description="τ_V: constant cost of selecting a node (cost units); negative = reward",
     )
     node_score_weight: float = Field(
-        -0.02,
+        0.0,
         description="w_V: cost per unit of the node column 'score' (cost units / score; "
         "score in [0, 1], 0 assumed when the column is absent)",
     )
@@ -46,7 +53,7 @@ class ILPConfig(Config):
         "'pred_distance' or 'distance')",
     )
     edge_weight: float = Field(
-        0.01, description="w_E: cost per unit of edge_feature (cost units / µm)"
+        0.04, description="w_E: cost per unit of edge_feature (cost units / µm)"
     )
     frame_gap_cost: float = Field(
         0.0,
@@ -54,24 +61,24 @@ class ILPConfig(Config):
         "(cost units / frame); needs the edge column 'frame_gap' when nonzero",
     )
     appear_cost: float = Field(
-        0.55,
+        1.5,
         description="c_T: cost of a track start (a selected node without a selected parent; "
         "cost units); waived in the first frame, near the spatial border and where the "
         "node column 'appear_free' is True",
     )
     split_cost: float = Field(
-        0.1,
+        0.0,
         description="c_D: cost of a division (a node with two children; cost units). With the "
-        "default node reward (≈ 0.27) a second daughter is kept while c_D + w_E · "
-        "pred_distance < 0.27, i.e. up to ≈ 17 µm",
+        "default node reward (2.0) a second daughter is kept while c_D + w_E · "
+        "pred_distance < 2.0 − appear-free savings, i.e. up to ≈ 50 µm away",
     )
     disappear_cost: float = Field(
-        0.0,
+        2.0,
         description="c_X: cost of a track end (a selected node without children; cost "
         "units); waived in the last frame and near the spatial border",
     )
     border_distance_um: float = Field(
-        10.0,
+        0.0,
         ge=0,
         description="nodes closer than this to the spatial border of attrs['roi_um'] (or of "
         "the nodes' bounding box) start and end tracks for free (µm); 0 disables",
