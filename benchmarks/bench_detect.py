@@ -91,9 +91,9 @@ def accuracy(data, counts, rounds, quick):
         rows.append(
             {
                 "annotated": n,
-                "DET": round(float(det.DET), 4),
-                "FN": int(det.fn_nodes) if hasattr(det, "fn_nodes") else None,
-                "FP": int(det.fp_nodes) if hasattr(det, "fp_nodes") else None,
+                "DET": round(float(det.det), 4),
+                "FN": int(det.fn_nodes),
+                "FP": int(det.fp_nodes),
                 "prior_cpu_s": round(prior_cpu, 1),
                 "train_cpu_s": round(train_cpu, 1),
                 "steps": rounds * cfg.train.incremental_steps,

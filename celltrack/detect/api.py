@@ -79,7 +79,11 @@ def detect(
     if frames is None:
         frame_list = list(range(n_frames))
     else:
-        frame_list = [int(f) for f in np.atleast_1d(np.asarray(list(np.atleast_1d(frames))))]
+        items = [frames] if isinstance(frames, (int, np.integer)) else list(frames)
+        try:
+            frame_list = [int(f) for f in items]
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"frames must be integers, got {items[:5]}") from None
     bad = [f for f in frame_list if not 0 <= f < n_frames]
     if bad:
         raise InvalidInputError(f"frames {bad[:5]} are outside the movie's 0..{n_frames - 1}")

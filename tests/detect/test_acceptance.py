@@ -36,4 +36,4 @@ def test_ten_annotated_nuclei_detect_all_frames():
     pred = detect(model, data.image, cfg=cfg)
     assert set(np.unique(pred.t)) == set(range(data.image.shape[0]))
     scores = evaluate(data.gt, pred, max_distance=float(data.config.radius_um))
-    assert scores.aogm.DET >= 0.90, scores.aogm
+    assert scores.aogm.det >= 0.90, scores.aogm
