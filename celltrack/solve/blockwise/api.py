@@ -78,6 +78,12 @@ class BlockwiseConfig(Config):
         description="Number of frames at the start of a read ROI (when earlier frames exist) in "
         "which appearing costs nothing; None = the largest candidate frame gap (>= 1).",
     )
+    order: Literal["colours", "backward"] = Field(
+        "colours",
+        description="Solving order: 'colours' = daisy-style colouring of (t, z, y, x) (16 levels "
+        "with context <= block size, most parallel); 'backward' = time blocks from last to first, "
+        "coloured in space (closer to the global optimum at time borders, less parallel).",
+    )
     executor: str = Field(
         "processes",
         description="Where blocks run: 'serial', 'processes' (local worker processes) or a dask "
@@ -310,6 +316,7 @@ def solve_blockwise(
             {
                 "grid": grid.describe(),
                 "margin": margin.tolist(),
+                "order": config.order,
                 "node_columns": graph.node_columns,
                 "edge_columns": graph.edge_columns,
                 "linker": f"{type(linker).__module__}.{type(linker).__qualname__}",
@@ -332,7 +339,7 @@ def solve_blockwise(
 
     from tqdm.auto import tqdm
 
-    levels = colour_levels(grid)
+    levels = colour_levels(grid, config.order)
     active = int(np.count_nonzero(owned))
     stitcher = _Stitcher(partition)
     records: list[dict[str, Any]] = []
@@ -403,6 +410,7 @@ def solve_blockwise(
         "num_blocks": grid.num_blocks,
         "active_blocks": active,
         "num_colours": grid.num_colours,
+        "num_levels": len(levels),
         "solved_blocks": solved,
         "resumed_blocks": resumed,
         "failed_blocks": failed,
