@@ -2,8 +2,8 @@
 
 One cycle is what a person does between two looks at a frame in ELEPHANT's live mode:
 add 3 annotations (3 separate ``add_spot`` calls, each saved atomically) → one
-incremental detection update (``config.detection.train.incremental_steps`` steps, CPU
-preset) → re-predict that frame (detection + ELEPHANT's tag re-check + atomic save).
+incremental detection update (``config.detection.train.incremental_steps`` steps of the
+CPU preset, :meth:`DetectionConfig.cpu`) → re-predict that frame (detection + ELEPHANT's tag re-check + atomic save).
 
 Set-up (not timed): a project on a synthetic embryo, 3 ground-truth nuclei annotated in
 frame 0, the self-supervised prior and a first incremental update. Then ``--cycles``
@@ -12,7 +12,7 @@ seconds of each part and of the whole cycle, plus the detection recall / precisi
 frame after the last cycle (spots within 3 µm of a true nucleus, one-to-one).
 
 Usage: ``python benchmarks/bench_project.py [--sizes tiny default] [--cycles 3]
-[--steps 20] [--threads 2]``. Writes ``benchmarks/results/project.json``.
+[--steps N] [--threads 1]``. Writes ``benchmarks/results/project.json``.
 """
 
 from __future__ import annotations
@@ -42,13 +42,14 @@ SIZES = {
 }
 
 
-def run_size(name: str, cycles: int, steps: int) -> dict:
+def run_size(name: str, cycles: int, steps: int | None) -> dict:
     data = make_embryo(SIZES[name]())
     gt0 = data.gt.subgraph(nodes=data.gt.t == 0)
     order = np.random.default_rng(0).permutation(gt0.num_nodes)
     pos = gt0.positions[order]
     cov = np.asarray(gt0.nodes["covariance"])[order]
     base = ProjectConfig()
+    steps = steps or base.detection.train.incremental_steps
     det = base.detection.model_copy(
         update={"train": base.detection.train.model_copy(update={"incremental_steps": steps})}
     )
@@ -105,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["tiny", "default"], choices=sorted(SIZES))
     parser.add_argument("--cycles", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=20, help="incremental steps per update")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="incremental steps per update (default: the CPU preset's)")
     parser.add_argument(
         "--threads", type=int, default=1,
         help="torch CPU threads (1 is fastest on a shared, oversubscribed CPU)",
