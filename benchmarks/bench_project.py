@@ -3,7 +3,8 @@
 One cycle is what a person does between two looks at a frame in ELEPHANT's live mode:
 add 3 annotations (3 separate ``add_spot`` calls, each saved atomically) → one
 incremental detection update (``config.detection.train.incremental_steps`` steps of the
-CPU preset, :meth:`DetectionConfig.cpu`) → re-predict that frame (detection + ELEPHANT's tag re-check + atomic save).
+CPU preset, :meth:`DetectionConfig.cpu`) → re-predict that frame (detection +
+ELEPHANT's tag re-check + atomic save).
 
 Set-up (not timed): a project on a synthetic embryo, 3 ground-truth nuclei annotated in
 frame 0, the self-supervised prior and a first incremental update. Then ``--cycles``
