@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from celltrack._version import __version__
 from celltrack.detect.config import DetectionConfig
 from celltrack.detect.model import DetectionUNet
 from celltrack.detect.predict import predict_probabilities
@@ -110,6 +111,7 @@ def detect(
         predictions = _merge_annotations(predictions, annotations, frame_list, cfg, vs)
     predictions.attrs["voxel_size"] = [float(v) for v in vs]
     predictions.attrs["detection_config"] = cfg.model_dump(mode="json")
+    predictions.attrs["celltrack_version"] = __version__
     return predictions
 
 

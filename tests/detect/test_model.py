@@ -126,3 +126,15 @@ def test_config_round_trip_and_centre_ratio_consistency(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict({"model": {"depth": 3}}, DetectionConfig)
     assert isinstance(build_model(cfg.model, (1, 1, 1)), DetectionUNet)
+
+
+def test_median_correction_equalises_slices():
+    from celltrack.detect.predict import median_correct
+
+    frame = np.random.default_rng(1).random((4, 10, 10)).astype(np.float32)
+    frame += np.array([0.0, 5.0, 10.0, 0.0], np.float32)[:, None, None]
+    out = median_correct(frame)
+    medians = np.median(out.reshape(4, -1), axis=1)
+    np.testing.assert_allclose(medians, medians[0], atol=1e-5)
+    norm = normalize_frame(frame, median_correction=True)
+    assert norm.min() == 0 and norm.max() == pytest.approx(1)
