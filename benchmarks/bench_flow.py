@@ -17,6 +17,7 @@ Usage: ``python benchmarks/bench_flow.py [--links 5 10 20 30] [--epochs 80]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import peak_rss_mb, print_table, timed, write_json
+from _common import RESULTS, peak_rss_mb, print_table, timed, write_json
 
 from celltrack.flow import (
     FlowConfig,
@@ -137,28 +138,38 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--skip-accuracy", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--three-d", action="store_true", help="3D accuracy runs (slow on CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
-    tp = throughput(tuple(args.volume), args.repeat)
-    print_table(tp, "predict_flow throughput (one frame pair, tiled)")
+    tp = [] if args.skip_throughput else throughput(tuple(args.volume), args.repeat)
+    if tp:
+        print_table(tp, "predict_flow throughput (one frame pair, tiled)")
     acc = [] if args.skip_accuracy else accuracy(args.links, args.epochs, args.seed, args.three_d)
     if acc:
         print_table(acc, "parent error vs annotated links (large motion, all frames)")
-    write_json(
-        "flow_3d" if args.three_d else "flow",
-        {
-            "threads": args.threads,
-            "throughput": tp,
-            "accuracy": acc,
-            "epochs": args.epochs,
-            "synth": {
-                **({} if args.three_d else SYNTH_2D), "preset": "large_motion", "seed": args.seed
-            },
-            "peak_rss_mb": peak_rss_mb(),
-        },
-    )
+    name = "flow_3d" if args.three_d else "flow"
+    payload: dict = {}
+    previous = RESULTS / f"{name}.json"
+    if previous.is_file():  # keep the part of an earlier run that was skipped now
+        payload = {k: v for k, v in json.loads(previous.read_text()).items() if k != "machine"}
+    payload.update({"threads": args.threads, "peak_rss_mb": peak_rss_mb()})
+    if tp:
+        payload["throughput"] = tp
+    if acc:
+        payload.update(
+            {
+                "accuracy": acc,
+                "epochs": args.epochs,
+                "synth": {
+                    **({} if args.three_d else SYNTH_2D),
+                    "preset": "large_motion",
+                    "seed": args.seed,
+                },
+            }
+        )
+    write_json(name, payload)
 
 
 if __name__ == "__main__":
