@@ -128,3 +128,24 @@ def test_default_model_matches_elephant_flow_network_size():
     # parameters (reference digest, section 4)
     model = build_flow_model(FlowConfig(), (1.0, 1.0, 1.0))
     assert sum(p.numel() for p in model.parameters()) == 5_928_051
+
+
+def test_parent_errors_against_ground_truth():
+    from celltrack.flow import parent_errors
+
+    gt = TrackGraph(
+        {"id": [1, 2, 3], "t": [0, 1, 1], "z": [0.0] * 3, "y": [0.0, 6.0, -6.0],
+         "x": [0.0, 0.0, 8.0]},
+        {"source": [1, 1], "target": [2, 3]},
+    )
+    pred = gt.copy()
+    pred.set_node_column("parent_z", np.zeros(3))
+    pred.set_node_column("parent_y", np.array([0.0, 1.0, 0.0]))
+    pred.set_node_column("parent_x", np.array([0.0, 0.0, 0.0]))
+    err = parent_errors(pred, gt)
+    np.testing.assert_allclose(err.flow, [1.0, 0.0])
+    np.testing.assert_allclose(err.no_motion, [6.0, 10.0])
+    assert err.ratio == pytest.approx(0.5 / 8.0)
+    assert err.summary()["n_links"] == 2
+    with pytest.raises(InvalidInputError, match="parent"):
+        parent_errors(gt, gt)
