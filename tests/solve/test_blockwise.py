@@ -369,6 +369,10 @@ def test_dask_and_processes_executors_match_serial():
         assert dask_res.stats["executor"] == "dask"
         assert dask_res.graph.equals(serial.graph)
         assert client.status == "running"  # a passed client stays open
+        # a scheduler address: the executor connects its own client (and closes it)
+        by_address = run(g, linker, executor=cluster.scheduler_address)
+        assert by_address.stats["executor"] == "dask"
+        assert by_address.graph.equals(serial.graph)
     proc = run(g, TinyILP(), executor="processes", n_workers=2)
     assert proc.stats["executor"] == "processes"
     assert proc.graph.equals(run(g, TinyILP()).graph)
