@@ -36,12 +36,13 @@ import numpy as np
 
 from celltrack._version import __version__
 from celltrack.errors import CelltrackError, GraphError, InvalidInputError, ShapeError
-from celltrack.geometry import check_voxel_size, covariance_from_radii, sphere_covariances
+from celltrack.geometry import check_voxel_size, covariance_from_radii
 from celltrack.graph import TrackGraph
 from celltrack.graph.trackgraph import TAGS
 from celltrack.io.images import ImageSeries, read_image, write_image
 from celltrack.project import storage
 from celltrack.project.config import ProjectConfig, as_project_config
+from celltrack.project.links import merge_links, renumber_created, with_approved_links
 from celltrack.project.tags import (
     MANUAL_TAG,
     NUCLEUS_TAGS,
@@ -914,7 +915,7 @@ class Project:
         else:
             nodes_only = spots.subgraph(edges=np.zeros(spots.num_edges, bool))
             cand = build_candidates(nodes_only, self.config.candidates)
-            cand = _with_approved(cand, spots)
+            cand = with_approved_links(cand, spots)
             cand = pins_from_tags(cand)
             if blockwise is not None:
                 from celltrack.solve.blockwise import solve_blockwise
@@ -922,11 +923,11 @@ class Project:
                 result = solve_blockwise(cand, linker, config=blockwise, progress=progress)
             else:
                 result = linker.link(cand)
-        tracks = _renumber_created(result.graph, spots.ids, self._next_id())
+        tracks = renumber_created(result.graph, spots.ids, self._next_id())
         tracks.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
         storage.save_graph(tracks, self.folder / storage.TRACKS)
         self._tracks = tracks
-        self._commit(_merge_links(g, tracks, spots.ids))
+        self._commit(merge_links(g, tracks, spots.ids))
         return dataclasses.replace(result, graph=tracks.copy())
 
     # ------------------------------------------------------------------ export
@@ -982,107 +983,3 @@ class Project:
                 graph, path, shape=self.shape, voxel_size=self.voxel_size, radius=radius_um
             )
         raise InvalidInputError(f"format must be 'geff', 'ctc', 'csv' or 'json', got {fmt!r}")
-
-
-def _with_approved(cand: TrackGraph, spots: TrackGraph) -> TrackGraph:
-    """Candidate graph with edge column ``approved``; approved links missing are added."""
-    approved_pairs = np.stack([spots.edges["source"], spots.edges["target"]], axis=1)
-    col = np.zeros(cand.num_edges, bool)
-    if approved_pairs.shape[0] == 0:
-        cand.set_edge_column("approved", col)
-        return cand
-    rows, found = edge_rows(cand, approved_pairs)
-    col[rows[found]] = True
-    cand.set_edge_column("approved", col)
-    missing = approved_pairs[~found]
-    if missing.shape[0]:
-        prow, crow = cand.index_of(missing[:, 0]), cand.index_of(missing[:, 1])
-        pos = cand.positions
-        dist = np.sqrt(((pos[prow] - pos[crow]) ** 2).sum(axis=1))
-        attrs = dict(cand.attrs)
-        cand = cand.add_edges(
-            {
-                "source": missing[:, 0],
-                "target": missing[:, 1],
-                "distance": dist,
-                "pred_distance": dist,
-                "frame_gap": cand.t[crow] - cand.t[prow],
-                "approved": np.ones(missing.shape[0], bool),
-            }
-        )
-        cand.attrs = attrs
-    return cand
-
-
-def _renumber_created(tracks: TrackGraph, linked: np.ndarray, next_id: int) -> TrackGraph:
-    """Copy of ``tracks`` whose nodes not in ``linked`` (made by the linker) get fresh ids."""
-    created = ~np.isin(tracks.ids, linked)
-    out = tracks.copy()
-    if not np.any(created):
-        return out
-    old = tracks.ids[created]
-    new = np.arange(next_id, next_id + old.size, dtype=np.int64)
-    order = np.argsort(old)
-
-    def remap(ids: np.ndarray) -> np.ndarray:
-        ids = np.asarray(ids, np.int64)
-        pos = np.minimum(np.searchsorted(old[order], ids), old.size - 1)
-        hit = old[order][pos] == ids
-        return np.where(hit, new[order][pos], ids)
-
-    nodes = {k: np.array(v) for k, v in tracks.nodes.items()}
-    nodes["id"] = remap(nodes["id"])
-    edges = {k: np.array(v) for k, v in tracks.edges.items()}
-    edges["source"], edges["target"] = remap(edges["source"]), remap(edges["target"])
-    return TrackGraph(nodes, edges, attrs=dict(tracks.attrs))
-
-
-def _merge_links(annotations: TrackGraph, tracks: TrackGraph, linked: np.ndarray) -> TrackGraph:
-    """Annotations whose non-approved links into ``linked`` nodes are the tracks' links.
-
-    Nodes created by the linker (interpolated spots) are added as ``unlabeled`` spots.
-    """
-    g = annotations
-    approved = approved_mask(g)
-    tgt = g.edges["target"]
-    keep = approved | ~np.isin(tgt, linked)
-    out = g.subgraph(edges=keep)
-    out.attrs = dict(g.attrs)
-    new_nodes = ~out.has_nodes(tracks.ids)
-    if np.any(new_nodes):
-        add = tracks.subgraph(nodes=new_nodes)
-        n = add.num_nodes
-        cov = (
-            np.asarray(add.nodes["covariance"])
-            if "covariance" in add.nodes
-            else sphere_covariances(n, 3.0)
-        )
-        attrs = dict(out.attrs)
-        out = out.add_nodes(
-            {
-                "id": add.ids,
-                "t": add.t,
-                "z": add.nodes["z"],
-                "y": add.nodes["y"],
-                "x": add.nodes["x"],
-                "covariance": cov,
-                "score": np.full(n, np.nan),
-                "tag": np.full(n, "unlabeled", dtype="<U9"),
-            }
-        )
-        out.attrs = attrs
-    pairs = np.stack([tracks.edges["source"], tracks.edges["target"]], axis=1)
-    if pairs.shape[0]:
-        _, exists = edge_rows(out, pairs)
-        pairs = pairs[~exists]
-    if pairs.shape[0]:
-        attrs = dict(out.attrs)
-        out = out.add_edges(
-            {
-                "source": pairs[:, 0],
-                "target": pairs[:, 1],
-                "approved": np.zeros(pairs.shape[0], bool),
-            }
-        )
-        out.attrs = attrs
-    return out
