@@ -400,3 +400,10 @@ def test_invalid_inputs():
         solve_blockwise({"id": []}, TinyILP())
     with pytest.raises(InvalidInputError, match="linker"):
         run(g, object())
+
+
+def test_empty_graph_gives_empty_forest():
+    res = run(TrackGraph.empty(), TinyILP())
+    assert res.graph.num_nodes == 0 and res.stats["active_blocks"] == 0
+    with pytest.raises(ConfigError):
+        run(small_graph(8, frames=3, cells=50), TinyILP(), block_size=5)

@@ -276,7 +276,8 @@ def solve_blockwise(
         ("progress", progress),
     ):
         if value is not None:
-            updates[key] = tuple(value) if key in ("block_size", "context") else value
+            sequence = isinstance(value, (list, tuple, np.ndarray))
+            updates[key] = tuple(value) if sequence else value
     if updates:
         from celltrack.config import config_from_dict
 
@@ -390,7 +391,7 @@ def solve_blockwise(
     t_obj = time.perf_counter()
     objective = None
     objective_of = getattr(linker, "objective_of", None)
-    if config.compute_objective and callable(objective_of):
+    if config.compute_objective and callable(objective_of) and graph.num_nodes:
         objective = float(objective_of(graph, edge_mask, node_mask))
     t_obj = time.perf_counter() - t_obj
 
