@@ -146,6 +146,14 @@ class TrainConfig(Config):
     incremental_steps: int = Field(
         20, ge=1, description="Optimisation steps of one incremental update"
     )
+    final_lr_fraction: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="Cosine decay of the learning rate within one incremental update or one "
+        "batch run down to this fraction of learning_rate (fraction; 1 = constant, as "
+        "ELEPHANT); a lower end value makes the model less noisy after an update",
+    )
     epochs: int = Field(10, ge=1, description="Epochs of batch training")
     crops_per_frame: int = Field(
         5, ge=1, description="Crops drawn per annotated frame and epoch in batch training"
@@ -255,6 +263,7 @@ class DetectionConfig(Config):
                 batch_size=2,
                 incremental_steps=40,
                 prior_crops=8,
+                final_lr_fraction=0.1,
             ),
             "predict": PredictConfig(tile_shape=(32, 128, 128), overlap=(4, 16, 16)),
         }

@@ -183,6 +183,15 @@ class DetectionTrainer:
         h["lr"].append(float(lr))
         h["seconds"].append(time.perf_counter() - t0)
 
+    def _set_lr(self, step: int, total: int) -> None:
+        """Cosine decay from ``learning_rate`` to ``final_lr_fraction`` of it over ``total``."""
+        tc = self.cfg.train
+        frac = tc.final_lr_fraction
+        progress = step / max(total - 1, 1)
+        scale = frac + (1 - frac) * 0.5 * (1 + np.cos(np.pi * progress))
+        for group in self.optimizer.param_groups:
+            group["lr"] = tc.learning_rate * float(scale)
+
     def _step(self, images: np.ndarray, labels: np.ndarray, optimizer, mode: str) -> float:
         t0 = time.perf_counter()
         self.model.train()
@@ -319,7 +328,8 @@ class DetectionTrainer:
         self.model.check_input((1, 1, *movie.shape[1:]))
         item = self._annotated_frame(movie, annotations, t)
         n = steps if steps is not None else self.cfg.train.incremental_steps
-        for _ in tqdm(range(n), desc="incremental", disable=not progress, leave=False):
+        for i in tqdm(range(n), desc="incremental", disable=not progress, leave=False):
+            self._set_lr(i, n)
             imgs, labs = self._draw_batch([item] * self.cfg.train.batch_size)
             self._step(imgs, labs, self.optimizer, "incremental")
         return self.history
@@ -372,9 +382,12 @@ class DetectionTrainer:
         n_epochs = epochs if epochs is not None else tc.epochs
         per_epoch = len(items) * tc.crops_per_frame
         bar = tqdm(total=n_epochs * per_epoch, desc="batch", disable=not progress, leave=False)
+        steps_per_epoch = -(-per_epoch // tc.batch_size)
         for epoch in range(n_epochs):
             order = self.rng.permutation(np.repeat(np.arange(len(items)), tc.crops_per_frame))
             for i in range(0, per_epoch, tc.batch_size):
+                step = epoch * steps_per_epoch + i // tc.batch_size
+                self._set_lr(step, n_epochs * steps_per_epoch)
                 chunk = [items[k] for k in order[i : i + tc.batch_size]]
                 self._step(*self._draw_batch(chunk), self.optimizer, "batch")
                 bar.update(len(chunk))

@@ -138,3 +138,10 @@ def test_two_d_movies_train_and_detect():
     spots = detect(model, movie, cfg=cfg)
     assert np.all(spots.nodes["z"] == 0.0) and set(np.unique(spots.t)) <= {0, 1}
     assert np.asarray(spots.nodes["covariance"]).shape == (spots.num_nodes, 3, 3)
+
+
+def test_incremental_learning_rate_decays_to_the_configured_fraction():
+    cfg = _cfg(incremental_steps=3, final_lr_fraction=0.1, learning_rate=1e-3)
+    trainer = DetectionTrainer(build_model(cfg.model, VS), cfg)
+    trainer.incremental(_movie(1), _annotations())
+    np.testing.assert_allclose(trainer.history["lr"], [1e-3, 0.55e-3, 1e-4])
