@@ -143,8 +143,11 @@ def _edge_extent(graph: TrackGraph, src: np.ndarray, tgt: np.ndarray) -> tuple[f
     """Longest spatial edge length (µm) and largest frame gap of the candidate edges."""
     if graph.num_edges == 0:
         return 0.0, 1
-    pos = graph.positions
-    length = float(np.sqrt(((pos[src] - pos[tgt]) ** 2).sum(axis=1)).max())
+    squared = np.zeros(graph.num_edges)
+    for axis in ("z", "y", "x"):  # per axis: O(E) 1-D temporaries only
+        column = graph.nodes[axis]
+        squared += (column[src] - column[tgt]) ** 2
+    length = float(np.sqrt(squared.max()))
     gap = int((graph.t[tgt] - graph.t[src]).max())
     return length, max(gap, 1)
 

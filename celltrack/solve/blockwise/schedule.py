@@ -168,15 +168,22 @@ class BlockPartition:
         if self.graph.num_edges == 0:
             return np.zeros(0, bool)
         grid = self.grid
-        idx = grid.block_of(self.coords[self.tgt])
-        lo = grid.origin + idx * np.where(np.isfinite(grid.block_size), grid.block_size, 0)
-        hi = lo + grid.block_size
-        first = idx == 0
-        last = idx == np.asarray(grid.shape) - 1
-        lo = np.where(first, -np.inf, lo) - grid.context
-        hi = np.where(last, np.inf, hi) + grid.context
-        src = self.coords[self.src]
-        return ~np.all((src >= lo) & (src < hi), axis=1)
+        lost = np.zeros(self.graph.num_edges, bool)
+        for d in range(4):  # one axis at a time keeps the temporaries at O(E) 1-D arrays
+            size = grid.block_size[d]
+            if not np.isfinite(size):
+                continue
+            ctx = grid.context[d]
+            src = self.coords[self.src, d]
+            idx = np.clip(
+                np.floor((self.coords[self.tgt, d] - grid.origin[d]) / size), 0, grid.shape[d] - 1
+            )
+            lo = np.where(idx == 0, -np.inf, grid.origin[d] + idx * size) - ctx
+            lost |= src < lo
+            del lo
+            hi = np.where(idx == grid.shape[d] - 1, np.inf, grid.origin[d] + (idx + 1) * size)
+            lost |= src >= hi + ctx
+        return lost
 
     # ------------------------------------------------------------------ tasks
     def task(
