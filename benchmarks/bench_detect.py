@@ -28,7 +28,6 @@ from _common import print_table, write_json
 from celltrack.detect import (
     DetectionConfig,
     DetectionTrainer,
-    LabelConfig,
     ModelConfig,
     build_model,
     detect,
@@ -42,12 +41,15 @@ THREADS = 1
 
 
 #: incremental updates (of ``incremental_steps`` each) in the acceptance recipe
-ACCEPTANCE_ROUNDS = 3
+ACCEPTANCE_ROUNDS = 4
 
 
 def acceptance_config() -> DetectionConfig:
     """The CPU recipe of the acceptance test: CPU preset + intensity-threshold background."""
-    return DetectionConfig.cpu(labels=LabelConfig(background_threshold=0.15))
+    cfg = DetectionConfig.cpu()
+    return cfg.model_copy(
+        update={"labels": cfg.labels.model_copy(update={"background_threshold": 0.15})}
+    )
 
 
 def _macs_per_voxel(model: torch.nn.Module, shape: tuple[int, int, int]) -> float:

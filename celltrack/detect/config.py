@@ -253,9 +253,14 @@ class DetectionConfig(Config):
 
         Batches of 2 crops keep torch on its oneDNN kernels, and ``(8, 64, 64)`` crops
         make one step ~0.2 s on one core, so an incremental update of 40 steps takes
-        seconds. Keyword arguments replace whole sub-configs (e.g. ``labels=...``).
+        seconds; the learning rate decays to 10 % within each update. The centre ratio
+        is 0.5 (ELEPHANT's server default): larger centre cores are learnt in fewer
+        steps, which matters for small nuclei right after a division. Keyword arguments
+        replace whole sub-configs (``labels`` and ``spots`` must keep equal ratios).
         """
         values: dict[str, Config] = {
+            "labels": LabelConfig(centre_ratio=0.5),
+            "spots": SpotConfig(centre_ratio=0.5),
             "model": ModelConfig(preset="cpu"),
             "train": TrainConfig(
                 learning_rate=3e-3,

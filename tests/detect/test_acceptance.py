@@ -6,16 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from celltrack.detect import DetectionConfig, DetectionTrainer, LabelConfig, build_model, detect
+from celltrack.detect import DetectionConfig, DetectionTrainer, build_model, detect
 from celltrack.eval import evaluate
 from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
 #: same recipe as benchmarks/bench_detect.py: CPU preset + intensity-threshold background
-ROUNDS = 3
+ROUNDS = 4
 
 
 def acceptance_config() -> DetectionConfig:
-    return DetectionConfig.cpu(labels=LabelConfig(background_threshold=0.15))
+    cfg = DetectionConfig.cpu()
+    return cfg.model_copy(
+        update={"labels": cfg.labels.model_copy(update={"background_threshold": 0.15})}
+    )
 
 
 @pytest.mark.slow
