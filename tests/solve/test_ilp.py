@@ -123,6 +123,9 @@ def test_disappear_cost_and_last_frame_waiver():
     g.attrs["roi_um"] = [[0, 2], [0, 0], [0, 0], [-100, 100]]
     # now node 2 ends in the last frame for free: only the 3 → 4 track pays
     assert link(g, disappear_cost=0.7).objective == pytest.approx(base.objective + 0.7)
+    # and with the node column 'disappear_free' (a block border) node 4's end is free too
+    g.set_node_column("disappear_free", np.array([False, False, False, False, True]))
+    assert link(g, disappear_cost=0.7).objective == pytest.approx(base.objective)
 
 
 def test_pins_force_and_forbid():

@@ -75,7 +75,8 @@ class ILPConfig(Config):
     disappear_cost: float = Field(
         2.0,
         description="c_X: cost of a track end (a selected node without children; cost "
-        "units); waived in the last frame and near the spatial border",
+        "units); waived in the last frame, near the spatial border and where the node "
+        "column 'disappear_free' is True",
     )
     border_distance_um: float = Field(
         0.0,

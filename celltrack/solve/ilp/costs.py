@@ -66,9 +66,9 @@ def free_appear_mask(model: ModelArrays, cfg: ILPConfig) -> np.ndarray:
 
 
 def free_disappear_mask(model: ModelArrays, cfg: ILPConfig) -> np.ndarray:
-    """Nodes whose track end is free: last roi frame and near the border."""
+    """Nodes whose track end is free: last roi frame, near the border, ``disappear_free``."""
     p = model.problem
-    return (p.t >= p.t_range[1]) | p.near_border(cfg.border_distance_um)
+    return p.disappear_free | (p.t >= p.t_range[1]) | p.near_border(cfg.border_distance_um)
 
 
 class AppearCost:

@@ -85,6 +85,9 @@ class LinkingProblem:
         Spatial roi in µm.
     appear_free : ndarray of bool, shape (N,)
         Node column ``appear_free`` (False where absent).
+    disappear_free : ndarray of bool, shape (N,)
+        Node column ``disappear_free`` (False where absent): ending a track here is free
+        (e.g. at the end of a block's context in block-wise solving).
     node_pin, edge_pin : ndarray of int8, shapes (N,), (E,)
         1 = must be selected, 0 = must be excluded, -1 = free.
     """
@@ -100,6 +103,7 @@ class LinkingProblem:
     t_range: np.ndarray
     box: np.ndarray
     appear_free: np.ndarray
+    disappear_free: np.ndarray
     node_pin: np.ndarray
     edge_pin: np.ndarray
 
@@ -125,9 +129,10 @@ class LinkingProblem:
                 raise InvalidInputError(
                     "node column 'score' must be finite numbers (one per node); found NaN/inf"
                 )
-        appear_free = np.zeros(n, bool)
-        if "appear_free" in nodes:
-            appear_free = np.asarray(nodes["appear_free"]).astype(bool)
+        appear_free, disappear_free = (
+            np.asarray(nodes[name]).astype(bool) if name in nodes else np.zeros(n, bool)
+            for name in ("appear_free", "disappear_free")
+        )
         node_pin = np.full(n, -1, np.int8)
         if "pin" in nodes:
             node_pin = _pin_column(nodes["pin"], "node")
@@ -147,6 +152,7 @@ class LinkingProblem:
             t_range=t_range,
             box=box,
             appear_free=appear_free,
+            disappear_free=disappear_free,
             node_pin=node_pin,
             edge_pin=edge_pin,
         )
