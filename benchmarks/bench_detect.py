@@ -183,7 +183,7 @@ def latency(data):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 frames for DET, fewer rounds")
+    parser.add_argument("--quick", action="store_true", help="DET on 3 frames, not all 20")
     args = parser.parse_args()
     data = make_embryo(SynthConfig())
     perf = throughput(data, 1) + throughput(data, 2)
