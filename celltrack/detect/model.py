@@ -27,29 +27,6 @@ ARCH_NAME = "DetectionUNet"
 N_CLASSES = 3
 
 
-class _FastConv3d(nn.Conv3d):
-    """Conv3d that always takes oneDNN (mkldnn) on CPU float32.
-
-    PyTorch picks its slow im2col kernel for batch-1 inputs whose ``N·C·Z·Y`` is small
-    (few channels, thin z): 5-6x slower for the 8-channel levels of the CPU preset. The
-    result is identical (same weights, same state_dict keys).
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (
-            x.device.type == "cpu"
-            and x.dtype == torch.float32
-            and self.padding_mode == "zeros"
-            and isinstance(self.padding, tuple)
-            and torch.backends.mkldnn.is_available()
-        ):
-            return torch.mkldnn_convolution(
-                x.contiguous(), self.weight, self.bias, self.padding, self.stride,
-                self.dilation, self.groups,
-            )
-        return super().forward(x)
-
-
 class DetectionUNet(nn.Module):
     """U-Net mapping a normalised ``(B, 1, Z, Y, X)`` volume to ``(B, 3, Z, Y, X)`` log-probs.
 
@@ -92,9 +69,6 @@ class DetectionUNet(nn.Module):
         }
         factors = pool_factors_for(vs, len(widths) - 1, two_d=two_d)
         self.unet = UNet(in_channels, N_CLASSES, widths, factors, two_d=two_d)
-        for module in self.unet.modules():
-            if type(module) is nn.Conv3d:
-                module.__class__ = _FastConv3d
 
     @property
     def voxel_size(self) -> tuple[float, float, float]:

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from celltrack.detect.model import _FastConv3d  # shared CPU conv fix; belongs in celltrack.nn
 from celltrack.errors import CheckpointError
 from celltrack.flow.config import FlowConfig
 from celltrack.geometry import check_voxel_size
@@ -69,10 +68,6 @@ class FlowUNet(nn.Module):
             encoder_block="residual",
             decoder_block="plain",
         )
-        # same kernels, but always oneDNN on CPU: 2-3x faster batch-1 tiled prediction
-        for module in self.unet.modules():
-            if type(module) is nn.Conv3d:
-                module.__class__ = _FastConv3d
         # start from "no motion": the head outputs exactly 0 until training moves it
         nn.init.zeros_(self.unet.head.weight)
         nn.init.zeros_(self.unet.head.bias)

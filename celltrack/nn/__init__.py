@@ -6,10 +6,11 @@ does.
 
 from celltrack.nn.checkpoint import load_checkpoint, load_state, save_checkpoint
 from celltrack.nn.tiling import predict_tiled, tile_starts
-from celltrack.nn.unet import ConvBlock, ResidualBlock, UNet, pool_factors_for
+from celltrack.nn.unet import ConvBlock, FastConv3d, ResidualBlock, UNet, pool_factors_for
 
 __all__ = [
     "ConvBlock",
+    "FastConv3d",
     "ResidualBlock",
     "UNet",
     "load_checkpoint",

@@ -67,3 +67,20 @@ def test_checkpoint_round_trip_and_errors(tmp_path):
         load_checkpoint(tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_fast_conv_matches_reference_conv():
+    from celltrack.nn import FastConv3d
+
+    torch.manual_seed(0)
+    ref = torch.nn.Conv3d(8, 4, (1, 3, 3), padding=(0, 1, 1))
+    fast = torch.nn.Conv3d(8, 4, (1, 3, 3), padding=(0, 1, 1))
+    fast.load_state_dict(ref.state_dict())
+    fast.__class__ = FastConv3d
+    x = torch.rand(1, 8, 3, 17, 19)
+    torch.testing.assert_close(fast(x), ref(x), rtol=1e-5, atol=1e-5)
+    assert all(
+        isinstance(m, FastConv3d)
+        for m in UNet(1, 2, (4, 8)).modules()
+        if isinstance(m, torch.nn.Conv3d)
+    )
