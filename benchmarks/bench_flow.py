@@ -123,7 +123,7 @@ def throughput(volume: tuple[int, int, int], repeat: int) -> list[dict]:
             "volume_zyx": "x".join(map(str, volume)),
             "tile_zyx": f"{n_spots} spots r=3µm",
             "seconds_per_pair": seconds,
-            "mvoxel_per_s": float("nan"),
+            "mvoxel_per_s": None,
         }
     )
     return rows
