@@ -107,6 +107,8 @@ def demo_config(out: Path, quick: bool) -> PipelineConfig:
         linker=DEMO_ILP,
         output=OutputConfig(directory=str(out), formats=("geff", "ctc", "csv")),
     )
+    train = cfg.detection.train.model_copy(update={"epochs": 30})
+    cfg = cfg.model_copy(update={"detection": cfg.detection.model_copy(update={"train": train})})
     if quick:  # for tests: fewer training steps
         det = cfg.detection
         det = det.model_copy(
