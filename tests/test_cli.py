@@ -58,3 +58,16 @@ def test_bad_config_and_bad_export_target(tmp_path, capsys):
     write_annotations(gt, tmp_path / "g.csv")
     assert main(["export", str(tmp_path / "g.csv"), str(tmp_path / "out.xyz")]) == 2
     assert "output format" in capsys.readouterr().err
+
+
+def test_demo_quick_prints_side_by_side_table_and_writes_outputs(tmp_path, capsys):
+    assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert header == ["greedy", "flow_nn", "ilp"]
+    for row in ("DET", "TRA", "LNK", "division F1", "error-free tracks (L=5)", "time per stage"):
+        assert row in out
+    for name in ("tracks.geff", "tracks.csv", "ctc/01_RES/res_track.txt", "demo_scores.json"):
+        assert (tmp_path / name).exists(), name
+    for fig in ("tracks", "lineages", "losses", "error_free_tracks", "errors"):
+        assert (tmp_path / "figures" / f"{fig}.png").stat().st_size > 1000
