@@ -11,11 +11,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
-from celltrack.config import Config, _explain
+from celltrack.config import Config
 from celltrack.detect.config import AugmentConfig
-from celltrack.errors import ConfigError
 
 __all__ = [
     "FlowConfig",
@@ -30,23 +29,13 @@ Triple = tuple[float, float, float]
 IntTriple = tuple[int, int, int]
 
 
-class _FlowBase(Config):
-    """Config whose direct construction reports problems as :class:`ConfigError`."""
-
-    def __init__(self, **data: Any) -> None:
-        try:
-            super().__init__(**data)
-        except ValidationError as exc:
-            raise ConfigError(_explain(exc, type(self))) from None
-
-
 def _positive_triple(value: tuple[float, ...], what: str) -> tuple[float, ...]:
     if any(not math.isfinite(v) or v <= 0 for v in value):
         raise ValueError(f"{what} must be finite and > 0 on every axis (z, y, x), got {value}")
     return value
 
 
-class FlowLabelConfig(_FlowBase):
+class FlowLabelConfig(Config):
     """How annotated links become flow labels (see :func:`celltrack.flow.render_flow_labels`)."""
 
     max_displacement_um: Triple = Field(
@@ -84,7 +73,7 @@ class FlowLabelConfig(_FlowBase):
         return _positive_triple(v, "max_displacement_um")  # type: ignore[return-value]
 
 
-class FlowModelConfig(_FlowBase):
+class FlowModelConfig(Config):
     """Flow U-Net architecture (residual encoder, plain decoder, tanh output)."""
 
     widths: tuple[int, ...] = Field(
@@ -105,7 +94,7 @@ class FlowModelConfig(_FlowBase):
         return cls(widths=(8, 16, 32, 64))
 
 
-class FlowLossConfig(_FlowBase):
+class FlowLossConfig(Config):
     """Weights of the flow loss (see :class:`celltrack.flow.losses.FlowLoss`).
 
     The defaults (1, 0.2, 0.1) did best on the synthetic large-motion benchmark
@@ -162,7 +151,7 @@ class FlowLossConfig(_FlowBase):
         return v
 
 
-class FlowTrainConfig(_FlowBase):
+class FlowTrainConfig(Config):
     """Batch training from annotated links (crops around annotated children)."""
 
     epochs: int = Field(10, ge=1, description="Number of epochs (count).")
@@ -199,7 +188,7 @@ class FlowTrainConfig(_FlowBase):
     device: str = Field("cpu", description="torch device for training (e.g. 'cuda:0').")
 
 
-class FlowPredictConfig(_FlowBase):
+class FlowPredictConfig(Config):
     """Tiled flow prediction."""
 
     tile_shape: IntTriple = Field(
@@ -226,7 +215,7 @@ class FlowPredictConfig(_FlowBase):
         return v
 
 
-class FlowConfig(_FlowBase):
+class FlowConfig(Config):
     """Root configuration of the flow stage."""
 
     label: FlowLabelConfig = Field(

@@ -9,7 +9,7 @@ import numpy as np
 
 from celltrack.errors import ShapeError
 
-__all__ = ["as_frame", "check_movie", "normalize_frame"]
+__all__ = ["as_frame", "check_movie"]
 
 
 def as_frame(frame: Any, what: str = "frame") -> np.ndarray:
@@ -28,15 +28,6 @@ def as_frame(frame: Any, what: str = "frame") -> np.ndarray:
             f"{what} must be a (Z, Y, X) volume or a (Y, X) image, got shape {arr.shape}"
         )
     return arr
-
-
-def normalize_frame(frame: np.ndarray) -> np.ndarray:
-    """Min–max normalise one frame to [0, 1] as float32 (a constant frame becomes 0)."""
-    arr = np.asarray(frame, dtype=np.float32)
-    lo, hi = float(arr.min()), float(arr.max())
-    if hi <= lo:
-        return np.zeros_like(arr)
-    return (arr - lo) / (hi - lo)
 
 
 class Movie:

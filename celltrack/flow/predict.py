@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from celltrack.detect.predict import normalize_frame
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.flow.config import FlowConfig, FlowPredictConfig
-from celltrack.flow.frames import as_frame, normalize_frame
+from celltrack.flow.frames import as_frame
 from celltrack.flow.model import FlowUNet
 from celltrack.nn import predict_tiled
 

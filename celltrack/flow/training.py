@@ -23,9 +23,10 @@ import torch
 from tqdm.auto import tqdm
 
 from celltrack.detect.augment import apply, random_transform
+from celltrack.detect.predict import normalize_frame
 from celltrack.errors import CheckpointError, InvalidInputError, ShapeError
 from celltrack.flow.config import FlowConfig, FlowTrainConfig
-from celltrack.flow.frames import check_movie, normalize_frame
+from celltrack.flow.frames import check_movie
 from celltrack.flow.labels import flow_links, render_flow_labels
 from celltrack.flow.losses import FlowLoss
 from celltrack.flow.model import (

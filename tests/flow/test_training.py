@@ -4,9 +4,9 @@ import torch
 from flow_data import moving_blobs
 
 from celltrack.detect.config import AugmentConfig
+from celltrack.detect.predict import normalize_frame
 from celltrack.errors import GraphError, InvalidInputError, ShapeError
 from celltrack.flow import FlowConfig, FlowTrainConfig, load_flow_model, train_flow, warp
-from celltrack.flow.frames import normalize_frame
 from celltrack.flow.labels import render_flow_labels
 from celltrack.flow.training import sample_crop
 from celltrack.graph import TrackGraph
