@@ -13,7 +13,7 @@ import torch
 from celltrack.detect.config import PredictConfig
 from celltrack.detect.model import DetectionUNet
 from celltrack.errors import InvalidInputError, ShapeError
-from celltrack.nn import predict_tiled
+from celltrack.nn import evaluating, predict_tiled
 
 __all__ = ["median_correct", "normalize_frame", "predict_probabilities"]
 
@@ -104,25 +104,18 @@ def predict_probabilities(
         else volume.astype(np.float32)
     )
     device = torch.device(cfg.device)
-    was_training = model.training
-    model.eval()
-    model.to(device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         return model(x).exp()
 
-    try:
-        with torch.inference_mode():
-            prob = predict_tiled(
-                run,
-                frame[None],
-                3,
-                tile_shape=cfg.tile_shape,
-                overlap=cfg.overlap,
-                batch_size=cfg.batch_size,
-                device=device,
-                progress=progress,
-            )
-    finally:
-        model.train(was_training)
-    return prob
+    with evaluating(model, device):
+        return predict_tiled(
+            run,
+            frame[None],
+            3,
+            tile_shape=cfg.tile_shape,
+            overlap=cfg.overlap,
+            batch_size=cfg.batch_size,
+            device=device,
+            progress=progress,
+        )

@@ -12,7 +12,7 @@ from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.flow.config import FlowConfig, FlowPredictConfig
 from celltrack.flow.frames import as_frame
 from celltrack.flow.model import FlowUNet
-from celltrack.nn import predict_tiled
+from celltrack.nn import evaluating, predict_tiled
 
 __all__ = ["predict_flow"]
 
@@ -65,10 +65,7 @@ def predict_flow(
     pcfg = cfg.predict if isinstance(cfg, FlowConfig) else (cfg or FlowPredictConfig())
     volume = np.stack([normalize_frame(a), normalize_frame(b)])
     device = torch.device(pcfg.device)
-    was_training = model.training
-    model.eval()
-    model.to(device)
-    try:
+    with evaluating(model, device):
         out = predict_tiled(
             model,
             volume,
@@ -79,8 +76,6 @@ def predict_flow(
             device=device,
             progress=progress,
         )
-    finally:
-        model.train(was_training)
     scale = np.asarray(model.max_displacement_um, np.float32)
     flow = np.zeros((3, *a.shape), np.float32)
     flow[model.axes] = out * scale[model.axes, None, None, None]

@@ -5,7 +5,7 @@ does.
 """
 
 from celltrack.nn.checkpoint import load_checkpoint, load_state, save_checkpoint
-from celltrack.nn.tiling import predict_tiled, tile_starts
+from celltrack.nn.tiling import evaluating, predict_tiled, tile_starts
 from celltrack.nn.unet import ConvBlock, FastConv3d, ResidualBlock, UNet, pool_factors_for
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "FastConv3d",
     "ResidualBlock",
     "UNet",
+    "evaluating",
     "load_checkpoint",
     "load_state",
     "pool_factors_for",

@@ -10,6 +10,7 @@ bounded by ``tile_shape × batch_size``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ from tqdm.auto import tqdm
 
 from celltrack.errors import ShapeError
 
-__all__ = ["predict_tiled", "tile_starts"]
+__all__ = ["evaluating", "predict_tiled", "tile_starts"]
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -63,6 +64,26 @@ def _tiles(
                 ]
                 weight = ramps[0][:, None, None] * ramps[1][None, :, None] * ramps[2][None, None, :]
                 yield sl, weight
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module, device: str | torch.device) -> Iterator[torch.nn.Module]:
+    """Run a block with ``model`` in eval mode on ``device``; restore its training mode after.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (moved to ``device`` in place).
+    device : str or torch.device
+        Where the model runs.
+    """
+    was_training = model.training
+    model.eval()
+    model.to(device)
+    try:
+        yield model
+    finally:
+        model.train(was_training)
 
 
 @torch.inference_mode()

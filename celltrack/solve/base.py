@@ -79,6 +79,32 @@ def provenance(config: Config) -> dict[str, Any]:
     return {"config": config.model_dump(mode="json"), "celltrack_version": __version__}
 
 
+def infeasible_result(
+    config: Config, reason: str, stats: dict[str, Any], total_seconds: float
+) -> LinkResult:
+    """An empty INFEASIBLE result whose ``stats["infeasible_reason"]`` says why.
+
+    Parameters
+    ----------
+    config : Config
+        The linker's configuration (recorded as provenance).
+    reason : str
+        Human-readable cause (e.g. conflicting pinned edges).
+    stats : dict
+        Statistics gathered so far; ``infeasible_reason`` is added.
+    total_seconds : float
+        Wall-clock time spent (s), reported as ``timings["total"]``.
+    """
+    stats["infeasible_reason"] = reason
+    return LinkResult(
+        TrackGraph.empty(),
+        SolveStatus.INFEASIBLE,
+        timings={"total": total_seconds},
+        parameters=provenance(config),
+        stats=stats,
+    )
+
+
 @runtime_checkable
 class Linker(Protocol):
     """Anything with a ``config`` and ``link(candidates) -> LinkResult``."""

@@ -50,7 +50,13 @@ from celltrack.config import Config
 from celltrack.errors import InvalidInputError
 from celltrack.graph import TrackGraph
 from celltrack.graph.candidates import PARENT_COLUMNS
-from celltrack.solve.base import LinkResult, SolveStatus, provenance, register_linker
+from celltrack.solve.base import (
+    LinkResult,
+    SolveStatus,
+    infeasible_result,
+    provenance,
+    register_linker,
+)
 from celltrack.solve.greedy import check_candidates, pin_column
 
 __all__ = ["FlowNNConfig", "FlowNNLinker"]
@@ -197,18 +203,8 @@ class FlowNNLinker:
         if np.any(np.bincount(a_tgt, minlength=n) > 1) or np.any(
             np.bincount(a_src, minlength=n) > cfg.max_children
         ):
-            stats["infeasible_reason"] = (
-                f"approved edges give a node > 1 parent or > {cfg.max_children} children"
-            )
-            return LinkResult(
-                TrackGraph.empty(),
-                SolveStatus.INFEASIBLE,
-                None,
-                None,
-                {"total": time.perf_counter() - t0},
-                provenance(cfg),
-                stats,
-            )
+            reason = f"approved edges give a node > 1 parent or > {cfg.max_children} children"
+            return infeasible_result(cfg, reason, stats, time.perf_counter() - t0)
         out_edges: dict[int, list[_Edge]] = {}
         parent_edge: dict[int, _Edge] = {}
         for s, c in zip(a_src.tolist(), a_tgt.tolist()):

@@ -41,7 +41,13 @@ from celltrack.config import Config
 from celltrack.errors import InvalidInputError
 from celltrack.graph import TrackGraph
 from celltrack.graph.candidates import predicted_parent
-from celltrack.solve.base import LinkResult, SolveStatus, provenance, register_linker
+from celltrack.solve.base import (
+    LinkResult,
+    SolveStatus,
+    infeasible_result,
+    provenance,
+    register_linker,
+)
 
 __all__ = ["GreedyConfig", "GreedyLinker", "greedy_select"]
 
@@ -340,19 +346,11 @@ class GreedyLinker:
         indeg_f = np.bincount(tgt[forced], minlength=n)
         outdeg_f = np.bincount(src[forced], minlength=n)
         if bad_forced.any() or np.any(indeg_f > 1) or np.any(outdeg_f > cfg.max_children):
-            stats["infeasible_reason"] = (
+            reason = (
                 "pinned edges conflict: a node pinned out has a pinned edge, or pinned edges "
                 f"give a node > 1 parent or > {cfg.max_children} children"
             )
-            return LinkResult(
-                TrackGraph.empty(),
-                SolveStatus.INFEASIBLE,
-                None,
-                None,
-                {"total": time.perf_counter() - t0},
-                provenance(cfg),
-                stats,
-            )
+            return infeasible_result(cfg, reason, stats, time.perf_counter() - t0)
         rows = np.flatnonzero(allowed | forced)
         t_build = time.perf_counter() - t0
         second_ok = self._second_ok(candidates, cost, src, tgt)

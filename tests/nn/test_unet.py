@@ -5,6 +5,7 @@ import torch
 from celltrack.errors import CheckpointError, ShapeError
 from celltrack.nn import (
     UNet,
+    evaluating,
     load_checkpoint,
     load_state,
     pool_factors_for,
@@ -46,6 +47,19 @@ def test_tiled_prediction_matches_whole_volume_for_pointwise_model():
     whole = conv(torch.from_numpy(vol)[None]).detach().numpy()[0]
     tiled = predict_tiled(conv, vol, 2, tile_shape=(4, 16, 16), overlap=(2, 6, 6), batch_size=3)
     np.testing.assert_allclose(tiled, whole, atol=1e-5)
+
+
+def test_evaluating_restores_training_mode_even_on_error():
+    net = torch.nn.Sequential(torch.nn.Dropout(0.5))
+    with evaluating(net, "cpu") as model:
+        assert not model.training  # dropout off: deterministic prediction
+        x = torch.ones(4, 8)
+        assert torch.equal(model(x), x)
+    assert net.training
+    net.eval()
+    with pytest.raises(RuntimeError), evaluating(net, "cpu"):
+        raise RuntimeError("prediction failed")
+    assert not net.training  # the mode it had before, not forced to train
 
 
 def test_checkpoint_round_trip_and_errors(tmp_path):
