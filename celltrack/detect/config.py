@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from celltrack.config import Config
 
@@ -21,6 +21,7 @@ __all__ = [
     "ModelConfig",
     "PredictConfig",
     "SpotConfig",
+    "TilingConfig",
     "TrainConfig",
 ]
 
@@ -171,8 +172,8 @@ class TrainConfig(Config):
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'")
 
 
-class PredictConfig(Config):
-    """Tiled prediction settings."""
+class TilingConfig(Config):
+    """Tiled prediction (:func:`celltrack.nn.predict_tiled`), shared by detection and flow."""
 
     tile_shape: tuple[int, int, int] = Field(
         (32, 192, 192), description="Tile (z, y, x) in voxels; memory is bounded by it"
@@ -181,10 +182,29 @@ class PredictConfig(Config):
         (4, 16, 16), description="Overlap (z, y, x) between tiles, blended by ramps (voxels)"
     )
     batch_size: int = Field(1, ge=1, description="Tiles per forward pass")
+    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'")
+
+    @field_validator("tile_shape")
+    @classmethod
+    def _check_tile(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(s < 1 for s in v):
+            raise ValueError(f"tile_shape must be ≥ 1 voxel per axis, got {v}")
+        return v
+
+    @field_validator("overlap")
+    @classmethod
+    def _check_overlap(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(s < 0 for s in v):
+            raise ValueError(f"overlap must be ≥ 0 voxels per axis, got {v}")
+        return v
+
+
+class PredictConfig(TilingConfig):
+    """Tiled detection prediction settings."""
+
     median_correction: bool = Field(
         False, description="Shift each z slice to the global median before normalising"
     )
-    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'")
 
 
 class SpotConfig(Config):

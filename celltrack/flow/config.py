@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from celltrack.config import Config
-from celltrack.detect.config import AugmentConfig
+from celltrack.detect.config import AugmentConfig, TilingConfig
 
 __all__ = [
     "FlowConfig",
@@ -188,8 +188,8 @@ class FlowTrainConfig(Config):
     device: str = Field("cpu", description="torch device for training (e.g. 'cuda:0').")
 
 
-class FlowPredictConfig(Config):
-    """Tiled flow prediction."""
+class FlowPredictConfig(TilingConfig):
+    """Tiled flow prediction (larger default tiles than detection's)."""
 
     tile_shape: IntTriple = Field(
         (32, 256, 256), description="Tile size (z, y, x) in voxels, clipped to the volume."
@@ -197,22 +197,6 @@ class FlowPredictConfig(Config):
     overlap: IntTriple = Field(
         (4, 32, 32), description="Overlap (z, y, x) between neighbouring tiles (voxels)."
     )
-    batch_size: int = Field(1, ge=1, description="Tiles per forward pass (count).")
-    device: str = Field("cpu", description="torch device the model runs on (e.g. 'cuda:0').")
-
-    @field_validator("tile_shape")
-    @classmethod
-    def _check_tile(cls, v: IntTriple) -> IntTriple:
-        if any(s < 1 for s in v):
-            raise ValueError(f"tile_shape must be ≥ 1 voxel per axis, got {v}")
-        return v
-
-    @field_validator("overlap")
-    @classmethod
-    def _check_overlap(cls, v: IntTriple) -> IntTriple:
-        if any(s < 0 for s in v):
-            raise ValueError(f"overlap must be ≥ 0 voxels per axis, got {v}")
-        return v
 
 
 class FlowConfig(Config):

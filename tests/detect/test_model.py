@@ -8,6 +8,7 @@ from celltrack.detect.losses import DetectionLoss, prior_loss, voxel_weights
 from celltrack.detect.model import DetectionUNet, build_model, load_model, save_model
 from celltrack.detect.predict import normalize_frame, predict_probabilities
 from celltrack.errors import CheckpointError, ConfigError, ShapeError
+from celltrack.flow.config import FlowPredictConfig
 from celltrack.nn import UNet, save_checkpoint
 
 torch.set_num_threads(1)
@@ -126,6 +127,14 @@ def test_config_round_trip_and_centre_ratio_consistency(tmp_path):
     with pytest.raises(ConfigError, match="unknown key"):
         config_from_dict({"model": {"depth": 3}}, DetectionConfig)
     assert isinstance(build_model(cfg.model, (1, 1, 1)), DetectionUNet)
+
+
+@pytest.mark.parametrize("config", [PredictConfig, FlowPredictConfig])
+def test_tiling_configs_reject_empty_tiles_and_negative_overlap(config):
+    with pytest.raises(ConfigError, match="tile_shape must be ≥ 1"):
+        config(tile_shape=(0, 64, 64))
+    with pytest.raises(ConfigError, match="overlap must be ≥ 0"):
+        config(overlap=(2, -1, 4))
 
 
 def test_median_correction_equalises_slices():
