@@ -51,7 +51,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_init(args: argparse.Namespace) -> int:
-    from celltrack.config_template import commented_yaml
+    from celltrack.config.template import commented_yaml
     from celltrack.io.atomic import atomic_write_text
     from celltrack.pipeline import PipelineConfig
 

@@ -17,6 +17,7 @@ from celltrack.detect.spots import extract_spots, suppress_duplicates
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
+from celltrack.graph.tags import TAG_DTYPE, Tag, tags_of
 from celltrack.graph.trackgraph import concat
 
 __all__ = ["detect"]
@@ -138,7 +139,7 @@ def _merge_annotations(
             else np.broadcast_to(np.eye(3) * cfg.labels.point_radius_um**2, (n, 3, 3)).copy()
         ),
         "score": np.asarray(ann.nodes["score"]) if "score" in ann.nodes else np.ones(n),
-        "tag": np.asarray(ann.nodes["tag"]).astype(str) if "tag" in ann.nodes else np.full(n, "tp"),
+        "tag": tags_of(ann, default=Tag.TP),
     }
     shift = int(annotations.ids.max()) + 1
     keys = ("t", "z", "y", "x", "covariance", "score")
@@ -154,7 +155,7 @@ def _merge_annotations(
                 ("x", None),
                 ("covariance", None),
                 ("score", None),
-                ("tag", np.full(predictions.num_nodes, "unlabeled")),
+                ("tag", np.full(predictions.num_nodes, Tag.UNLABELED.value, TAG_DTYPE)),
             )
         }
     )

@@ -35,6 +35,9 @@ from celltrack.detect.config import LabelConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
 from celltrack.graph import TrackGraph
+from celltrack.graph.tags import BACKGROUND as BACKGROUND_TAGS
+from celltrack.graph.tags import CORRECTIONS, REVIEWED, Tag, tags_of
+from celltrack.graph.tags import PERIPHERY as PERIPHERY_TAGS
 
 __all__ = [
     "BACKGROUND",
@@ -54,12 +57,6 @@ BACKGROUND = 1
 PERIPHERY = 3
 CENTRE = 5
 
-#: tags that draw something, with (is nucleus, periphery only, background only, false)
-_NUCLEUS_TAGS = ("tp", "fn")
-_PERIPHERY_TAGS = ("tb", "fb")
-_BACKGROUND_TAGS = ("tn", "fp")
-_FALSE_TAGS = ("fn", "fb", "fp")
-_TRAINING_TAGS = _NUCLEUS_TAGS + _PERIPHERY_TAGS + _BACKGROUND_TAGS
 
 
 def label_classes(labels: np.ndarray) -> np.ndarray:
@@ -94,7 +91,7 @@ def spot_arrays(
         cov = np.asarray(spots.nodes["covariance"], dtype=np.float64).reshape(n, 3, 3)
     else:
         cov = sphere_covariances(n, default_radius_um)
-    tags = np.asarray(spots.nodes["tag"]).astype(str) if "tag" in spots.nodes else np.full(n, "tp")
+    tags = tags_of(spots, default=Tag.TP)
     if n:
         bad_sym = ~np.all(np.isclose(cov, np.swapaxes(cov, 1, 2), atol=1e-9), axis=(1, 2))
         with np.errstate(invalid="ignore"):
@@ -177,12 +174,6 @@ def render_labels(
         )
     pos, cov, tags = spot_arrays(spots, cfg.point_radius_um)
     _check_inside(spots, pos, shape_arr, vs)
-    unknown = ~np.isin(tags, (*_TRAINING_TAGS, "unlabeled"))
-    if unknown.any():
-        raise InvalidInputError(
-            f"unknown annotation tags {sorted(set(tags[unknown]))}; expected one of "
-            f"{', '.join(_TRAINING_TAGS)} or 'unlabeled'"
-        )
 
     shape_t = tuple(int(s) for s in shape_arr)
     labels = np.zeros(shape_t, np.uint8)
@@ -200,16 +191,16 @@ def render_labels(
 
     structure = np.ones((1, 3, 3) if shape_t[0] == 1 else (3, 3, 3), bool)
     for p, c, tag in zip(pos, cov, tags):  # one rasterisation per annotation
-        if tag == "unlabeled":
+        if tag not in REVIEWED:
             continue
-        false = int(tag in _FALSE_TAGS)
-        if tag in _BACKGROUND_TAGS:
+        false = int(tag in CORRECTIONS)
+        if tag in BACKGROUND_TAGS:
             _paint(labels, *ellipsoid_mask(p, c, vs, shape_t, min_voxels=cfg.min_voxels),
                    BACKGROUND + false)
             continue
         _paint(labels, *ellipsoid_mask(p, c, vs, shape_t, min_voxels=cfg.min_voxels),
                PERIPHERY + false)
-        if tag in _PERIPHERY_TAGS:
+        if tag in PERIPHERY_TAGS:
             continue
         sl, inner = ellipsoid_mask(
             p, c, vs, shape_t, scale=cfg.centre_ratio, min_voxels=cfg.min_centre_voxels

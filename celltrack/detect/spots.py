@@ -26,14 +26,11 @@ from celltrack.detect.config import SpotConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, sphere_covariances
 from celltrack.graph import TrackGraph
+from celltrack.graph.tags import recheck_tags as recheck
+from celltrack.graph.tags import reviewed_mask, tags_of
 
 __all__ = ["extract_spots", "suppress_duplicates"]
 
-#: tags a person has given (ELEPHANT's reviewed vocabulary)
-_HUMAN = ("tp", "fn", "fp", "tn", "tb", "fb")
-#: pessimistic reset before new predictions, then upgrade when a prediction matches
-_RESET = {"tp": "fn", "fp": "tn", "fb": "tb"}
-_MATCHED = {"fn": "tp", "tn": "fp", "tb": "fb"}
 
 
 def _centre_map(prob: np.ndarray) -> np.ndarray:
@@ -188,20 +185,13 @@ def suppress_duplicates(
     if not np.isfinite(distance_um) or distance_um < 0:
         raise InvalidInputError(f"distance_um must be ≥ 0 µm, got {distance_um}")
     n = spots.num_nodes
-    tags = (
-        np.asarray(spots.nodes["tag"]).astype(str)
-        if "tag" in spots.nodes
-        else np.full(n, "unlabeled")
-    )
-    human = np.isin(tags, _HUMAN)
-    if recheck_tags:
-        tags = tags.copy()
-        for old, new in _RESET.items():
-            tags[tags == old] = new
+    tags = tags_of(spots)
+    human = reviewed_mask(tags)
+    found = np.zeros(n, bool)  # reviewed spots that suppressed a prediction
     if n == 0 or distance_um == 0:
         out = spots.copy()
         if recheck_tags and n:
-            out.set_node_column("tag", tags)
+            out.set_node_column("tag", recheck(tags, found))
         return out
     volume = (
         np.abs(np.linalg.det(np.asarray(spots.nodes["covariance"], dtype=np.float64)))
@@ -226,16 +216,12 @@ def suppress_duplicates(
     while np.any(state == 0):
         hit = (state[a] == 1) & (state[b] == 0)
         state[b[hit]] = -1
-        if recheck_tags:
-            matched = a[hit][~human[b[hit]]]
-            for old, new in _MATCHED.items():
-                sel = matched[tags[matched] == old]
-                tags[sel] = new
+        found[a[hit][~human[b[hit]]]] = True
         blocked = np.zeros(n, bool)
         blocked[b[(state[a] == 0) & (state[b] == 0)]] = True
         state[(state == 0) & ~blocked] = 1
     kept = state == 1
     out = spots.copy()
     if recheck_tags:
-        out.set_node_column("tag", tags)
+        out.set_node_column("tag", np.where(human, recheck(tags, found & human), tags))
     return out.subgraph(nodes=kept)

@@ -37,12 +37,13 @@ from celltrack.detect.predict import normalize_frame
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
+from celltrack.graph.tags import REVIEWED, Tag, tags_of
 
 __all__ = ["DetectionTrainer", "train_batch", "train_incremental", "train_prior"]
 
 logger = logging.getLogger(__name__)
 
-_TRAINING_TAGS = ("tp", "fn", "tb", "fb", "tn", "fp")
+_TRAINING_TAGS = REVIEWED
 
 
 def _as_movie(images: Any) -> np.ndarray:
@@ -361,11 +362,7 @@ class DetectionTrainer:
         movie = _as_movie(images)
         if not isinstance(annotations, TrackGraph):
             spot_arrays(annotations, 1.0)
-        tags = (
-            np.asarray(annotations.nodes["tag"]).astype(str)
-            if "tag" in annotations.nodes
-            else np.full(annotations.num_nodes, "tp")
-        )
+        tags = tags_of(annotations, default=Tag.TP)
         frames = np.unique(annotations.t[np.isin(tags, _TRAINING_TAGS)])
         if frames.size == 0:
             raise InvalidInputError(

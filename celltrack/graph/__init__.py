@@ -7,12 +7,14 @@ from celltrack.graph.candidates import (
     pins_from_tags,
     predicted_parent,
 )
-from celltrack.graph.trackgraph import TAGS, TrackGraph, concat
+from celltrack.graph.tags import TAGS, Tag
+from celltrack.graph.trackgraph import TrackGraph, concat
 
 __all__ = [
     "PARENT_COLUMNS",
     "TAGS",
     "CandidateConfig",
+    "Tag",
     "TrackGraph",
     "build_candidates",
     "concat",

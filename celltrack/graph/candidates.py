@@ -31,6 +31,7 @@ from scipy.spatial import cKDTree
 
 from celltrack.config import Config
 from celltrack.errors import InvalidInputError
+from celltrack.graph.tags import PINNED_IN, PINNED_OUT, approved_mask, tags_of
 from celltrack.graph.trackgraph import TrackGraph
 
 __all__ = [
@@ -263,15 +264,11 @@ def pins_from_tags(graph: TrackGraph) -> TrackGraph:
     out = graph.copy()
     node_pin = np.full(graph.num_nodes, -1, np.int8)
     if "tag" in graph.nodes:
-        tag = np.asarray(graph.nodes["tag"]).astype(str)
-        node_pin[np.isin(tag, ("tp", "fn"))] = 1
-        node_pin[np.isin(tag, ("fp", "tn"))] = 0
+        tag = tags_of(graph)
+        node_pin[np.isin(tag, PINNED_IN)] = 1
+        node_pin[np.isin(tag, PINNED_OUT)] = 0
     out.set_node_column("pin", node_pin)
     edge_pin = np.full(graph.num_edges, -1, np.int8)
-    if "approved" in graph.edges:
-        approved = np.asarray(graph.edges["approved"])
-        if approved.dtype.kind == "f":
-            approved = np.nan_to_num(approved, nan=0.0)
-        edge_pin[approved.astype(bool)] = 1
+    edge_pin[approved_mask(graph)] = 1
     out.set_edge_column("pin", edge_pin)
     return out

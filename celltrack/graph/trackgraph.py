@@ -18,14 +18,13 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from celltrack.errors import GraphError, InvalidInputError, ShapeError
+from celltrack.graph.tags import TAG_DTYPE, TAGS, Tag
 
 __all__ = ["EDGE_REQUIRED", "NODE_REQUIRED", "TAGS", "TrackGraph"]
 
 NODE_REQUIRED = ("id", "t", "z", "y", "x")
 EDGE_REQUIRED = ("source", "target")
 POSITION = ("z", "y", "x")
-#: ELEPHANT's proofreading vocabulary (see DESIGN.md, "Annotation tags").
-TAGS = ("tp", "fp", "tn", "fn", "tb", "fb", "unlabeled")
 
 
 def _as_column(name: str, values: Any, length: int | None, owner: str) -> np.ndarray:
@@ -682,8 +681,11 @@ def _columns_equal(a: np.ndarray, b: np.ndarray, atol: float) -> bool:
     return bool(np.array_equal(a, b))
 
 
-def _default_fill(column: np.ndarray, length: int) -> np.ndarray:
+def _default_fill(name: str, column: np.ndarray, length: int) -> np.ndarray:
+    """Fill of a column a table lacks: NaN, False, -1, "" — and ``"unlabeled"`` for tags."""
     shape = (length, *column.shape[1:])
+    if name == "tag":
+        return np.full(shape, Tag.UNLABELED.value, TAG_DTYPE)
     if column.dtype.kind == "f":
         return np.full(shape, np.nan, column.dtype)
     if column.dtype.kind == "b":
@@ -691,7 +693,7 @@ def _default_fill(column: np.ndarray, length: int) -> np.ndarray:
     if column.dtype.kind in "iu":
         return np.full(shape, -1, np.int64)
     if column.dtype.kind == "U":
-        return np.full(shape, "unlabeled" if column.dtype.itemsize else "", column.dtype)
+        return np.full(shape, "", column.dtype)
     return np.full(shape, None, object)
 
 
@@ -706,7 +708,7 @@ def _merge_columns(
     for key, example in names.items():
         parts = []
         for table, length in zip(tables, lengths):
-            parts.append(np.asarray(table[key]) if key in table else _default_fill(example, length))
+            parts.append(np.asarray(table[key]) if key in table else _default_fill(key, example, length))
         merged[key] = np.concatenate(parts) if parts else example
     return merged
 

@@ -8,10 +8,12 @@ from celltrack.io.atomic import atomic_path, atomic_write_bytes, atomic_write_te
 from celltrack.io.ctc import ctc_segments, read_ctc, write_ctc
 from celltrack.io.geff_io import read_geff, write_geff
 from celltrack.io.images import ImageSeries, read_image, write_image
+from celltrack.io.movie import as_movie
 from celltrack.io.trackmate import read_trackmate
 
 __all__ = [
     "ImageSeries",
+    "as_movie",
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",

@@ -1,4 +1,6 @@
-"""ELEPHANT's proofreading bookkeeping as pure functions on tag arrays and graphs.
+"""ELEPHANT's proofreading bookkeeping on a project graph: merging a frame's new predictions.
+
+The tag vocabulary and its re-check tables live in :mod:`celltrack.graph.tags`.
 
 Node tags (see DESIGN.md, "Annotation tags"): ``tp`` confirmed nucleus, ``fn`` nucleus a
 person added (the model missed it), ``fp`` prediction a person rejected, ``tn`` rejected
@@ -29,7 +31,23 @@ from scipy.spatial import cKDTree
 
 from celltrack.errors import GraphError, InvalidInputError
 from celltrack.graph import TrackGraph
-from celltrack.graph.trackgraph import TAGS, concat
+from celltrack.graph.tags import (
+    FOUND,
+    LINKABLE,
+    MANUAL,
+    RESET,
+    REVIEW,
+    REVIEWED,
+    TAG_DTYPE,
+    Tag,
+    approved_mask,
+    found_tags,
+    reset_tags,
+    review_tags,
+    reviewed_mask,
+    tags_of,
+)
+from celltrack.graph.trackgraph import concat
 
 __all__ = [
     "FOUND",
@@ -47,87 +65,11 @@ __all__ = [
     "reviewed_mask",
 ]
 
-#: Tag of a spot a person adds by hand (the model missed it: a correction).
-MANUAL_TAG = "fn"
-#: Proofreading decision → tag.
-REVIEW = {"accept": "tp", "reject": "fp"}
-#: Pessimistic reset applied to a frame before new predictions arrive.
-RESET = {"tp": "fn", "fp": "tn", "fb": "tb"}
-#: Re-tagging of a reset spot that a new prediction lands on.
-FOUND = {"fn": "tp", "tn": "fp", "tb": "fb"}
-#: Tags set by a person (everything but ``unlabeled``): the detector's training data.
-REVIEWED_TAGS = tuple(t for t in TAGS if t != "unlabeled")
-#: Tags of spots that are nuclei (or may be: unreviewed predictions); linkers use these.
-NUCLEUS_TAGS = ("tp", "fn", "unlabeled")
-
-
-def _tags(tags: Any) -> np.ndarray:
-    arr = np.asarray(tags).astype(str).reshape(-1)
-    bad = sorted(set(np.unique(arr).tolist()) - set(TAGS))
-    if bad:
-        raise InvalidInputError(f"unknown tags {bad}; allowed tags are {list(TAGS)}")
-    return arr
-
-
-def _map(tags: Any, table: dict[str, str]) -> np.ndarray:
-    out = _tags(tags).astype("<U9")
-    src = out.copy()
-    for old, new in table.items():
-        out[src == old] = new
-    return out
-
-
-def reset_tags(tags: Sequence[str] | np.ndarray) -> np.ndarray:
-    """Pessimistic reset before new predictions: tp → fn, fp → tn, fb → tb (others kept).
-
-    Parameters
-    ----------
-    tags : array_like of str, shape (N,)
-        Tags from :data:`celltrack.graph.TAGS`.
-
-    Returns
-    -------
-    ndarray of str, shape (N,)
-    """
-    return _map(tags, RESET)
-
-
-def found_tags(tags: Sequence[str] | np.ndarray) -> np.ndarray:
-    """Tags of reset spots that a new prediction matched: fn → tp, tn → fp, tb → fb."""
-    return _map(tags, FOUND)
-
-
-def review_tags(tags: Sequence[str] | np.ndarray, decision: str) -> np.ndarray:
-    """Tags after a person's decision on every spot: ``"accept"`` → tp, ``"reject"`` → fp.
-
-    Parameters
-    ----------
-    tags : array_like of str, shape (N,)
-        Current tags (validated; their value does not change the outcome).
-    decision : {"accept", "reject"}
-        The proofreading decision.
-    """
-    if decision not in REVIEW:
-        raise InvalidInputError(
-            f"decision must be one of {sorted(REVIEW)} (accept → tp, reject → fp), got "
-            f"{decision!r}"
-        )
-    return np.full(_tags(tags).shape, REVIEW[decision], dtype="<U9")
-
-
-def reviewed_mask(tags: Sequence[str] | np.ndarray) -> np.ndarray:
-    """True where a person reviewed the spot (tag other than ``unlabeled``), shape (N,)."""
-    return _tags(tags) != "unlabeled"
-
-
-def approved_mask(graph: TrackGraph) -> np.ndarray:
-    """Edge mask (E,) of approved links (edge column ``approved``; NaN/absent = False)."""
-    if "approved" not in graph.edges:
-        return np.zeros(graph.num_edges, bool)
-    col = np.asarray(graph.edges["approved"])
-    if col.dtype.kind == "f":
-        col = np.nan_to_num(col, nan=0.0)
-    return col.astype(bool)
+#: Names kept for the project API; the vocabulary lives in :mod:`celltrack.graph.tags`.
+MANUAL_TAG = MANUAL
+REVIEWED_TAGS = REVIEWED
+#: Spots the project links (confirmed nuclei and unreviewed predictions).
+NUCLEUS_TAGS = LINKABLE
 
 
 def edge_rows(graph: TrackGraph, pairs: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -233,9 +175,7 @@ def merge_predictions(
     predictions = _frame_predictions(predictions, frame)
     graph = annotations.copy()
     n = graph.num_nodes
-    tags = (
-        _tags(graph.nodes["tag"]) if "tag" in graph.nodes else np.full(n, "unlabeled")
-    ).astype("<U9")
+    tags = tags_of(graph)
     in_frame = graph.t == frame
     tags[in_frame] = reset_tags(tags[in_frame])
 
@@ -245,7 +185,7 @@ def merge_predictions(
         src, tgt = graph.edge_index()
         on_approved[src[approved]] = True
         on_approved[tgt[approved]] = True
-    delete = in_frame & (tags == "unlabeled") & ~on_approved
+    delete = in_frame & (tags == Tag.UNLABELED) & ~on_approved
     graph.set_node_column("tag", tags)
     graph = graph.subgraph(nodes=~delete)
     stats = {"deleted": int(delete.sum()), "matched": 0, "suppressed": 0, "added": 0}
@@ -257,7 +197,7 @@ def merge_predictions(
         dist, nearest = tree.query(predictions.positions, k=1)
         hit = np.isfinite(dist) & (dist < distance_um)
         matched_rows = np.unique(rows[nearest[hit]])
-        tags = np.asarray(graph.nodes["tag"]).astype("<U9")
+        tags = tags_of(graph)
         tags[matched_rows] = found_tags(tags[matched_rows])
         graph.set_node_column("tag", tags)
         keep_pred &= ~hit
@@ -274,11 +214,11 @@ def merge_predictions(
             k: np.asarray(v) for k, v in new.nodes.items() if k not in ("id", "tag")
         }
         columns["id"] = np.arange(start, start + new.num_nodes, dtype=np.int64)
-        columns["tag"] = np.full(new.num_nodes, "unlabeled", dtype="<U9")
+        columns["tag"] = np.full(new.num_nodes, Tag.UNLABELED.value, dtype=TAG_DTYPE)
         added = TrackGraph(columns, validate=False)
         attrs = dict(graph.attrs)
         graph = concat([graph, added])
         graph.attrs = attrs
         stats["added"] = new.num_nodes
-    graph.set_node_column("tag", np.asarray(graph.nodes["tag"]).astype("<U9"))
+    graph.set_node_column("tag", tags_of(graph))
     return graph, stats

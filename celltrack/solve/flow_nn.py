@@ -57,6 +57,7 @@ from celltrack.solve.base import (
     provenance,
     register_linker,
 )
+from celltrack.graph.tags import NEVER_LINKED
 from celltrack.solve.greedy import check_candidates, pin_column
 
 __all__ = ["FlowNNConfig", "FlowNNLinker"]
@@ -64,7 +65,7 @@ __all__ = ["FlowNNConfig", "FlowNNLinker"]
 logger = logging.getLogger(__name__)
 
 #: tags of nodes that are never linked (rejected detections and periphery marks).
-EXCLUDED_TAGS = ("fp", "tn", "tb", "fb")
+EXCLUDED_TAGS = NEVER_LINKED
 
 
 class FlowNNConfig(Config):
