@@ -708,7 +708,8 @@ def _merge_columns(
     for key, example in names.items():
         parts = []
         for table, length in zip(tables, lengths):
-            parts.append(np.asarray(table[key]) if key in table else _default_fill(key, example, length))
+            part = table[key] if key in table else _default_fill(key, example, length)
+            parts.append(np.asarray(part))
         merged[key] = np.concatenate(parts) if parts else example
     return merged
 

@@ -23,7 +23,6 @@ Nothing here touches files or models: every function returns new arrays or graph
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np

@@ -50,6 +50,7 @@ from celltrack.config import Config
 from celltrack.errors import InvalidInputError
 from celltrack.graph import TrackGraph
 from celltrack.graph.candidates import PARENT_COLUMNS
+from celltrack.graph.tags import NEVER_LINKED
 from celltrack.solve.base import (
     LinkResult,
     SolveStatus,
@@ -57,7 +58,6 @@ from celltrack.solve.base import (
     provenance,
     register_linker,
 )
-from celltrack.graph.tags import NEVER_LINKED
 from celltrack.solve.greedy import check_candidates, pin_column
 
 __all__ = ["FlowNNConfig", "FlowNNLinker"]
