@@ -14,15 +14,9 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from celltrack.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["Config", "config_from_dict", "load_config", "save_config"]
 
@@ -144,15 +138,28 @@ def load_config(path: str | Path, model: type[C]) -> C:
         raise ConfigError(f"config file '{path}' does not exist")
     text = path.read_text(encoding="utf-8")
     try:
-        if fmt == "yaml":
-            data = yaml.safe_load(text) or {}
-        elif fmt == "toml":
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except (yaml.YAMLError, tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        data = _parse(text, fmt)
+    except ValueError as exc:  # YAMLError is not one: _parse converts it
         raise ConfigError(f"cannot parse {fmt.upper()} config '{path}': {exc}") from None
     return config_from_dict(data, model)
+
+
+def _parse(text: str, fmt: str) -> Any:
+    """Parse config text; parse errors come out as ValueError (the parsers load lazily)."""
+    if fmt == "yaml":
+        import yaml
+
+        try:
+            return yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise ValueError(str(exc)) from None
+    if fmt == "toml":
+        if sys.version_info >= (3, 11):
+            import tomllib
+        else:  # pragma: no cover
+            import tomli as tomllib
+        return tomllib.loads(text)  # TOMLDecodeError is a ValueError
+    return json.loads(text)  # JSONDecodeError is a ValueError
 
 
 def _drop_none(value: Any, where: str) -> Any:
@@ -183,6 +190,8 @@ def config_to_text(cfg: Config, fmt: str) -> str:
     """Serialise a config to YAML, TOML or JSON text (``fmt`` in {'yaml', 'toml', 'json'})."""
     data = cfg.model_dump(mode="json")
     if fmt == "yaml":
+        import yaml
+
         return yaml.safe_dump(data, sort_keys=False)
     if fmt == "toml":
         import tomli_w

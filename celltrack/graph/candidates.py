@@ -27,7 +27,6 @@ import time
 
 import numpy as np
 from pydantic import Field, field_validator
-from scipy.spatial import cKDTree
 
 from celltrack.config import Config
 from celltrack.errors import InvalidInputError
@@ -122,6 +121,8 @@ def _pairs_within(
     parent_pos: np.ndarray, query: np.ndarray, radius: float, k: int | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Row pairs (parent_row, query_row) with ‖parent − query‖ ≤ radius (local rows)."""
+    from scipy.spatial import cKDTree
+
     tree = cKDTree(parent_pos)
     if k is not None:
         kk = min(k, parent_pos.shape[0])

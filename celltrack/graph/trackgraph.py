@@ -14,8 +14,6 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from celltrack.errors import GraphError, InvalidInputError, ShapeError
 from celltrack.graph.tags import TAG_DTYPE, TAGS, Tag
@@ -475,18 +473,19 @@ class TrackGraph:
         """Ids of nodes with two or more children, shape (D,)."""
         return self._nodes["id"][self.out_degree() >= 2]
 
-    def adjacency(self) -> sparse.csr_matrix:
-        """Sparse (N, N) adjacency in row-index space: A[i, j] = 1 for edge i → j."""
+    def adjacency(self) -> Any:
+        """Sparse (N, N) adjacency (``scipy.sparse.csr_matrix``) in row-index space.
+
+        ``A[i, j] = 1`` for an edge from row i to row j.
+        """
         src, tgt = self.edge_index()
-        n = self.num_nodes
-        return sparse.csr_matrix((np.ones(src.size, np.int8), (src, tgt)), shape=(n, n))
+        return _csr(src, tgt, self.num_nodes)
 
     def lineages(self) -> np.ndarray:
         """Lineage label (weakly connected component) of every node, shape (N,), from 0."""
         if self.num_nodes == 0:
             return np.zeros(0, np.int64)
-        _, labels = csgraph.connected_components(self.adjacency(), directed=False)
-        return _relabel_by_first_appearance(labels)
+        return _component_labels(self.adjacency())
 
     def tracklets(self) -> np.ndarray:
         """Tracklet label of every node, shape (N,), from 0.
@@ -499,12 +498,7 @@ class TrackGraph:
         src, tgt = self.edge_index()
         outdeg, indeg = self.out_degree(), self.in_degree()
         keep = (outdeg[src] == 1) & (indeg[tgt] == 1)
-        n = self.num_nodes
-        adj = sparse.csr_matrix(
-            (np.ones(int(keep.sum()), np.int8), (src[keep], tgt[keep])), shape=(n, n)
-        )
-        _, labels = csgraph.connected_components(adj, directed=False)
-        return _relabel_by_first_appearance(labels)
+        return _component_labels(_csr(src[keep], tgt[keep], self.num_nodes))
 
     # ------------------------------------------------------------------ combination
     def add_nodes(self, nodes: Mapping[str, Any]) -> TrackGraph:
@@ -639,6 +633,21 @@ def _check_tags(tags: np.ndarray) -> None:
 def _check_covariance(cov: np.ndarray) -> None:
     if cov.ndim != 3 or cov.shape[1:] != (3, 3):
         raise ShapeError(f"node column 'covariance' must be (N, 3, 3) in µm², got {cov.shape}")
+
+
+def _csr(src: np.ndarray, tgt: np.ndarray, n: int) -> Any:
+    """(n, n) sparse matrix with a 1 at every (src, tgt) row pair."""
+    from scipy import sparse
+
+    return sparse.csr_matrix((np.ones(src.size, np.int8), (src, tgt)), shape=(n, n))
+
+
+def _component_labels(adjacency: Any) -> np.ndarray:
+    """Weakly connected component of every row, numbered by first appearance."""
+    from scipy.sparse import csgraph
+
+    _, labels = csgraph.connected_components(adjacency, directed=False)
+    return _relabel_by_first_appearance(labels)
 
 
 def _relabel_by_first_appearance(labels: np.ndarray) -> np.ndarray:
