@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import distributed
 
-    from celltrack.solve import ILPConfig, make_linker, solve_blockwise
+    from celltrack.solve import BlockwiseConfig, ILPConfig, make_linker, solve_blockwise
     from celltrack.solve.blockwise.synthetic import synthetic_candidates
 
     if args.tiny:
@@ -55,8 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     # border_distance_um=0: in this synthetic volume cells rarely leave the field of view,
     # so track starts cost the same everywhere
     linker = make_linker(ILPConfig(time_limit_s=30.0, num_workers=1, border_distance_um=0.0))
-    block = (int(args.block[0]), *args.block[1:])
-    context = (int(args.context[0]), *args.context[1:])
+    config = BlockwiseConfig(
+        block_size=(int(args.block[0]), *args.block[1:]),
+        context=(int(args.context[0]), *args.context[1:]),
+    )
 
     if args.scheduler:
         client = distributed.Client(args.scheduler)
@@ -73,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"dask: {client}")
         start = time.perf_counter()
-        stitched = solve_blockwise(candidates, linker, block_size=block, context=context,
-                                   executor=client, store=args.store, progress=not args.tiny)
+        stitched = solve_blockwise(candidates, linker, config, executor=client,
+                                   store=args.store, progress=not args.tiny)
         blockwise_s = time.perf_counter() - start
     finally:
         client.close()

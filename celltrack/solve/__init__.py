@@ -1,9 +1,16 @@
 """Linkers: greedy nearest neighbour, ELEPHANT's flow-corrected NN, and the CP-SAT tree ILP.
 
-Every linker implements :class:`Linker` (``link(candidates) -> LinkResult``) and is chosen
-by its config's ``kind``; :data:`LinkerConfig` is the discriminated union used in nested
-configs, and :func:`make_linker` builds a linker from a config, a kind name or a dict.
-Importing this package registers the built-in linkers.
+Every linker subclasses :class:`Linker`: its public ``link(candidates, **options) ->
+LinkResult`` validates the candidates and pins (:mod:`celltrack.solve.validate`), times the
+run and stamps provenance around the subclass's ``_link``. Linkers are chosen by their
+config's ``kind``: :func:`make_linker` builds one from a config, a kind name or a dict,
+:func:`linker_config` validates such a value into the kind's config (any kind registered
+with :func:`register_linker`, the user's own included), and :data:`LinkerConfig` is the
+discriminated union of the built-in configs. :func:`solve_blockwise` solves large graphs
+block by block with any linker.
+
+Importing this package registers the built-in linkers; it loads no solver (OR-Tools,
+scipy.optimize) and no KD-tree code until a linker runs.
 """
 
 from typing import Annotated, Union
@@ -11,9 +18,11 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from celltrack.solve.base import (
+    Infeasible,
     Linker,
     LinkResult,
     SolveStatus,
+    linker_config,
     linker_kinds,
     make_linker,
     register_linker,
@@ -35,10 +44,12 @@ __all__ = [
     "GreedyLinker",
     "ILPConfig",
     "ILPLinker",
+    "Infeasible",
     "LinkResult",
     "Linker",
     "LinkerConfig",
     "SolveStatus",
+    "linker_config",
     "linker_kinds",
     "make_linker",
     "register_linker",

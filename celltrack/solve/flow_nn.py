@@ -40,25 +40,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from scipy.spatial import cKDTree
 
 from celltrack.config import Config
-from celltrack.errors import InvalidInputError
 from celltrack.graph import TrackGraph
-from celltrack.graph.candidates import PARENT_COLUMNS
 from celltrack.graph.tags import NEVER_LINKED
-from celltrack.solve.base import (
-    LinkResult,
-    SolveStatus,
-    infeasible_result,
-    provenance,
-    register_linker,
-)
-from celltrack.solve.greedy import check_candidates, pin_column
+from celltrack.solve.base import Infeasible, Linker, LinkResult, SolveStatus, register_linker
+from celltrack.solve.validate import forest_violation, pins
 
 __all__ = ["FlowNNConfig", "FlowNNLinker"]
 
@@ -113,7 +104,7 @@ class _Edge:
         )
 
 
-class FlowNNLinker:
+class FlowNNLinker(Linker):
     """Flow-corrected nearest-neighbour linking (see module docstring).
 
     Parameters
@@ -128,17 +119,13 @@ class FlowNNLinker:
     1
     """
 
-    def __init__(self, config: FlowNNConfig | None = None) -> None:
-        self.config = FlowNNConfig() if config is None else config
-        if not isinstance(self.config, FlowNNConfig):
-            raise InvalidInputError(
-                f"FlowNNLinker needs a FlowNNConfig, got {type(self.config).__name__}"
-            )
+    config_class = FlowNNConfig
+    config: FlowNNConfig
 
     # ---------------------------------------------------------------- inputs
     def _node_roles(self, graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:
         """(can be a parent, can be a child) masks, shape (N,)."""
-        keep = pin_column(graph, "node") != 0
+        keep = pins(graph, "node") != 0
         if "tag" in graph.nodes:
             tag = np.asarray(graph.nodes["tag"]).astype(str)
             keep &= ~np.isin(tag, EXCLUDED_TAGS)
@@ -146,6 +133,8 @@ class FlowNNLinker:
 
     def _query(self, graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:
         """Query positions (N, 3) µm and flow-displacement² (N,) (NaN where no flow)."""
+        from celltrack.graph.candidates import PARENT_COLUMNS
+
         pos = graph.positions
         sqdisp = np.full(graph.num_nodes, np.nan)
         if not (self.config.use_flow and all(c in graph.nodes for c in PARENT_COLUMNS)):
@@ -157,7 +146,7 @@ class FlowNNLinker:
         return query, sqdisp
 
     # ---------------------------------------------------------------- main
-    def link(self, candidates: TrackGraph) -> LinkResult:
+    def _link(self, candidates: TrackGraph) -> LinkResult:
         """Link the spots of ``candidates`` (its non-approved edges are ignored).
 
         Parameters
@@ -171,15 +160,12 @@ class FlowNNLinker:
         LinkResult
             Forest with edge columns ``distance``, ``pred_distance`` (µm, parent to the
             child's query position), ``frame_gap`` and ``approved``; status HEURISTIC,
-            or INFEASIBLE when approved edges already break the forest rules.
-
-        Raises
-        ------
-        InvalidInputError
-            If the graph has no nodes or a ``pin`` column holds other values than −1/0/1.
+            or INFEASIBLE when approved edges already break the forest rules; ``timings``
+            ``solve`` and ``assemble`` (s).
         """
+        from scipy.spatial import cKDTree
+
         cfg = self.config
-        check_candidates(candidates, "FlowNNLinker")
         t0 = time.perf_counter()
         graph = candidates
         n = graph.num_nodes
@@ -189,10 +175,10 @@ class FlowNNLinker:
         t = graph.t
         theta2 = cfg.division_displacement_um**2
         r2 = cfg.search_distance_um**2
-        stats: dict = {"nodes": n}
+        stats: dict[str, Any] = {"nodes": n}
 
         # approved and forbidden input edges
-        edge_pin = pin_column(graph, "edge")
+        edge_pin = pins(graph, "edge")
         approved = edge_pin == 1
         if "approved" in graph.edges:
             col = np.asarray(graph.edges["approved"])
@@ -201,11 +187,9 @@ class FlowNNLinker:
         approved &= can_parent[src] & can_child[tgt]
         forbidden = set(zip(src[edge_pin == 0].tolist(), tgt[edge_pin == 0].tolist()))
         a_src, a_tgt = src[approved], tgt[approved]
-        if np.any(np.bincount(a_tgt, minlength=n) > 1) or np.any(
-            np.bincount(a_src, minlength=n) > cfg.max_children
-        ):
-            reason = f"approved edges give a node > 1 parent or > {cfg.max_children} children"
-            return infeasible_result(cfg, reason, stats, time.perf_counter() - t0)
+        reason = forest_violation(src, tgt, approved, n, cfg.max_children, what="approved")
+        if reason is not None:
+            raise Infeasible(reason, stats)
         out_edges: dict[int, list[_Edge]] = {}
         parent_edge: dict[int, _Edge] = {}
         for s, c in zip(a_src.tolist(), a_tgt.tolist()):
@@ -219,7 +203,7 @@ class FlowNNLinker:
         order = np.argsort(t, kind="stable")
         frames, first = np.unique(t[order], return_index=True)
         bounds = dict(zip(frames.tolist(), zip(first.tolist(), [*first[1:].tolist(), n])))
-        trees: dict[int, tuple[cKDTree, np.ndarray] | None] = {}
+        trees: dict[int, tuple[Any, np.ndarray] | None] = {}
 
         def tree_at(frame: int):
             if frame not in trees:
@@ -283,22 +267,22 @@ class FlowNNLinker:
         t_link = time.perf_counter() - t0
 
         result = self._assemble(graph, can_parent | can_child, parent_edge, pos, query)
-        total = time.perf_counter() - t0
+        t_assemble = time.perf_counter() - t0 - t_link
         stats.update(
             linked=len(parent_edge),
             replaced_links=replaced,
             passes=passes_used,
             interpolated_nodes=int(np.count_nonzero(result.nodes["interpolated"])),
         )
-        logger.info("flow_nn: %d links (%d replaced) in %.2f s", len(parent_edge), replaced, total)
+        logger.info(
+            "flow_nn: %d links (%d replaced) in %.2f s",
+            len(parent_edge), replaced, t_link + t_assemble,
+        )
         return LinkResult(
             result,
             SolveStatus.HEURISTIC,
-            None,
-            None,
-            {"solve": t_link, "assemble": total - t_link, "total": total},
-            provenance(cfg),
-            stats,
+            timings={"solve": t_link, "assemble": t_assemble},
+            stats=stats,
         )
 
     def _find_parent(self, child, i, cands, child_sqdisp, out_edges, forbidden, r2, theta2):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -40,14 +40,8 @@ from pydantic import Field
 from celltrack.config import Config
 from celltrack.errors import InvalidInputError
 from celltrack.graph import TrackGraph
-from celltrack.graph.candidates import predicted_parent
-from celltrack.solve.base import (
-    LinkResult,
-    SolveStatus,
-    infeasible_result,
-    provenance,
-    register_linker,
-)
+from celltrack.solve.base import Infeasible, Linker, LinkResult, SolveStatus, register_linker
+from celltrack.solve.validate import bool_mask, edge_feature, forest_violation, pins
 
 __all__ = ["GreedyConfig", "GreedyLinker", "greedy_select"]
 
@@ -92,56 +86,6 @@ class GreedyConfig(Config):
         ge=0,
         description="for second_child='displacement': displacement that marks a real division (µm)",
     )
-
-
-def check_candidates(candidates: TrackGraph, who: str) -> None:
-    """Common input checks of the linkers (type, at least one node)."""
-    if not isinstance(candidates, TrackGraph):
-        raise InvalidInputError(
-            f"{who} needs a candidate TrackGraph, got {type(candidates).__name__}"
-        )
-    if candidates.num_nodes == 0:
-        raise InvalidInputError(
-            f"{who}: the candidate graph has no nodes, so there is nothing to link; "
-            "check the detection step (thresholds, input frames)"
-        )
-
-
-def edge_cost(candidates: TrackGraph, feature: str) -> np.ndarray:
-    """The cost column ``feature`` as float64, validated (finite, ≥ 0)."""
-    if feature not in candidates.edges:
-        raise InvalidInputError(
-            f"edge cost feature '{feature}' is not an edge column; available: "
-            f"{[c for c in candidates.edge_columns if c not in ('source', 'target')]}. "
-            "Build the graph with celltrack.graph.candidates.build_candidates or set cost_feature"
-        )
-    cost = np.asarray(candidates.edges[feature], dtype=np.float64)
-    if cost.ndim != 1:
-        raise InvalidInputError(f"edge column '{feature}' must be 1-D, got shape {cost.shape}")
-    if not np.all(np.isfinite(cost)):
-        raise InvalidInputError(f"edge column '{feature}' holds NaN or infinite costs")
-    if np.any(cost < 0):
-        raise InvalidInputError(
-            f"edge column '{feature}' must be >= 0 (a distance), found minimum {cost.min():g}"
-        )
-    return cost
-
-
-def pin_column(graph: TrackGraph, where: str) -> np.ndarray:
-    """The int8 ``pin`` column of nodes or edges (−1 = free where absent)."""
-    cols = graph.nodes if where == "node" else graph.edges
-    size = graph.num_nodes if where == "node" else graph.num_edges
-    if "pin" not in cols:
-        return np.full(size, -1, np.int8)
-    pin = np.asarray(cols["pin"])
-    if pin.dtype.kind == "f":
-        pin = np.where(np.isnan(pin), -1, pin)
-    pin = pin.astype(np.int8)
-    if np.any((pin < -1) | (pin > 1)):
-        raise InvalidInputError(
-            f"{where} column 'pin' must hold -1 (free), 0 (exclude) or 1 (select)"
-        )
-    return pin
 
 
 def _first_per_group(keys: np.ndarray, n: int) -> np.ndarray:
@@ -231,7 +175,7 @@ def greedy_select(
     return selected, rounds
 
 
-class GreedyLinker:
+class GreedyLinker(Linker):
     """Greedy linker (see module docstring); status HEURISTIC, objective = Σ accepted costs.
 
     Parameters
@@ -247,12 +191,27 @@ class GreedyLinker:
     1
     """
 
-    def __init__(self, config: GreedyConfig | None = None) -> None:
-        self.config = GreedyConfig() if config is None else config
-        if not isinstance(self.config, GreedyConfig):
-            raise InvalidInputError(
-                f"GreedyLinker needs a GreedyConfig, got {type(self.config).__name__}"
+    config_class = GreedyConfig
+    config: GreedyConfig
+
+    def costs(self, candidates: TrackGraph) -> np.ndarray:
+        """Edge costs (cost units), shape (E,): ``cost_feature`` + frame-gap cost, ≥ 0.
+
+        Raises
+        ------
+        InvalidInputError
+            If a needed column is missing, or holds NaN/inf or negative values.
+        """
+        cfg = self.config
+        setting = "GreedyConfig.cost_feature"
+        cost = edge_feature(candidates.edges, cfg.cost_feature, setting=setting, nonnegative=True)
+        if cfg.frame_gap_cost:
+            gap = edge_feature(
+                candidates.edges, "frame_gap", setting="GreedyConfig.frame_gap_cost=0",
+                nonnegative=True,
             )
+            cost = cost + cfg.frame_gap_cost * (gap - 1.0)
+        return cost
 
     def _second_ok(
         self, candidates: TrackGraph, cost: np.ndarray, src: np.ndarray, tgt: np.ndarray
@@ -265,17 +224,13 @@ class GreedyLinker:
         if cfg.second_child == "cost_threshold":
             limit = cfg.division_max_cost
             return lambda first, second: (cost[first] <= limit) & (cost[second] <= limit)
+        from celltrack.graph.candidates import PARENT_COLUMNS, predicted_parent
+
         pos = candidates.positions
         disp = np.linalg.norm(pos - predicted_parent(candidates), axis=1)
         has_pred = np.zeros(candidates.num_nodes, bool)
-        if all(c in candidates.nodes for c in ("parent_z", "parent_y", "parent_x")):
-            pz = np.stack(
-                [
-                    np.asarray(candidates.nodes[c], float)
-                    for c in ("parent_z", "parent_y", "parent_x")
-                ],
-                1,
-            )
+        if all(c in candidates.nodes for c in PARENT_COLUMNS):
+            pz = np.stack([np.asarray(candidates.nodes[c], float) for c in PARENT_COLUMNS], 1)
             has_pred = np.all(np.isfinite(pz), axis=1)
         dist = np.linalg.norm(pos[src] - pos[tgt], axis=1)
         edge_disp = np.where(has_pred[tgt], disp[tgt], dist)
@@ -288,7 +243,7 @@ class GreedyLinker:
 
         return ok
 
-    def link(self, candidates: TrackGraph) -> LinkResult:
+    def _link(self, candidates: TrackGraph) -> LinkResult:
         """Select a lineage forest from ``candidates``.
 
         Parameters
@@ -302,55 +257,40 @@ class GreedyLinker:
         LinkResult
             ``graph``: kept nodes (all but ``pin == 0``) and accepted edges with all
             candidate columns; ``status`` HEURISTIC (INFEASIBLE if pinned edges
-            conflict); ``objective`` = sum of accepted costs.
+            conflict); ``objective`` = sum of accepted costs; ``timings`` ``build`` and
+            ``solve`` (s).
 
         Raises
         ------
         InvalidInputError
-            If the graph has no nodes, lacks the cost column, or has negative / NaN costs.
+            If the graph lacks the cost column, or has negative / NaN costs.
         """
         cfg = self.config
-        check_candidates(candidates, "GreedyLinker")
         t0 = time.perf_counter()
-        stats: dict = {"nodes": candidates.num_nodes, "candidate_edges": candidates.num_edges}
-        node_pin = pin_column(candidates, "node")
-        keep_nodes = node_pin != 0
+        stats: dict[str, Any] = {
+            "nodes": candidates.num_nodes, "candidate_edges": candidates.num_edges,
+        }
+        keep_nodes = pins(candidates, "node") != 0
         if candidates.num_edges == 0:
             msg = (
                 "GreedyLinker: the candidate graph has no edges, so every node stays an "
                 "unlinked single-frame track; build candidates with build_candidates() first"
             )
-            warnings.warn(msg, UserWarning, stacklevel=2)
+            warnings.warn(msg, UserWarning, stacklevel=3)
             stats["warning"] = msg
-            graph = candidates.subgraph(nodes=keep_nodes)
-            return LinkResult(
-                graph,
-                SolveStatus.HEURISTIC,
-                0.0,
-                None,
-                {"total": time.perf_counter() - t0},
-                provenance(cfg),
-                stats,
-            )
-        cost = edge_cost(candidates, cfg.cost_feature)
-        if cfg.frame_gap_cost:
-            cost = cost + cfg.frame_gap_cost * (edge_cost(candidates, "frame_gap") - 1.0)
-        edge_pin = pin_column(candidates, "edge")
+            return LinkResult(candidates.subgraph(nodes=keep_nodes), SolveStatus.HEURISTIC, 0.0,
+                              stats=stats)
+        cost = self.costs(candidates)
+        edge_pin = pins(candidates, "edge")
         src, tgt = candidates.edge_index()
+        n = candidates.num_nodes
+        forced = edge_pin == 1
+        reason = forest_violation(src, tgt, forced, n, cfg.max_children, keep_nodes)
+        if reason is not None:
+            raise Infeasible(reason, stats)
         allowed = (edge_pin != 0) & keep_nodes[src] & keep_nodes[tgt]
         if cfg.max_cost is not None:
             allowed &= cost <= cfg.max_cost
-        forced = edge_pin == 1
-        bad_forced = forced & ~(keep_nodes[src] & keep_nodes[tgt])
-        n = candidates.num_nodes
-        indeg_f = np.bincount(tgt[forced], minlength=n)
-        outdeg_f = np.bincount(src[forced], minlength=n)
-        if bad_forced.any() or np.any(indeg_f > 1) or np.any(outdeg_f > cfg.max_children):
-            reason = (
-                "pinned edges conflict: a node pinned out has a pinned edge, or pinned edges "
-                f"give a node > 1 parent or > {cfg.max_children} children"
-            )
-            return infeasible_result(cfg, reason, stats, time.perf_counter() - t0)
         rows = np.flatnonzero(allowed | forced)
         t_build = time.perf_counter() - t0
         second_ok = self._second_ok(candidates, cost, src, tgt)
@@ -372,7 +312,7 @@ class GreedyLinker:
         selected = np.zeros(candidates.num_edges, bool)
         selected[rows[sel_local]] = True
         graph = candidates.subgraph(nodes=keep_nodes, edges=selected)
-        total = time.perf_counter() - t0
+        t_solve = time.perf_counter() - t0 - t_build
         stats.update(
             selected_edges=int(selected.sum()),
             rounds=rounds,
@@ -380,20 +320,51 @@ class GreedyLinker:
         )
         logger.info(
             "greedy: %d of %d edges in %d rounds, %.2f s",
-            selected.sum(),
-            selected.size,
-            rounds,
-            total,
+            selected.sum(), selected.size, rounds, t_build + t_solve,
         )
         return LinkResult(
             graph,
             SolveStatus.HEURISTIC,
             float(cost[selected].sum()),
-            None,
-            {"build": t_build, "solve": total - t_build, "total": total},
-            provenance(cfg),
-            stats,
+            timings={"build": t_build, "solve": t_solve},
+            stats=stats,
         )
+
+    def objective_of(
+        self,
+        candidates: TrackGraph,
+        selected_edge_mask: Any,
+        selected_node_mask: Any | None = None,
+    ) -> float:
+        """Sum of the costs (cost units) of the selected edges; nodes cost nothing.
+
+        Parameters
+        ----------
+        candidates : TrackGraph
+            The candidate graph the selection refers to.
+        selected_edge_mask : array_like of bool, shape (E,)
+        selected_node_mask : array_like of bool, shape (N,), optional
+            Selected nodes (only checked: every selected edge needs both of its nodes).
+
+        Raises
+        ------
+        InvalidInputError
+            If a mask has the wrong shape or the selection breaks the forest rules
+            (> 1 parent, > ``max_children`` children, an edge without its nodes).
+        """
+        edges = bool_mask(selected_edge_mask, candidates.num_edges, "selected_edge_mask")
+        nodes = None
+        if selected_node_mask is not None:
+            nodes = bool_mask(selected_node_mask, candidates.num_nodes, "selected_node_mask")
+        if not edges.any():
+            return 0.0
+        src, tgt = candidates.edge_index()
+        reason = forest_violation(
+            src, tgt, edges, candidates.num_nodes, self.config.max_children, nodes, "selected"
+        )
+        if reason is not None:
+            raise InvalidInputError(f"the selection is not a lineage forest: {reason}")
+        return float(self.costs(candidates)[edges].sum())
 
 
 register_linker("greedy", GreedyConfig, GreedyLinker)

@@ -15,7 +15,7 @@ from scipy.optimize import Bounds, LinearConstraint, milp
 from celltrack.config import Config
 from celltrack.errors import CheckpointError, ConfigError, InvalidInputError
 from celltrack.graph import TrackGraph
-from celltrack.solve.base import LinkResult, SolveStatus, make_linker
+from celltrack.solve.base import Infeasible, Linker, LinkResult, SolveStatus, make_linker
 from celltrack.solve.blockwise import (
     BlockGrid,
     BlockPartition,
@@ -41,12 +41,11 @@ class TinyILPConfig(Config):
     border_um: float = Field(5.0, description="free-start band at the FOV border (µm)")
 
 
-class TinyILP:
+class TinyILP(Linker):
     """A small exact tree ILP (scipy/HiGHS MILP) honouring ``pin`` and ``appear_free``:
     the reference global optimum in these tests (independent of celltrack.solve.ilp)."""
 
-    def __init__(self, config: TinyILPConfig | None = None) -> None:
-        self.config = config or TinyILPConfig()
+    config_class = TinyILPConfig
 
     def _costs(self, g: TrackGraph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         c = self.config
@@ -76,7 +75,7 @@ class TinyILP:
             + self.config.split_cost * np.count_nonzero(outdeg == 2)
         )
 
-    def link(self, g: TrackGraph) -> LinkResult:
+    def _link(self, g: TrackGraph) -> LinkResult:
         node, edge, appear = self._costs(g)
         src, tgt = g.edge_index()
         n, m = g.num_nodes, g.num_edges
@@ -106,7 +105,7 @@ class TinyILP:
             options={"mip_rel_gap": 0.0},
         )
         if res.x is None:
-            return LinkResult(TrackGraph.empty(), SolveStatus.INFEASIBLE)
+            raise Infeasible(f"HiGHS found no solution: {res.message}")
         z = np.round(res.x).astype(bool)
         nmask, emask = z[:n], z[n : n + m]
         return LinkResult(
@@ -122,12 +121,12 @@ class CountingLinker(TinyILP):
     calls = 0
     fail_after: int | None = None
 
-    def link(self, g: TrackGraph) -> LinkResult:
+    def _link(self, g: TrackGraph) -> LinkResult:
         limit = CountingLinker.fail_after
         if limit is not None and CountingLinker.calls >= limit:
             raise RuntimeError("simulated interruption")
         CountingLinker.calls += 1
-        return super().link(g)
+        return super()._link(g)
 
 
 def small_graph(seed: int = 0, frames: int = 8, cells: int = 300) -> TrackGraph:
@@ -139,11 +138,19 @@ BLOCK = (4, None, 60.0, 60.0)
 CONTEXT = (2, None, 20.0, 20.0)
 
 
-def run(graph: TrackGraph, linker, **kw) -> LinkResult:
+def run(graph: TrackGraph, linker, config: BlockwiseConfig | None = None, **kw) -> LinkResult:
+    """solve_blockwise with the test's block size and context, serial, without a bar.
+
+    Config fields (``block_size``, ``context``, ``n_workers``, ...) given as keywords
+    replace those of ``config``; ``executor``, ``store`` and ``progress`` are passed on.
+    """
+    passed_on = ("executor", "store", "progress")
+    fields = {k: kw.pop(k) for k in list(kw) if k not in passed_on}
+    given = (config or BlockwiseConfig()).model_dump(exclude_unset=True)
+    merged = {"block_size": BLOCK, "context": CONTEXT, **given, **fields}
     kw.setdefault("executor", "serial")
     kw.setdefault("progress", False)
-    size, ctx = kw.pop("block_size", BLOCK), kw.pop("context", CONTEXT)
-    return solve_blockwise(graph, linker, size, ctx, **kw)
+    return solve_blockwise(graph, linker, merged, **kw)
 
 
 # --------------------------------------------------------------------------- tiling
@@ -407,3 +414,56 @@ def test_empty_graph_gives_empty_forest():
     assert res.graph.num_nodes == 0 and res.stats["active_blocks"] == 0
     with pytest.raises(ConfigError):
         run(small_graph(8, frames=3, cells=50), TinyILP(), block_size=5)
+
+
+# --------------------------------------------------------------------------- signature
+
+
+def test_config_positionally_by_keyword_or_as_dict_gives_one_result():
+    # the pipeline passes its BlockwiseConfig as the third positional argument; before the
+    # redesign that slot was ``block_size`` and every such run failed with a ConfigError
+    g = small_graph(10, frames=4, cells=60)
+    linker = make_linker("greedy")
+    fields = {"block_size": (2, None, 30.0, 30.0), "context": (1, None, 10.0, 10.0)}
+    cfg = BlockwiseConfig(**fields, executor="serial", progress=False)
+    positional = solve_blockwise(g, linker, cfg)
+    keyword = solve_blockwise(g, linker, config=cfg)
+    as_dict = solve_blockwise(g, linker, fields, executor="serial", progress=False)
+    assert positional.stats["num_blocks"] > 1
+    assert positional.graph.equals(keyword.graph) and positional.graph.equals(as_dict.graph)
+    assert positional.parameters["config"]["block_size"] == [2, None, 30.0, 30.0]
+    assert positional.parameters["linker"]["kind"] == "greedy"
+    # greedy has an objective: the stitched selection is scored with it
+    emask, nmask = selection_of(g, positional.graph)
+    assert positional.objective == pytest.approx(linker.objective_of(g, emask, nmask))
+
+
+def test_options_are_keyword_only_and_config_is_checked():
+    g = small_graph(10, frames=4, cells=60)
+    with pytest.raises(TypeError):
+        solve_blockwise(g, "greedy", None, "serial")  # executor is keyword-only
+    with pytest.raises(ConfigError, match="BlockwiseConfig"):
+        solve_blockwise(g, "greedy", (2, None, 30.0, 30.0))
+    with pytest.raises(ConfigError):
+        solve_blockwise(g, "greedy", {"block_sise": (2, None, 30.0, 30.0)})
+
+
+def test_store_and_progress_keywords_override_the_config(tmp_path):
+    g = small_graph(11, frames=4, cells=60)
+    cfg = BlockwiseConfig(block_size=(2, None, 30.0, 30.0), context=(1, None, 10.0, 10.0),
+                          executor="serial", progress=True)
+    res = solve_blockwise(g, "greedy", cfg, store=tmp_path / "blocks", progress=False)
+    assert res.parameters["config"]["progress"] is False
+    assert res.parameters["config"]["store"] == str(tmp_path / "blocks")
+    assert len(list((tmp_path / "blocks").glob("block_*.npz"))) == res.stats["active_blocks"]
+
+
+def test_a_linker_must_subclass_linker():
+    class DuckLinker:  # has link and config, but bypasses validation and provenance
+        config = TinyILPConfig()
+
+        def link(self, g):  # pragma: no cover - never called
+            raise AssertionError
+
+    with pytest.raises(InvalidInputError, match="subclass"):
+        run(small_graph(8, frames=3, cells=50), DuckLinker())

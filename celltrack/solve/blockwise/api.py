@@ -35,14 +35,15 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from celltrack.config import Config
-from celltrack.errors import InvalidInputError
+from celltrack.errors import ConfigError, InvalidInputError
 from celltrack.graph import TrackGraph
-from celltrack.solve.base import LinkResult, SolveStatus, make_linker, provenance
+from celltrack.solve.base import Linker, LinkResult, SolveStatus, make_linker, provenance
 from celltrack.solve.blockwise.blocks import BlockGrid, check_sizes, roi_of
 from celltrack.solve.blockwise.executors import make_executor
 from celltrack.solve.blockwise.schedule import BlockPartition, colour_levels
 from celltrack.solve.blockwise.store import BlockResult, BlockStore, fingerprint
 from celltrack.solve.blockwise.worker import solve_block
+from celltrack.solve.validate import pins
 
 __all__ = ["BlockwiseConfig", "solve_blockwise"]
 
@@ -128,15 +129,48 @@ class BlockwiseConfig(Config):
         return self
 
 
-def _resolve_linker(linker: Any) -> Any:
+def _resolve_linker(linker: Any) -> Linker:
     if isinstance(linker, (Config, str, dict)):
         return make_linker(linker)
-    if not hasattr(linker, "link") or not hasattr(linker, "config"):
+    if not isinstance(linker, Linker):
         raise InvalidInputError(
-            "linker must be a Linker (with .config and .link), a linker config, a kind name or a "
-            f"dict with 'kind'; got {type(linker).__name__}"
+            "linker must be a celltrack.solve.Linker (a subclass implementing _link), a linker "
+            f"config, a kind name or a dict with 'kind'; got {type(linker).__name__}"
         )
     return linker
+
+
+def _resolve_config(
+    config: BlockwiseConfig | dict[str, Any] | None,
+    executor: Any | None,
+    store: str | Path | None,
+    progress: bool | None,
+) -> BlockwiseConfig:
+    """The block-wise config with the keyword overrides applied (a Client stays aside)."""
+    if config is None:
+        config = BlockwiseConfig()
+    elif isinstance(config, dict):
+        from celltrack.config import config_from_dict
+
+        config = config_from_dict(config, BlockwiseConfig)
+    elif not isinstance(config, BlockwiseConfig):
+        raise ConfigError(
+            f"config must be a BlockwiseConfig (or a dict of its fields), got "
+            f"{type(config).__name__}; block sizes go in BlockwiseConfig(block_size=..., "
+            "context=...)"
+        )
+    updates: dict[str, Any] = {}
+    if isinstance(executor, str):
+        updates["executor"] = executor
+    if store is not None:
+        updates["store"] = str(store)
+    if progress is not None:
+        updates["progress"] = bool(progress)
+    if not updates:
+        return config
+    from celltrack.config import config_from_dict
+
+    return config_from_dict({**config.model_dump(), **updates}, BlockwiseConfig)
 
 
 def _edge_extent(graph: TrackGraph, src: np.ndarray, tgt: np.ndarray) -> tuple[float, int]:
@@ -196,13 +230,10 @@ class _Stitcher:
 def solve_blockwise(
     candidates: TrackGraph,
     linker: Any,
-    block_size: Any | None = None,
-    context: Any | None = None,
-    executor: Any | None = None,
+    config: BlockwiseConfig | dict[str, Any] | None = None,
     *,
-    config: BlockwiseConfig | None = None,
+    executor: Any | None = None,
     store: str | Path | None = None,
-    n_workers: int | None = None,
     progress: bool | None = None,
 ) -> LinkResult:
     """Solve a candidate graph block by block and stitch the blocks into one forest.
@@ -216,22 +247,16 @@ def solve_blockwise(
     linker : Linker, Config, str or dict
         The per-block linker (e.g. ``make_linker("ilp")``). It is sent to the workers as
         ``(class, config)`` and rebuilt there, so its class must be importable.
-    block_size : sequence of 4, optional
-        Write-ROI size (t frames, z µm, y µm, x µm); None entries = no tiling along that
-        axis. Overrides ``config.block_size``.
-    context : sequence of 4, optional
-        Read-ROI growth on each side (frames, µm, µm, µm). Overrides ``config.context``.
+    config : BlockwiseConfig or dict, optional
+        Block size and context (t frames, z/y/x µm), solving order, executor, worker
+        count, result store, ... (defaults: :class:`BlockwiseConfig`).
     executor : str or distributed.Client, optional
-        ``"serial"``, ``"processes"``, a dask scheduler address or a ``distributed.Client``.
-        Overrides ``config.executor``.
-    config : BlockwiseConfig, optional
-        All options (defaults: :class:`BlockwiseConfig`).
+        ``"serial"``, ``"processes"``, a dask scheduler address or a ``distributed.Client``
+        (which is used and left open). Overrides ``config.executor``.
     store : str or Path, optional
         Result folder for resuming; overrides ``config.store``.
-    n_workers : int, optional
-        Worker processes for ``"processes"``; overrides ``config.n_workers``.
     progress : bool, optional
-        Progress bar; overrides ``config.progress``.
+        Progress bar over blocks; overrides ``config.progress`` (None = the config's).
 
     Returns
     -------
@@ -239,52 +264,34 @@ def solve_blockwise(
         ``graph``: the stitched forest (candidate columns kept; ``validate(forest=True)``
         holds). ``status``: ``FEASIBLE`` (``HEURISTIC`` for heuristic linkers; stitching is
         never proven optimal). ``objective``: the global objective of the stitched
-        selection from the linker's ``objective_of`` (None without it). ``stats``: grid,
-        colours, per-block records (status, sizes, seconds, worker peak RSS), repairs,
-        lost edges. ``timings``: ``partition``, ``solve``, ``merge``, ``objective``,
-        ``total`` seconds.
+        selection from the linker's ``objective_of`` (None for linkers without one).
+        ``stats``: grid, colours, per-block records (status, sizes, seconds, worker peak
+        RSS), repairs, lost edges. ``timings``: ``partition``, ``solve``, ``merge``,
+        ``objective``, ``total`` seconds. ``parameters``: the block-wise config, the
+        linker's config (``linker``) and the celltrack version.
 
     Raises
     ------
     InvalidInputError
         For a non-graph input, an unusable linker or executor.
+    ConfigError
+        For a ``config`` that is not a BlockwiseConfig (or dict of its fields) or invalid
+        sizes.
     CheckpointError
         If ``store`` holds results of another problem (and ``resume`` is True).
 
     Examples
     --------
-    >>> result = solve_blockwise(candidates, make_linker("ilp"), block_size=(5, 200, 200, 200),
-    ...                          context=(2, 40, 40, 40), executor="processes")  # doctest: +SKIP
+    >>> cfg = BlockwiseConfig(block_size=(5, 200, 200, 200), context=(2, 40, 40, 40))
+    >>> result = solve_blockwise(candidates, make_linker("ilp"), cfg)  # doctest: +SKIP
     """
     start = time.perf_counter()
     if not isinstance(candidates, TrackGraph):
         raise InvalidInputError(
             f"candidates must be a TrackGraph, got {type(candidates).__name__}"
         )
-    if config is not None and not isinstance(config, BlockwiseConfig):
-        raise InvalidInputError(
-            f"config must be a BlockwiseConfig, got {type(config).__name__}"
-        )
-    config = config or BlockwiseConfig()
-    client = None
-    if executor is not None and not isinstance(executor, str):
-        client = executor
-    updates: dict[str, Any] = {}
-    for key, value in (
-        ("block_size", block_size),
-        ("context", context),
-        ("executor", executor if isinstance(executor, str) else None),
-        ("store", None if store is None else str(store)),
-        ("n_workers", n_workers),
-        ("progress", progress),
-    ):
-        if value is not None:
-            sequence = isinstance(value, (list, tuple, np.ndarray))
-            updates[key] = tuple(value) if sequence else value
-    if updates:
-        from celltrack.config import config_from_dict
-
-        config = config_from_dict({**config.model_dump(), **updates}, BlockwiseConfig)
+    config = _resolve_config(config, executor, store, progress)
+    client = executor if executor is not None and not isinstance(executor, str) else None
     linker = _resolve_linker(linker)
     linker_spec = (type(linker), linker.config)
     size, ctx = check_sizes(config.block_size, config.context)
@@ -305,8 +312,8 @@ def solve_blockwise(
             "frame gap %d): no block can select them; increase the context",
             int(lost.sum()), graph.num_edges, ctx.tolist(), length, gap,
         )
-    user_node_pin = _int8(graph.nodes["pin"]) if "pin" in graph.node_columns else None
-    user_edge_pin = _int8(graph.edges["pin"]) if "pin" in graph.edge_columns else None
+    user_node_pin = pins(graph, "node") if "pin" in graph.node_columns else None
+    user_edge_pin = pins(graph, "edge") if "pin" in graph.edge_columns else None
     user_free = None
     if "appear_free" in graph.node_columns:
         user_free = np.asarray(graph.nodes["appear_free"], bool)
@@ -393,9 +400,8 @@ def solve_blockwise(
 
     t_obj = time.perf_counter()
     objective = None
-    objective_of = getattr(linker, "objective_of", None)
-    if config.compute_objective and callable(objective_of) and graph.num_nodes:
-        objective = float(objective_of(graph, edge_mask, node_mask))
+    if config.compute_objective and linker.has_objective and graph.num_nodes:
+        objective = float(linker.objective_of(graph, edge_mask, node_mask))
     t_obj = time.perf_counter() - t_obj
 
     statuses = [r["status"] for r in records]
@@ -449,7 +455,3 @@ def solve_blockwise(
         stats=stats,
     )
 
-
-def _int8(values: np.ndarray) -> np.ndarray:
-    """A pin column as int8 (1 selected, 0 excluded, -1 free)."""
-    return np.asarray(values).astype(np.int8)

@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from celltrack.errors import CheckpointError
-from celltrack.io.atomic import atomic_path, atomic_write_text
 
 __all__ = ["BlockResult", "BlockStore", "fingerprint"]
 
@@ -114,6 +113,8 @@ class BlockStore:
         else:  # a fresh start, or block files without a manifest (cannot be trusted)
             for old in self.finished():
                 os.remove(self._file(old))
+        from celltrack.io.atomic import atomic_write_text  # celltrack.io loads on use
+
         atomic_write_text(manifest, json.dumps({"fingerprint": key}, indent=2) + "\n")
 
     def _file(self, block: int) -> Path:
@@ -135,6 +136,8 @@ class BlockStore:
     def save(self, result: BlockResult) -> Path:
         """Write one block's result atomically."""
         final = self._file(result.block)
+        from celltrack.io.atomic import atomic_path  # celltrack.io loads on use
+
         with atomic_path(final) as tmp:
             with open(tmp, "wb") as handle:
                 np.savez(

@@ -1,12 +1,15 @@
 """Tree-ILP linker on OR-Tools CP-SAT (Linajea's formulation, exact and fast).
 
-Importing this package registers the linker kind ``"ilp"``.
+Importing this package registers the linker kind ``"ilp"``. It loads neither OR-Tools nor
+the scipy solvers: those are imported when a linker runs (:mod:`.phases`) and when the
+model classes are first used (``ModelArrays``, ``StandardModel`` load lazily).
 """
+
+from typing import Any
 
 from celltrack.solve.base import register_linker
 from celltrack.solve.ilp.config import ILPConfig
 from celltrack.solve.ilp.linker import ILPLinker, build_model
-from celltrack.solve.ilp.model import ModelArrays, StandardModel
 from celltrack.solve.ilp.problem import LinkingProblem
 
 register_linker("ilp", ILPConfig, ILPLinker)
@@ -19,3 +22,13 @@ __all__ = [
     "StandardModel",
     "build_model",
 ]
+
+_LAZY = {"ModelArrays", "StandardModel"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from celltrack.solve.ilp import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -92,6 +92,15 @@ class StandardModel:
         """Indices of rows ``A z ≤ b`` that ``z`` breaks."""
         return np.flatnonzero(self.A @ np.asarray(z, np.int64) > self.b)
 
+    def row_name(self, row: int) -> str:
+        """Which constraint term a row belongs to, e.g. ``constraint 'one_parent' (row 3)``."""
+        start = 0
+        for name, count in self.row_names:
+            if row < start + count:
+                return f"constraint '{name}' (row {row - start})"
+            start += count
+        return f"row {row}"
+
     def is_feasible(self, z: np.ndarray) -> bool:
         """True if ``z`` is binary, within bounds and satisfies every row."""
         z = np.asarray(z, np.int64)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from celltrack.errors import GraphError, InvalidInputError
 from celltrack.graph import TrackGraph
+from celltrack.solve.validate import check_graph, edge_feature, node_feature, pins, roi_um
 
 __all__ = ["LinkingProblem", "spatial_roi"]
 
@@ -27,38 +27,15 @@ def spatial_roi(graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:
         ``[[z_lo, z_hi], [y_lo, y_hi], [x_lo, x_hi]]`` in µm, from ``attrs["roi_um"]`` or
         the bounding box of the nodes.
     """
-    roi = graph.attrs.get("roi_um")
+    roi = roi_um(graph)
     if roi is not None:
-        try:
-            arr = np.asarray(roi, dtype=np.float64)
-        except (TypeError, ValueError):
-            arr = None
-        if arr is None or arr.shape != (4, 2) or not np.all(np.isfinite(arr)):
-            raise InvalidInputError(
-                "graph attrs['roi_um'] must be [[t_min, t_max], [z_lo, z_hi], [y_lo, y_hi], "
-                f"[x_lo, x_hi]] (frames, µm), got {roi!r}"
-            )
-        return arr[0], arr[1:]
+        return roi[0], roi[1:]
     pos = graph.positions
     t = graph.t
     return (
         np.array([t.min(), t.max()], np.float64),
         np.stack([pos.min(axis=0), pos.max(axis=0)], axis=1),
     )
-
-
-def _pin_column(values: np.ndarray, what: str) -> np.ndarray:
-    arr = np.asarray(values)
-    if arr.dtype.kind == "b":
-        return arr.astype(np.int8)
-    if arr.dtype.kind == "f":
-        arr = np.where(np.isnan(arr), -1, arr)
-    if arr.dtype.kind not in "iuf" or not np.all(np.isin(arr, (-1, 0, 1))):
-        raise InvalidInputError(
-            f"{what} column 'pin' must hold -1 (free), 0 (excluded) or 1 (selected), got "
-            f"values {np.unique(arr)[:5].tolist()}"
-        )
-    return arr.astype(np.int8)
 
 
 @dataclass
@@ -109,36 +86,24 @@ class LinkingProblem:
 
     @classmethod
     def from_graph(cls, graph: TrackGraph) -> LinkingProblem:
-        """Read a candidate graph; raise :class:`InvalidInputError` on unusable input."""
-        if not isinstance(graph, TrackGraph):
-            raise InvalidInputError(
-                f"the ILP links a celltrack TrackGraph of candidates, got {type(graph).__name__}"
-            )
-        if graph.num_nodes == 0:
-            raise GraphError(
-                "the candidate graph has no nodes: nothing to link. Check the detection step "
-                "(score threshold) or the roi the graph was cut to."
-            )
+        """Read a candidate graph, validated by :mod:`celltrack.solve.validate`.
+
+        Raises
+        ------
+        InvalidInputError, GraphError
+            Not a non-empty TrackGraph, a bad ``pin`` or ``score`` column or ``roi_um``.
+        """
+        check_graph(graph, "the tree ILP")
         src, tgt = graph.edge_index()
         n, m = graph.num_nodes, graph.num_edges
         nodes, edges = graph.nodes, graph.edges
-        score = np.zeros(n)
-        if "score" in nodes:
-            score = np.asarray(nodes["score"], dtype=np.float64)
-            if score.ndim != 1 or not np.all(np.isfinite(score)):
-                raise InvalidInputError(
-                    "node column 'score' must be finite numbers (one per node); found NaN/inf"
-                )
+        score = node_feature(graph, "score", 0.0)
         appear_free, disappear_free = (
             np.asarray(nodes[name]).astype(bool) if name in nodes else np.zeros(n, bool)
             for name in ("appear_free", "disappear_free")
         )
-        node_pin = np.full(n, -1, np.int8)
-        if "pin" in nodes:
-            node_pin = _pin_column(nodes["pin"], "node")
-        edge_pin = np.full(m, -1, np.int8)
-        if "pin" in edges and m:
-            edge_pin = _pin_column(edges["pin"], "edge")
+        node_pin = pins(graph, "node")
+        edge_pin = pins(graph, "edge")
         t_range, box = spatial_roi(graph)
         return cls(
             num_nodes=n,
@@ -159,16 +124,7 @@ class LinkingProblem:
 
     def edge_feature(self, name: str) -> np.ndarray:
         """Edge column ``name`` as float64 (E,); error if missing or not finite."""
-        if name not in self.edge_columns:
-            raise InvalidInputError(
-                f"edge feature '{name}' is not an edge column; available: "
-                f"{sorted(self.edge_columns)}. Build candidates with "
-                "celltrack.graph.candidates.build_candidates or set ILPConfig.edge_feature."
-            )
-        values = np.asarray(self.edge_columns[name], dtype=np.float64)
-        if values.ndim != 1 or not np.all(np.isfinite(values)):
-            raise InvalidInputError(f"edge column '{name}' must be finite numbers, found NaN/inf")
-        return values
+        return edge_feature(self.edge_columns, name, setting="ILPConfig.edge_feature")
 
     def near_border(self, distance_um: float) -> np.ndarray:
         """Nodes closer than ``distance_um`` to the spatial roi border, bool (N,).
