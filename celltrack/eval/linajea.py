@@ -35,8 +35,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from celltrack.errors import InvalidInputError
 from celltrack.eval.matching import POSITION_COLUMNS, check_positive, node_pairs, solve_sparse_lap
@@ -377,6 +375,9 @@ def _aeftl_erl(
     pred: TrackGraph, matched_pred_edges: np.ndarray, fp_div: np.ndarray, num_gt_edges: int
 ) -> tuple[float, float]:
     """Mean and squared-mean length (edges) of matched predicted pieces cut at FP divisions."""
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     if matched_pred_edges.size == 0:
         return 0.0, 0.0
     p_src, p_tgt = pred.edge_index()
@@ -412,6 +413,8 @@ def _segment_curve(
     max_length: int | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Counts of all and of error-free paths of L edges, for L = 1..max_length."""
+    from scipy import sparse
+
     if src.size == 0:
         z = np.zeros(0, np.int64)
         return z, z.copy(), z.copy()

@@ -16,11 +16,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.optimize import linear_sum_assignment
-from scipy.sparse import csgraph
-from scipy.sparse.csgraph import min_weight_full_bipartite_matching
-from scipy.spatial import cKDTree
 
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.graph.trackgraph import TrackGraph
@@ -173,6 +168,9 @@ def solve_sparse_lap(
     ndarray of bool, shape (K,)
         Mask of the chosen candidate pairs.
     """
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     chosen = np.zeros(rows.size, bool)
     if rows.size == 0:
         return chosen
@@ -238,6 +236,8 @@ def _solve_component(rows: np.ndarray, cols: np.ndarray, gain: np.ndarray) -> np
     """
     nr, nc = int(rows.max()) + 1, int(cols.max()) + 1
     if nr * nc <= _DENSE_LIMIT:
+        from scipy.optimize import linear_sum_assignment
+
         mat = np.zeros((nr, nc))
         mat[rows, cols] = gain
         r_idx, c_idx = linear_sum_assignment(mat)
@@ -245,6 +245,9 @@ def _solve_component(rows: np.ndarray, cols: np.ndarray, gain: np.ndarray) -> np
         col_of_row[r_idx] = c_idx
     else:
         # sparse: every row also gets a private "unmatched" column; weights made positive
+        from scipy import sparse
+        from scipy.sparse.csgraph import min_weight_full_bipartite_matching
+
         shift = 1.0 - min(float(gain.min()), 0.0)
         data = np.concatenate([gain + shift, np.full(nr, shift)])
         r_all = np.concatenate([rows, np.arange(nr)])
@@ -335,6 +338,8 @@ def _frame_pairs(
     t_a: np.ndarray, pos_a: np.ndarray, t_b: np.ndarray, pos_b: np.ndarray, thr: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All same-frame pairs (row in a, row in b, distance) with distance <= thr."""
+    from scipy.spatial import cKDTree
+
     if pos_a.shape[1] != pos_b.shape[1]:
         raise ShapeError(
             f"gt and pred positions have {pos_a.shape[1]} and {pos_b.shape[1]} coordinates"

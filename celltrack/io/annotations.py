@@ -48,6 +48,7 @@ from celltrack.errors import FormatError, GraphError, InvalidInputError
 from celltrack.geometry import check_voxel_size, sphere_covariances
 from celltrack.graph.trackgraph import EDGE_REQUIRED, TAGS, TrackGraph
 from celltrack.io.atomic import atomic_write_text
+from celltrack.io.jsonable import to_json_value
 
 __all__ = ["links_path", "read_annotations", "write_annotations"]
 
@@ -73,6 +74,7 @@ def read_annotations(
     *,
     voxel_size: Sequence[float] | np.ndarray | None = None,
     units: str = "um",
+    format: str | None = None,
 ) -> TrackGraph:
     """Read annotated spots and links from CSV, JSON or TrackMate/MaMuT XML.
 
@@ -86,6 +88,9 @@ def read_annotations(
         ``attrs["voxel_size"]`` when given.
     units : {"um", "voxel"}
         Units of positions, radii and covariances in the file.
+    format : {"csv", "json", "xml"}, optional
+        The file's format; default from its suffix (:func:`celltrack.io.read_tracks`
+        tells it from the content).
 
     Returns
     -------
@@ -102,9 +107,13 @@ def read_annotations(
         On unknown tags (the message lists the allowed ones), duplicate ids, links to
         unknown spots or links within one frame.
     InvalidInputError
-        On bad ``units`` or voxel size.
+        On bad ``units``, ``format`` or voxel size.
     """
     path = Path(path)
+    if format not in (None, "csv", "json", "xml"):
+        raise InvalidInputError(
+            f"format must be 'csv', 'json', 'xml' or None (from the suffix), got {format!r}"
+        )
     if units not in ("um", "voxel"):
         raise InvalidInputError(f"units must be 'um' or 'voxel', got {units!r}")
     vs = None if voxel_size is None else check_voxel_size(voxel_size)
@@ -112,7 +121,7 @@ def read_annotations(
         raise InvalidInputError(
             "units='voxel' needs voxel_size=(z, y, x) in µm to convert positions"
         )
-    suffix = path.suffix.lower()
+    suffix = f".{format}" if format else path.suffix.lower()
     if suffix == ".xml":
         from celltrack.io.trackmate import read_trackmate
 
@@ -454,7 +463,7 @@ def write_annotations(graph: TrackGraph, path: str | Path) -> Path:
             "units": "um",
             "spots": spots,
             "links": _records(edge_cols),
-            "attrs": _json_attrs(graph.attrs),
+            "attrs": to_json_value(dict(graph.attrs), finite=True),
         }
         atomic_write_text(path, json.dumps(doc, indent=1, allow_nan=False) + "\n")
     return path
@@ -501,22 +510,3 @@ def _records(columns: Mapping[str, np.ndarray]) -> list[dict[str, Any]]:
         else:
             values.append(col.tolist())
     return [dict(zip(names, row)) for row in zip(*values)] if names else []
-
-
-def _json_attrs(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    def conv(v: Any) -> Any:
-        if isinstance(v, Mapping):
-            return {str(k): conv(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [conv(x) for x in v]
-        if isinstance(v, np.ndarray):
-            return conv(v.tolist())
-        if isinstance(v, np.generic):
-            return conv(v.item())
-        if isinstance(v, float) and not np.isfinite(v):
-            return None
-        if v is None or isinstance(v, (bool, int, float, str)):
-            return v
-        return str(v)
-
-    return conv(dict(attrs))

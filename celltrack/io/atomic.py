@@ -2,6 +2,7 @@
 
 An interrupted write therefore never leaves a half-written file (or Zarr folder) under
 the final name; at worst a ``.tmp-*`` sibling remains, which the next write replaces.
+Writers that must not replace what a user already has call :func:`refuse_existing` first.
 """
 
 from __future__ import annotations
@@ -13,7 +14,53 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+from celltrack.errors import CelltrackError
+
+__all__ = [
+    "OutputExistsError",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "refuse_existing",
+]
+
+
+class OutputExistsError(CelltrackError, FileExistsError):
+    """An output path already holds data and the caller did not ask to replace it."""
+
+
+def refuse_existing(path: str | Path, overwrite: bool) -> None:
+    """Raise :class:`OutputExistsError` when ``path`` holds data and ``overwrite`` is False.
+
+    A missing path and an empty folder hold nothing to lose and pass.
+
+    Parameters
+    ----------
+    path : str or Path
+        The output file or folder.
+    overwrite : bool
+        Whether the caller agreed to replace what is there.
+
+    Raises
+    ------
+    OutputExistsError
+        If ``path`` is a file, a link, or a folder with entries, and ``overwrite`` is False.
+    """
+    path = Path(path)
+    if overwrite or not (path.exists() or path.is_symlink()):
+        return
+    if path.is_dir() and not path.is_symlink():
+        entries = sorted(p.name for p in path.iterdir())
+        if not entries:
+            return
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        what = f"a folder holding {len(entries)} entries ({shown})"
+    else:
+        what = "a file"
+    raise OutputExistsError(
+        f"{path} exists ({what}); nothing was written. Pass overwrite=True (CLI: --force) "
+        "to replace it, or choose a new path"
+    )
 
 
 def _remove(path: Path) -> None:

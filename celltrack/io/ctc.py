@@ -13,28 +13,32 @@ new label whose parent is the old one); a child always begins after its parent e
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
-from scipy import sparse
-from scipy.sparse import csgraph
 from tqdm.auto import tqdm
 
 from celltrack.errors import FormatError, GraphError, InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
 from celltrack.graph.trackgraph import TrackGraph
-from celltrack.io.atomic import atomic_path
+from celltrack.io.atomic import atomic_path, refuse_existing
+from celltrack.io.ctc_files import (
+    CTC_KINDS,
+    MAX_LABEL,
+    check_frame_labels,
+    ctc_edges,
+    find_mask_files,
+    find_track_file,
+    label_centroids,
+    read_mask,
+    read_track_file,
+)
 
 __all__ = ["ctc_segments", "read_ctc", "write_ctc"]
 
 logger = logging.getLogger(__name__)
-
-_KINDS = {"res": ("res_track.txt", "mask"), "gt": ("man_track.txt", "man_track")}
-_MAX_LABEL = np.iinfo(np.uint16).max
 
 
 # ---------------------------------------------------------------------------- labels
@@ -62,6 +66,9 @@ def ctc_segments(graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:
     GraphError
         If a node has more than one parent (CTC lineages are forests).
     """
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     n = graph.num_nodes
     if n == 0:
         return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
@@ -109,9 +116,15 @@ def write_ctc(
     radius: float | None = None,
     kind: str = "res",
     digits: int = 3,
+    overwrite: bool = False,
     progress: bool = False,
 ) -> Path:
     """Write a lineage graph as a CTC folder (label masks + track file), atomically.
+
+    The folder is built under a temporary name and renamed into place when complete. An
+    existing ``path`` that holds anything is left untouched (:class:`OutputExistsError`)
+    unless ``overwrite=True``, which replaces the whole folder in one rename; an empty
+    folder is filled.
 
     Each node is painted as its ``covariance`` ellipsoid (or a sphere of ``radius`` µm
     when given or when the graph has no covariance) with its segment label. Larger
@@ -123,7 +136,7 @@ def write_ctc(
     graph : TrackGraph
         Lineage forest (at most one parent per node), positions in µm.
     path : str or Path
-        Output folder (e.g. ``.../01_RES`` or ``.../01_GT/TRA``); replaced if present.
+        Output folder (e.g. ``.../01_RES`` or ``.../01_GT/TRA``).
     shape : sequence of 4 int
         Movie shape (T, Z, Y, X) in voxels; Z = 1 writes 2D images.
     voxel_size : sequence of 3 float
@@ -135,6 +148,9 @@ def write_ctc(
         ``man_track.txt`` + ``man_trackTTT.tif``.
     digits : int
         Minimum number of digits of the frame number in file names (grown to fit T).
+    overwrite : bool
+        Replace an existing, non-empty ``path`` (all of it, including files celltrack
+        did not write).
     progress : bool
         Show a progress bar over frames.
 
@@ -145,6 +161,8 @@ def write_ctc(
 
     Raises
     ------
+    OutputExistsError
+        If ``path`` holds files and ``overwrite`` is False (nothing is written).
     ShapeError
         If ``shape`` is not (T, Z, Y, X).
     InvalidInputError
@@ -154,8 +172,9 @@ def write_ctc(
     FormatError
         If a node could not be given any voxel (two nodes share a centre voxel).
     """
-    if kind not in _KINDS:
-        raise InvalidInputError(f"kind must be one of {sorted(_KINDS)}, got {kind!r}")
+    if kind not in CTC_KINDS:
+        raise InvalidInputError(f"kind must be one of {sorted(CTC_KINDS)}, got {kind!r}")
+    refuse_existing(path, overwrite)
     shape_t = tuple(int(s) for s in np.asarray(shape).reshape(-1))
     if len(shape_t) != 4 or min(shape_t) < 1:
         raise ShapeError(f"shape must be (T, Z, Y, X) with entries >= 1, got {tuple(shape)}")
@@ -168,9 +187,9 @@ def write_ctc(
     digits = max(int(digits), len(str(n_frames - 1)))
 
     labels, table = ctc_segments(graph)
-    if table.shape[0] > _MAX_LABEL:
+    if table.shape[0] > MAX_LABEL:
         raise GraphError(
-            f"the CTC format stores labels as uint16 (at most {_MAX_LABEL} segments), "
+            f"the CTC format stores labels as uint16 (at most {MAX_LABEL} segments), "
             f"this graph has {table.shape[0]}"
         )
     t = graph.t
@@ -203,10 +222,12 @@ def write_ctc(
             )
     size = np.abs(np.linalg.det(cov)) if cov.size else np.zeros(0)
 
-    track_name, prefix = _KINDS[kind]
+    track_name, prefix = CTC_KINDS[kind]
     path = Path(path)
     order_t = np.argsort(t, kind="stable")
     t_sorted = t[order_t]
+    import tifffile
+
     with atomic_path(path) as tmp:
         tmp.mkdir(parents=True)
         lines = "".join(f"{a} {b} {c} {d}\n" for a, b, c, d in table.tolist())
@@ -291,10 +312,10 @@ def read_ctc(
         If files are missing or malformed, or the masks disagree with the track file.
     """
     vs = check_voxel_size(voxel_size)
-    folder = Path(path)
-    track_file, prefix = _find_track_file(folder)
-    table = _parse_track_file(track_file)
-    frames = _find_frames(track_file.parent, prefix)
+    track_file, kind = find_track_file(path)
+    table = read_track_file(track_file)
+    prefix = CTC_KINDS[kind][1]
+    frames = find_mask_files(track_file.parent, kind)
     if not frames:
         raise FormatError(
             f"{track_file.parent}: no '{prefix}TTT.tif' mask files next to {track_file.name}"
@@ -307,37 +328,19 @@ def read_ctc(
             f"{track_file.parent}: mask files for frames {missing[:10]} are missing "
             f"(expected '{prefix}TTT.tif' for every frame up to the last track end)"
         )
-    by_label = {int(r[0]): r for r in table}
     node_t, node_label, node_pos, node_vol = [], [], [], []
     vol_shape: tuple[int, ...] | None = None
     for frame in tqdm(range(n_frames), disable=not progress, desc="read CTC"):
         file = frames[frame]
-        mask = _read_mask(file)
+        mask = read_mask(file)
         if vol_shape is None:
             vol_shape = mask.shape
         elif mask.shape != vol_shape:
             raise FormatError(
                 f"{file}: shape {mask.shape} differs from the first frame's {vol_shape}"
             )
-        present, centroid, count = _label_centroids(mask)
-        expected = table[(table[:, 1] <= frame) & (table[:, 2] >= frame), 0]
-        extra = np.setdiff1d(present, expected)
-        if extra.size:
-            where = [
-                f"{lab} (B..E = {by_label[lab][1]}..{by_label[lab][2]})" if lab in by_label
-                else f"{lab} (not in the track file)"
-                for lab in extra[:5].tolist()
-            ]
-            raise FormatError(
-                f"{file}: labels {where} appear in frame {frame} outside their track span "
-                f"in {track_file.name}"
-            )
-        absent = np.setdiff1d(expected, present)
-        if absent.size:
-            raise FormatError(
-                f"{file}: labels {absent[:10].tolist()} are missing from frame {frame} although "
-                f"{track_file.name} says they are present (B <= {frame} <= E)"
-            )
+        present, centroid, count = label_centroids(mask)
+        check_frame_labels(present, table, frame, file, track_file.name)
         node_t.append(np.full(present.size, frame, np.int64))
         node_label.append(present)
         node_pos.append(centroid * vs)
@@ -348,7 +351,7 @@ def read_ctc(
     positions = np.concatenate(node_pos).reshape(-1, 3)
     volume = np.concatenate(node_vol)
     ids = np.arange(t.size, dtype=np.int64)
-    edges = _ctc_edges(t, label, table)
+    src, tgt, _ = ctc_edges(t, label, table, track_file.parent)
     nodes: dict[str, Any] = {
         "id": ids,
         "t": t,
@@ -359,135 +362,4 @@ def read_ctc(
         "volume": volume,
     }
     attrs = {"voxel_size": vs.tolist(), "ctc_shape": [n_frames, *vol_shape]}
-    return TrackGraph(nodes, {"source": ids[edges[0]], "target": ids[edges[1]]}, attrs=attrs)
-
-
-def _find_track_file(folder: Path) -> tuple[Path, str]:
-    if not folder.is_dir():
-        raise FormatError(f"{folder}: not a folder; give the CTC folder holding the track file")
-    for where in (folder, folder / "TRA"):
-        found = [(where / nm, pre) for nm, pre in _KINDS.values() if (where / nm).is_file()]
-        if len(found) > 1:
-            raise FormatError(
-                f"{where}: holds both res_track.txt and man_track.txt; keep one per folder"
-            )
-        if found:
-            return found[0]
-    raise FormatError(
-        f"{folder}: no res_track.txt or man_track.txt here or in {folder / 'TRA'}; "
-        "is this a CTC result or TRA ground-truth folder?"
-    )
-
-
-def _parse_track_file(file: Path) -> np.ndarray:
-    rows = []
-    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        parts = line.split()
-        try:
-            values = [int(p) for p in parts]
-        except ValueError:
-            values = []
-        if len(values) != 4:
-            raise FormatError(
-                f"{file}, line {number}: expected four integers 'L B E P', got {line.strip()!r}"
-            )
-        lab, begin, end, parent = values
-        problem = None
-        if not 0 < lab <= _MAX_LABEL:
-            problem = f"label L={lab} must be in 1..{_MAX_LABEL}"
-        elif begin < 0 or end < begin:
-            problem = f"frames B={begin}, E={end} must satisfy 0 <= B <= E"
-        elif parent < 0 or parent == lab:
-            problem = f"parent P={parent} must be 0 or another track's label"
-        if problem:
-            raise FormatError(f"{file}, line {number}: {problem}")
-        rows.append((lab, begin, end, parent, number))
-    table = np.asarray(rows, np.int64).reshape(-1, 5)
-    labels, counts = np.unique(table[:, 0], return_counts=True)
-    if np.any(counts > 1):
-        lab = int(labels[counts > 1][0])
-        lines = table[table[:, 0] == lab, 4].tolist()
-        raise FormatError(f"{file}, lines {lines}: label {lab} is defined more than once")
-    span = {int(r[0]): (int(r[1]), int(r[2])) for r in table}
-    for lab, begin, _, parent, number in table.tolist():
-        if parent == 0:
-            continue
-        if parent not in span:
-            raise FormatError(
-                f"{file}, line {number}: parent P={parent} of label {lab} is not a track label"
-            )
-        if begin <= span[parent][1]:
-            raise FormatError(
-                f"{file}, line {number}: label {lab} begins at frame {begin}, not after its parent "
-                f"{parent} ends (frame {span[parent][1]})"
-            )
-    return table[:, :4]
-
-
-def _find_frames(folder: Path, prefix: str) -> dict[int, Path]:
-    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)\.tiff?$")
-    frames: dict[int, Path] = {}
-    for file in folder.iterdir():
-        match = pattern.match(file.name)
-        if match:
-            frame = int(match.group(1))
-            if frame in frames:
-                raise FormatError(
-                    f"{folder}: two mask files for frame {frame}: {frames[frame].name}, {file.name}"
-                )
-            frames[frame] = file
-    return frames
-
-
-def _read_mask(file: Path) -> np.ndarray:
-    try:
-        mask = tifffile.imread(file)
-    except Exception as err:  # tifffile raises many types on corrupt files
-        raise FormatError(f"{file}: unreadable TIFF ({type(err).__name__}: {err})") from err
-    if mask.ndim == 2:
-        mask = mask[None]
-    if mask.ndim != 3:
-        raise FormatError(
-            f"{file}: expected a 2D (Y, X) or 3D (Z, Y, X) label image, got shape {mask.shape}"
-        )
-    if mask.dtype.kind not in "iu":
-        raise FormatError(f"{file}: label images must hold integers, got dtype {mask.dtype}")
-    return mask
-
-
-def _label_centroids(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Labels present, their centroids (voxels, (n, 3)) and voxel counts (n,)."""
-    flat = mask.reshape(-1)
-    idx = np.flatnonzero(flat)
-    if idx.size == 0:
-        return np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros(0, np.int64)
-    values = flat[idx].astype(np.int64)
-    if values.min() < 0:
-        raise FormatError(f"label images must hold labels >= 0, found {int(values.min())}")
-    present, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
-    coords = np.unravel_index(idx, mask.shape)
-    centroid = np.stack(
-        [np.bincount(inverse, weights=c, minlength=present.size) for c in coords], axis=1
-    ) / counts[:, None]
-    return present, centroid, counts.astype(np.int64)
-
-
-def _ctc_edges(
-    t: np.ndarray, label: np.ndarray, table: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Row-index edges: consecutive frames of one label, and parent end → child start."""
-    order = np.lexsort((t, label))
-    same = label[order][1:] == label[order][:-1]
-    src, tgt = [order[:-1][same]], [order[1:][same]]
-    children = table[table[:, 3] > 0]
-    if children.size:
-        stride = int(t.max()) + 1
-        key = label * stride + t
-        by_key = np.argsort(key)
-        by_label = np.argsort(table[:, 0])
-        parent_end = table[by_label[np.searchsorted(table[by_label, 0], children[:, 3])], 2]
-        src.append(by_key[np.searchsorted(key[by_key], children[:, 3] * stride + parent_end)])
-        tgt.append(by_key[np.searchsorted(key[by_key], children[:, 0] * stride + children[:, 1])])
-    return np.concatenate(src), np.concatenate(tgt)
+    return TrackGraph(nodes, {"source": ids[src], "target": ids[tgt]}, attrs=attrs)

@@ -18,33 +18,14 @@ import numpy as np
 
 from celltrack.errors import FormatError, GraphError, InvalidInputError
 from celltrack.graph.trackgraph import EDGE_REQUIRED, TrackGraph
-from celltrack.io.atomic import atomic_path
+from celltrack.io.atomic import atomic_path, refuse_existing
+from celltrack.io.jsonable import to_json_value
 
 __all__ = ["read_geff", "write_geff"]
 
 logger = logging.getLogger(__name__)
 
 _SPACE = ("z", "y", "x")
-
-
-def _jsonable(value: Any) -> Any:
-    """Turn numpy scalars/arrays (possibly nested in dicts/lists) into JSON values."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise InvalidInputError(
-        f"graph attrs must be JSON-like (dict, list, str, numbers, numpy arrays) to go into "
-        f"GEFF metadata, got {type(value).__name__}: {value!r}"
-    )
 
 
 def _prop(name: str, column: np.ndarray, owner: str) -> dict[str, np.ndarray | None]:
@@ -86,7 +67,8 @@ def write_geff(
     zarr_format : {2, 3}
         Zarr format version of the store.
     overwrite : bool
-        Replace an existing ``path``; otherwise an existing path is an error.
+        Replace an existing ``path``; otherwise an existing file or non-empty folder is
+        an error (an empty folder is filled).
 
     Returns
     -------
@@ -95,8 +77,8 @@ def write_geff(
 
     Raises
     ------
-    FileExistsError
-        If ``path`` exists and ``overwrite`` is False.
+    OutputExistsError
+        If ``path`` holds data and ``overwrite`` is False (a ``FileExistsError`` too).
     GraphError
         If node ids are negative.
     InvalidInputError
@@ -110,8 +92,7 @@ def write_geff(
     if not isinstance(graph, TrackGraph):
         raise InvalidInputError(f"write_geff needs a TrackGraph, got {type(graph).__name__}")
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    refuse_existing(path, overwrite)
     ids = graph.ids
     if ids.size and ids.min() < 0:
         raise GraphError(
@@ -133,7 +114,12 @@ def write_geff(
         node_props_metadata={},
         edge_props_metadata={},
         ellipsoid="covariance" if has_cov else None,
-        extra={"celltrack": {"attrs": _jsonable(graph.attrs), "version": _version()}},
+        extra={
+            "celltrack": {
+                "attrs": to_json_value(graph.attrs, strict="GEFF metadata"),
+                "version": _version(),
+            }
+        },
     )
     with atomic_path(path) as tmp, warnings.catch_warnings():
         # zarr v3 has no stable spec for fixed-length unicode (string columns such as

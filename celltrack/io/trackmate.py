@@ -19,16 +19,11 @@ import numpy as np
 
 from celltrack.errors import FormatError, GraphError
 from celltrack.graph.trackgraph import TrackGraph
+from celltrack.io.units import unit_scale
 
 __all__ = ["read_trackmate"]
 
 logger = logging.getLogger(__name__)
-
-_UM_PER_UNIT = {
-    "µm": 1.0, "μm": 1.0, "um": 1.0, "micron": 1.0, "microns": 1.0, "micrometer": 1.0,
-    "micrometre": 1.0, "nm": 1e-3, "nanometer": 1e-3, "mm": 1e3, "millimeter": 1e3,
-}
-
 
 def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
@@ -126,7 +121,7 @@ def read_trackmate(path: str | Path) -> TrackGraph:
         raise FormatError(f"{path}: not well-formed XML ({err})") from err
     if not model_seen:
         raise FormatError(f"{path}: no <Model> element; is this a TrackMate or MaMuT XML file?")
-    scale = _UM_PER_UNIT.get(str(attrs.get("spatial_units", "")).strip().lower())
+    scale = unit_scale(attrs.get("spatial_units"))
     if scale is None:
         logger.warning("%s: spatial units %r unknown; positions kept as stored",
                        path, attrs.get("spatial_units"))

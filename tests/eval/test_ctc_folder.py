@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from celltrack.errors import FormatError, InvalidInputError, ShapeError
+from celltrack.errors import FormatError, ShapeError
 from celltrack.eval import evaluate_ctc, match_masks
 from celltrack.eval._synthetic import perturb
 from celltrack.graph import TrackGraph
-from celltrack.io.ctc import write_ctc
+from celltrack.io.ctc import read_ctc, write_ctc
 from celltrack.synth import SynthConfig, make_embryo
 
 KEYS = ("NS", "FN", "FP", "ED", "EA", "EC")
@@ -115,6 +115,11 @@ def test_perfect_result_scores_one(tmp_path):
     s = evaluate_ctc(tmp_path / "GT", tmp_path / "RES")
     assert (s.det, s.tra, s.lnk) == (1.0, 1.0, 1.0)
     assert s.num_gt_nodes == data.gt.num_nodes and s.num_gt_edges == data.gt.num_edges
+    # the same folders read as graphs by celltrack.io give the same nodes and links
+    for folder, n_edges in ((tmp_path / "GT", s.num_gt_edges), (tmp_path / "RES",
+                                                                 s.num_pred_edges)):
+        graph = read_ctc(folder, voxel_size=data.voxel_size)
+        assert (graph.num_nodes, graph.num_edges) == (data.gt.num_nodes, n_edges)
     assert s.to_dict()["parameters"]["source"] == "ctc"
 
 
@@ -146,7 +151,7 @@ def _tiny_folders(tmp_path):
 def test_bad_folders_raise(tmp_path):
     gt_dir, res_dir = _tiny_folders(tmp_path)
     assert evaluate_ctc(gt_dir, res_dir).tra == 1.0
-    with pytest.raises(InvalidInputError, match="does not exist"):
+    with pytest.raises(FormatError, match="does not exist"):
         evaluate_ctc(tmp_path / "nope", res_dir)
     with pytest.raises(FormatError, match=r"man_track\.txt"):
         evaluate_ctc(res_dir, res_dir)
@@ -155,12 +160,12 @@ def test_bad_folders_raise(tmp_path):
     bad = mask.copy()
     bad[0, 0] = 9
     tifffile.imwrite(res_dir / "mask001.tif", bad)
-    with pytest.raises(FormatError, match="disagree"):
+    with pytest.raises(FormatError, match=r"9 \(not in the track file\)"):
         evaluate_ctc(gt_dir, res_dir)
     tifffile.imwrite(res_dir / "mask001.tif", mask)
     # a parent that ends after its child begins
     (res_dir / "res_track.txt").write_text("1 0 1 0\n2 1 1 1\n")
-    with pytest.raises(FormatError, match="before their parent"):
+    with pytest.raises(FormatError, match="not after its parent"):
         evaluate_ctc(gt_dir, res_dir)
     (res_dir / "res_track.txt").write_text("1 0 1 0\n")
     # mismatched contents: a result frame missing, then a wrong shape
@@ -171,5 +176,22 @@ def test_bad_folders_raise(tmp_path):
     with pytest.raises(ShapeError, match="shape"):
         evaluate_ctc(gt_dir, res_dir)
     (res_dir / "res_track.txt").write_text("1 0 x 0\n")
-    with pytest.raises(FormatError, match="4 integers"):
+    with pytest.raises(FormatError, match="four integers"):
+        evaluate_ctc(gt_dir, res_dir)
+
+
+def test_folders_are_parsed_by_io_ctc_only():
+    import celltrack.eval
+    import celltrack.eval.ctc_folder as ctc_folder
+    from celltrack.io import ctc_files
+
+    assert celltrack.eval.read_track_file is ctc_files.read_track_file
+    for name in ("find_track_file", "find_mask_files", "read_mask", "ctc_edges"):
+        assert getattr(ctc_folder, name) is getattr(ctc_files, name)
+
+
+def test_gt_track_files_are_validated_like_results(tmp_path):
+    gt_dir, res_dir = _tiny_folders(tmp_path)
+    (gt_dir / "TRA" / "man_track.txt").write_text("1 0 1 0\n1 0 1 0\n")
+    with pytest.raises(FormatError, match=r"man_track\.txt, lines \[1, 2\].*more than once"):
         evaluate_ctc(gt_dir, res_dir)

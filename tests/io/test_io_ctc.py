@@ -9,6 +9,7 @@ import tifffile
 from celltrack.errors import FormatError, GraphError, InvalidInputError
 from celltrack.geometry import sphere_covariances
 from celltrack.graph.trackgraph import TrackGraph
+from celltrack.io.atomic import OutputExistsError
 from celltrack.io.ctc import ctc_segments, read_ctc, write_ctc
 
 VS3 = np.array([2.0, 1.0, 1.0])
@@ -220,3 +221,22 @@ def test_bad_covariance_names_node(tmp_path):
     g.set_node_column("covariance", cov)
     with pytest.raises(InvalidInputError, match=r"nodes \[9\]"):
         write_ctc(g, tmp_path / "res", shape=(1, 9, 40, 40), voxel_size=VS3)
+
+
+def test_write_never_deletes_existing_files_without_overwrite(tmp_path):
+    # before: write_ctc replaced the whole folder, deleting every file a user had in it
+    g = _lineage()
+    kw = {"shape": (6, 9, 40, 40), "voxel_size": VS3}
+    (tmp_path / "results.xlsx").write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match=r"results\.xlsx"):
+        write_ctc(g, tmp_path, **kw)
+    assert [p.name for p in tmp_path.iterdir()] == ["results.xlsx"]
+    out = write_ctc(g, tmp_path / "res", **kw)
+    (out / "mask000.tif").write_bytes(b"edited")
+    with pytest.raises(OutputExistsError):
+        write_ctc(g.subgraph(nodes=[0, 1]), out, **kw)
+    assert (out / "mask000.tif").read_bytes() == b"edited"
+    # overwrite=True swaps the whole folder in one rename
+    write_ctc(g.subgraph(nodes=[0, 1]), out, overwrite=True, **kw)
+    assert read_ctc(out, voxel_size=VS3).num_nodes == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["res", "results.xlsx"]
