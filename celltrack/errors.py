@@ -15,6 +15,7 @@ __all__ = [
     "FormatError",
     "GraphError",
     "InvalidInputError",
+    "OutputExistsError",
     "ShapeError",
 ]
 
@@ -49,3 +50,7 @@ class CheckpointError(CelltrackError, ValueError):
 
 class DependencyError(CelltrackError, ImportError):
     """An optional dependency needed for this feature is not installed."""
+
+
+class OutputExistsError(CelltrackError, FileExistsError):
+    """An output path already holds data and the caller did not ask to replace it."""

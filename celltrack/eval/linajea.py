@@ -38,6 +38,7 @@ import numpy as np
 
 from celltrack.errors import InvalidInputError
 from celltrack.eval.matching import POSITION_COLUMNS, check_positive, node_pairs, solve_sparse_lap
+from celltrack.graph.components import component_labels
 from celltrack.graph.trackgraph import TrackGraph
 
 __all__ = ["EdgeMatching", "LinajeaScores", "linajea_scores", "match_edges"]
@@ -375,9 +376,6 @@ def _aeftl_erl(
     pred: TrackGraph, matched_pred_edges: np.ndarray, fp_div: np.ndarray, num_gt_edges: int
 ) -> tuple[float, float]:
     """Mean and squared-mean length (edges) of matched predicted pieces cut at FP divisions."""
-    from scipy import sparse
-    from scipy.sparse import csgraph
-
     if matched_pred_edges.size == 0:
         return 0.0, 0.0
     p_src, p_tgt = pred.edge_index()
@@ -395,8 +393,7 @@ def _aeftl_erl(
     cut = cut_node[tgt]
     tgt[cut] = n + np.arange(int(cut.sum()))
     size = n + int(cut.sum())
-    adj = sparse.csr_matrix((np.ones(src.size, np.int8), (src, tgt)), shape=(size, size))
-    _, comp = csgraph.connected_components(adj, directed=False)
+    comp = component_labels(src, tgt, size)
     lengths = np.bincount(comp[src])
     lengths = lengths[lengths > 0].astype(float)
     aeftl = float(lengths.mean())

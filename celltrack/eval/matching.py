@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.graph.components import component_labels
 from celltrack.graph.trackgraph import TrackGraph
 
 __all__ = [
@@ -168,9 +169,6 @@ def solve_sparse_lap(
     ndarray of bool, shape (K,)
         Mask of the chosen candidate pairs.
     """
-    from scipy import sparse
-    from scipy.sparse import csgraph
-
     chosen = np.zeros(rows.size, bool)
     if rows.size == 0:
         return chosen
@@ -181,10 +179,7 @@ def solve_sparse_lap(
     used_r, r_inv = np.unique(rows, return_inverse=True)
     used_c, c_inv = np.unique(cols, return_inverse=True)
     nr, nc = used_r.size, used_c.size
-    adj = sparse.csr_matrix(
-        (np.ones(rows.size, np.int8), (r_inv, nr + c_inv)), shape=(nr + nc, nr + nc)
-    )
-    _, comp = csgraph.connected_components(adj, directed=False)
+    comp = component_labels(r_inv, nr + c_inv, nr + nc)
     comp_of_pair = comp[r_inv]
     n_comp = int(comp.max()) + 1
     rows_per_comp = np.bincount(comp[:nr], minlength=n_comp)

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from celltrack.errors import GraphError, InvalidInputError, ShapeError
+from celltrack.graph.components import component_labels
 from celltrack.graph.tags import TAG_DTYPE, TAGS, Tag
 
 __all__ = ["EDGE_REQUIRED", "NODE_REQUIRED", "TAGS", "TrackGraph"]
@@ -478,14 +479,18 @@ class TrackGraph:
 
         ``A[i, j] = 1`` for an edge from row i to row j.
         """
+        from scipy import sparse
+
         src, tgt = self.edge_index()
-        return _csr(src, tgt, self.num_nodes)
+        n = self.num_nodes
+        return sparse.csr_matrix((np.ones(src.size, np.int8), (src, tgt)), shape=(n, n))
 
     def lineages(self) -> np.ndarray:
         """Lineage label (weakly connected component) of every node, shape (N,), from 0."""
         if self.num_nodes == 0:
             return np.zeros(0, np.int64)
-        return _component_labels(self.adjacency())
+        src, tgt = self.edge_index()
+        return component_labels(src, tgt, self.num_nodes, first_appearance=True)
 
     def tracklets(self) -> np.ndarray:
         """Tracklet label of every node, shape (N,), from 0.
@@ -498,7 +503,7 @@ class TrackGraph:
         src, tgt = self.edge_index()
         outdeg, indeg = self.out_degree(), self.in_degree()
         keep = (outdeg[src] == 1) & (indeg[tgt] == 1)
-        return _component_labels(_csr(src[keep], tgt[keep], self.num_nodes))
+        return component_labels(src[keep], tgt[keep], self.num_nodes, first_appearance=True)
 
     # ------------------------------------------------------------------ combination
     def add_nodes(self, nodes: Mapping[str, Any]) -> TrackGraph:
@@ -633,28 +638,6 @@ def _check_tags(tags: np.ndarray) -> None:
 def _check_covariance(cov: np.ndarray) -> None:
     if cov.ndim != 3 or cov.shape[1:] != (3, 3):
         raise ShapeError(f"node column 'covariance' must be (N, 3, 3) in µm², got {cov.shape}")
-
-
-def _csr(src: np.ndarray, tgt: np.ndarray, n: int) -> Any:
-    """(n, n) sparse matrix with a 1 at every (src, tgt) row pair."""
-    from scipy import sparse
-
-    return sparse.csr_matrix((np.ones(src.size, np.int8), (src, tgt)), shape=(n, n))
-
-
-def _component_labels(adjacency: Any) -> np.ndarray:
-    """Weakly connected component of every row, numbered by first appearance."""
-    from scipy.sparse import csgraph
-
-    _, labels = csgraph.connected_components(adjacency, directed=False)
-    return _relabel_by_first_appearance(labels)
-
-
-def _relabel_by_first_appearance(labels: np.ndarray) -> np.ndarray:
-    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
-    rank = np.empty(first.size, np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(first.size)
-    return rank[inverse]
 
 
 def _python_values(column: np.ndarray) -> list:

@@ -14,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from celltrack.errors import CelltrackError
+from celltrack.errors import OutputExistsError
 
 __all__ = [
     "OutputExistsError",
@@ -23,10 +23,6 @@ __all__ = [
     "atomic_write_text",
     "refuse_existing",
 ]
-
-
-class OutputExistsError(CelltrackError, FileExistsError):
-    """An output path already holds data and the caller did not ask to replace it."""
 
 
 def refuse_existing(path: str | Path, overwrite: bool) -> None:

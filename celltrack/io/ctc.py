@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from celltrack.errors import FormatError, GraphError, InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
+from celltrack.graph.components import component_labels
 from celltrack.graph.trackgraph import TrackGraph
 from celltrack.io.atomic import atomic_path, refuse_existing
 from celltrack.io.ctc_files import (
@@ -66,9 +67,6 @@ def ctc_segments(graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:
     GraphError
         If a node has more than one parent (CTC lineages are forests).
     """
-    from scipy import sparse
-    from scipy.sparse import csgraph
-
     n = graph.num_nodes
     if n == 0:
         return np.zeros(0, np.int64), np.zeros((0, 4), np.int64)
@@ -82,10 +80,7 @@ def ctc_segments(graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:
     src, tgt = graph.edge_index()
     t = graph.t
     keep = (outdeg[src] == 1) & (indeg[tgt] == 1) & (t[tgt] - t[src] == 1)
-    adj = sparse.csr_matrix(
-        (np.ones(int(keep.sum()), np.int8), (src[keep], tgt[keep])), shape=(n, n)
-    )
-    _, comp = csgraph.connected_components(adj, directed=False)
+    comp = component_labels(src[keep], tgt[keep], n)
     n_seg = int(comp.max()) + 1
     begin = np.full(n_seg, np.iinfo(np.int64).max)
     np.minimum.at(begin, comp, t)
