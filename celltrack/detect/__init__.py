@@ -10,12 +10,17 @@ Importing this package imports torch. Typical use::
     trainer.prior(images)
     trainer.incremental(images, annotations, frame=t)
     spots = detect(model, images, cfg=cfg)
+
+or, in one call from reviewed annotations (resumable)::
+
+    result = train_detection(images, annotations, voxel_size, cfg, checkpoint="det.pt")
+
+Movies go through :func:`celltrack.io.as_movie` (a 3-D array is (T, Y, X)). The configs
+live in :mod:`celltrack.config.detection` (importable without torch) and are re-exported
+here; augmentation and normalisation are :mod:`celltrack.nn`'s.
 """
 
-from celltrack.detect.api import detect
-from celltrack.detect.augment import Transform, apply, random_transform
-from celltrack.detect.config import (
-    AugmentConfig,
+from celltrack.config.detection import (
     DetectionConfig,
     LabelConfig,
     LossConfig,
@@ -24,24 +29,33 @@ from celltrack.detect.config import (
     SpotConfig,
     TrainConfig,
 )
+from celltrack.config.nn import AugmentConfig
+from celltrack.detect.api import detect
+from celltrack.detect.detector import Detector, check_detector
 from celltrack.detect.labels import label_classes, label_is_false, render_labels
 from celltrack.detect.losses import DetectionLoss, prior_loss
 from celltrack.detect.model import DetectionUNet, build_model, load_model, save_model
-from celltrack.detect.predict import normalize_frame, predict_probabilities
+from celltrack.detect.predict import predict_probabilities
 from celltrack.detect.spots import extract_spots, suppress_duplicates
 from celltrack.detect.training import (
     DetectionTrainer,
+    DetectionTrainResult,
     train_batch,
+    train_detection,
     train_incremental,
     train_prior,
 )
+from celltrack.nn.augment import Transform, apply, random_transform
+from celltrack.nn.normalize import normalize_frame
 
 __all__ = [
     "AugmentConfig",
     "DetectionConfig",
     "DetectionLoss",
+    "DetectionTrainResult",
     "DetectionTrainer",
     "DetectionUNet",
+    "Detector",
     "LabelConfig",
     "LossConfig",
     "ModelConfig",
@@ -51,6 +65,7 @@ __all__ = [
     "Transform",
     "apply",
     "build_model",
+    "check_detector",
     "detect",
     "extract_spots",
     "label_classes",
@@ -64,6 +79,7 @@ __all__ = [
     "save_model",
     "suppress_duplicates",
     "train_batch",
+    "train_detection",
     "train_incremental",
     "train_prior",
 ]

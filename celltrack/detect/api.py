@@ -4,29 +4,54 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from celltrack._version import __version__
-from celltrack.detect.config import DetectionConfig
-from celltrack.detect.model import DetectionUNet
+from celltrack.config.detection import DetectionConfig
+from celltrack.detect.detector import check_detector, check_detector_input
 from celltrack.detect.predict import predict_probabilities
 from celltrack.detect.spots import extract_spots, suppress_duplicates
-from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.errors import InvalidInputError
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
 from celltrack.graph.tags import TAG_DTYPE, Tag, tags_of
 from celltrack.graph.trackgraph import concat
+from celltrack.io import ImageSeries, as_movie
 
-__all__ = ["detect"]
+__all__ = ["detect", "open_movie"]
 
 logger = logging.getLogger(__name__)
 
 
+def open_movie(
+    images: Any, voxel_size: Sequence[float] | None, model: Any = None
+) -> ImageSeries:
+    """Open a movie through :func:`celltrack.io.as_movie` with detection's voxel-size rule.
+
+    ``voxel_size`` if given; else the movie's own (an ImageSeries or a file with
+    metadata); else, for arrays, the one the model was built for (``model.voxel_size``).
+
+    Raises
+    ------
+    InvalidInputError
+        If no voxel size can be found.
+    """
+    if voxel_size is None and not isinstance(images, (ImageSeries, str, Path)):
+        voxel_size = getattr(model, "voxel_size", None)
+        if voxel_size is None:
+            raise InvalidInputError(
+                "the movie is an array and the model has no voxel_size: pass "
+                "voxel_size=(z, y, x) in µm"
+            )
+    return as_movie(images, voxel_size=None if voxel_size is None else check_voxel_size(voxel_size))
+
+
 def detect(
-    model: DetectionUNet,
+    model: Any,
     images: Any,
     frames: int | Iterable[int] | None = None,
     cfg: DetectionConfig | None = None,
@@ -39,17 +64,20 @@ def detect(
 
     Parameters
     ----------
-    model : DetectionUNet
-        Trained detection model.
-    images : array_like, shape (T, Z, Y, X)
-        The movie (numpy, zarr, dask or memmap: frames are read one at a time). A single
-        (Z, Y, X) frame counts as T = 1.
+    model : Detector
+        Trained detection model: a :class:`~celltrack.detect.model.DetectionUNet` or any
+        :class:`~celltrack.detect.detector.Detector`.
+    images : array_like, path or ImageSeries
+        The movie, opened by :func:`celltrack.io.as_movie`: a 4-D array is (T, Z, Y, X),
+        a 3-D array (T, Y, X) 2D+t (give one volume as ``volume[None]``); numpy, zarr,
+        dask or memmap frames are read one at a time.
     frames : int or iterable of int, optional
         Frames to process (default all).
     cfg : DetectionConfig, optional
         Prediction and spot settings.
     voxel_size : sequence of 3 float, optional
-        Voxel size (z, y, x) µm; default the one the model was built for.
+        Voxel size (z, y, x) µm; default the movie's own, else the one the model was
+        built for.
     annotations : TrackGraph, optional
         Reviewed spots (tags tp, fn, fp, tn, tb, fb). In the processed frames they are
         kept, predictions closer than ``cfg.spots.suppression_distance_um`` to one are
@@ -66,17 +94,9 @@ def detect(
         (``"unlabeled"`` for predictions). ``attrs`` holds ``voxel_size`` and the config.
     """
     cfg = cfg or DetectionConfig()
-    if not isinstance(model, DetectionUNet):
-        raise InvalidInputError(
-            f"model must be a DetectionUNet (build_model / load_model), got {type(model).__name__}"
-        )
-    if not hasattr(images, "ndim"):
-        images = np.asarray(images)
-    if images.ndim == 3:
-        images = np.asarray(images)[None]
-    if images.ndim != 4:
-        raise ShapeError(f"images must be (T, Z, Y, X), got shape {images.shape}")
-    vs = check_voxel_size(voxel_size if voxel_size is not None else model.voxel_size)
+    model = check_detector(model)
+    images = open_movie(images, voxel_size, model)
+    vs = images.voxel_size
     n_frames = images.shape[0]
     if frames is None:
         frame_list = list(range(n_frames))
@@ -93,7 +113,7 @@ def detect(
         raise InvalidInputError(
             f"annotations must be a TrackGraph, got {type(annotations).__name__}"
         )
-    model.check_input((1, 1, *images.shape[1:]))
+    check_detector_input(model, (1, 1, *images.shape[1:]))
 
     per_frame = []
     for t in tqdm(frame_list, desc="detect", disable=not progress, leave=False):

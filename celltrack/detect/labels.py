@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
-from celltrack.detect.config import LabelConfig
+from celltrack.config.detection import LabelConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
 from celltrack.graph import TrackGraph

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from celltrack.detect.config import LossConfig
+from celltrack.config.detection import LossConfig
 
 __all__ = ["DetectionLoss", "prior_loss", "smoothness", "voxel_weights"]
 

@@ -16,15 +16,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from celltrack.detect.config import ModelConfig
+from celltrack.config.detection import ModelConfig
+from celltrack.detect.detector import N_CLASSES
 from celltrack.errors import CheckpointError, ShapeError
 from celltrack.geometry import check_voxel_size
 from celltrack.nn import UNet, load_checkpoint, load_state, pool_factors_for, save_checkpoint
+from celltrack.nn.seeding import seeded_build
 
-__all__ = ["ARCH_NAME", "DetectionUNet", "build_model", "load_model", "save_model"]
+__all__ = [
+    "ARCH_NAME",
+    "DetectionUNet",
+    "build_model",
+    "load_model",
+    "model_from_payload",
+    "save_model",
+]
 
 ARCH_NAME = "DetectionUNet"
-N_CLASSES = 3
 
 
 class DetectionUNet(nn.Module):
@@ -40,6 +48,8 @@ class DetectionUNet(nn.Module):
         Model for Z = 1 (2D+t) data: ``(1, 3, 3)`` kernels, z never pooled.
     in_channels : int
         Input channels (1 for a single fluorescence channel).
+    generator : torch.Generator, optional
+        Source of the initial weights (default: torch's global generator).
 
     Attributes
     ----------
@@ -54,6 +64,7 @@ class DetectionUNet(nn.Module):
         *,
         two_d: bool = False,
         in_channels: int = 1,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -68,7 +79,9 @@ class DetectionUNet(nn.Module):
             "in_channels": int(in_channels),
         }
         factors = pool_factors_for(vs, len(widths) - 1, two_d=two_d)
-        self.unet = UNet(in_channels, N_CLASSES, widths, factors, two_d=two_d)
+        self.unet = UNet(
+            in_channels, N_CLASSES, widths, factors, two_d=two_d, generator=generator
+        )
 
     @property
     def voxel_size(self) -> tuple[float, float, float]:
@@ -126,14 +139,14 @@ def build_model(
     two_d : bool
         Build for Z = 1 (2D+t) data.
     seed : int or None
-        Seed of the weight initialisation (None: torch's global state).
+        Seed of the weight initialisation, drawn from its own generator (torch's global
+        random state is left as it was); None draws from the global generator.
     """
     cfg = cfg or ModelConfig()
-    if seed is not None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return DetectionUNet(cfg.resolved_widths(), voxel_size, two_d=two_d)
-    return DetectionUNet(cfg.resolved_widths(), voxel_size, two_d=two_d)
+    widths = cfg.resolved_widths()
+    return seeded_build(
+        seed, lambda g: DetectionUNet(widths, voxel_size, two_d=two_d, generator=g)
+    )
 
 
 def save_model(
@@ -161,6 +174,19 @@ def load_model(path: str | Path) -> tuple[DetectionUNet, dict[str, Any]]:
         If the file is missing, unsafe or corrupt, or holds another architecture.
     """
     payload = load_checkpoint(path, expected_name=ARCH_NAME)
+    model = model_from_payload(payload, f"checkpoint '{path}'")
+    model.eval()
+    return model, dict(payload.get("meta", {}))
+
+
+def model_from_payload(payload: dict[str, Any], source: str = "checkpoint") -> DetectionUNet:
+    """Rebuild a DetectionUNet from a loaded checkpoint dict and load its weights.
+
+    Raises
+    ------
+    CheckpointError
+        If the architecture description is invalid or the weights do not fit it.
+    """
     arch = dict(payload["arch"])
     arch.pop("name", None)
     try:
@@ -171,11 +197,8 @@ def load_model(path: str | Path) -> tuple[DetectionUNet, dict[str, Any]]:
             in_channels=arch.pop("in_channels"),
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint '{path}' has an invalid DetectionUNet arch: {exc}"
-        ) from None
+        raise CheckpointError(f"{source} has an invalid DetectionUNet arch: {exc}") from None
     if arch:
-        raise CheckpointError(f"checkpoint '{path}' has unknown arch keys {sorted(arch)}")
-    load_state(model, payload, source=f"checkpoint '{path}'")
-    model.eval()
-    return model, dict(payload.get("meta", {}))
+        raise CheckpointError(f"{source} has unknown arch keys {sorted(arch)}")
+    load_state(model, payload, source=source)
+    return model

@@ -1,58 +1,29 @@
-"""Per-frame normalisation and tiled prediction of class probabilities.
+"""Tiled prediction of class probabilities for one frame.
 
 Tiles overlap and are blended by linear ramps normalised by the summed weights (see
 :func:`celltrack.nn.predict_tiled`), so there are no seams; memory is bounded by the
-tile shape times the tile batch.
+tile shape times the tile batch. Frames are normalised by
+:func:`celltrack.nn.normalize_frame` (re-exported here).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
-from celltrack.detect.config import PredictConfig
-from celltrack.detect.model import DetectionUNet
-from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.config.detection import PredictConfig
+from celltrack.detect.detector import N_CLASSES, check_detector, check_detector_input, class_scores
+from celltrack.errors import ShapeError
 from celltrack.nn import evaluating, predict_tiled
+from celltrack.nn.normalize import median_correct, normalize_frame
 
 __all__ = ["median_correct", "normalize_frame", "predict_probabilities"]
 
 
-def median_correct(frame: np.ndarray) -> np.ndarray:
-    """Shift each z slice of a ``(Z, Y, X)`` frame so its median equals the global median.
-
-    Slices whose median is not positive are left alone (empty slices of sparse data).
-    """
-    frame = np.asarray(frame, dtype=np.float32)
-    medians = np.median(frame.reshape(frame.shape[0], -1), axis=1)
-    target = float(np.median(frame))
-    shift = np.where(medians > 0, target - medians, 0.0).astype(np.float32)
-    return frame + shift[:, None, None]
-
-
-def normalize_frame(frame: np.ndarray, *, median_correction: bool = False) -> np.ndarray:
-    """Min–max normalise a ``(Z, Y, X)`` frame to [0, 1] (float32), optionally median-corrected.
-
-    A constant frame becomes all zeros.
-    """
-    frame = np.asarray(frame)
-    if frame.ndim != 3:
-        raise ShapeError(f"a frame must be (Z, Y, X), got shape {frame.shape}")
-    if frame.size == 0:
-        raise ShapeError(f"frame is empty (shape {frame.shape})")
-    frame = frame.astype(np.float32)
-    if not np.all(np.isfinite(frame)):
-        raise InvalidInputError("frame contains NaN or infinite values; clean the image first")
-    if median_correction:
-        frame = median_correct(frame)
-    lo, hi = float(frame.min()), float(frame.max())
-    if hi <= lo:
-        return np.zeros_like(frame)
-    return (frame - lo) / (hi - lo)
-
-
 def predict_probabilities(
-    model: DetectionUNet,
+    model: Any,
     volume: np.ndarray,
     cfg: PredictConfig | None = None,
     *,
@@ -63,8 +34,9 @@ def predict_probabilities(
 
     Parameters
     ----------
-    model : DetectionUNet
-        Trained detection model (put in eval mode for the call).
+    model : Detector
+        A detection model (:class:`~celltrack.detect.detector.Detector`: e.g. a trained
+        :class:`~celltrack.detect.model.DetectionUNet`); put in eval mode for the call.
     volume : ndarray, shape (Z, Y, X)
         One raw frame (2D data: Z = 1).
     cfg : PredictConfig, optional
@@ -77,18 +49,18 @@ def predict_probabilities(
     Returns
     -------
     ndarray, shape (3, Z, Y, X), float32
-        Probabilities of background, periphery and centre (sum to 1 per voxel).
+        Probabilities of background, periphery and centre (softmax of the model's
+        scores: they sum to 1 per voxel).
 
     Raises
     ------
+    InvalidInputError
+        If ``model`` is not a detector.
     ShapeError
         If the volume is not 3D or the model cannot take it (e.g. Z > 1 for a 2D model).
     """
     cfg = cfg or PredictConfig()
-    if not isinstance(model, DetectionUNet):
-        raise InvalidInputError(
-            f"model must be a DetectionUNet (build_model / load_model), got {type(model).__name__}"
-        )
+    model = check_detector(model)
     volume = np.asarray(volume)
     if volume.ndim == 2:
         volume = volume[None]
@@ -97,7 +69,7 @@ def predict_probabilities(
             f"predict_probabilities takes one frame (Z, Y, X) (or (Y, X)), got shape "
             f"{volume.shape}; loop over frames or use detect()"
         )
-    model.check_input((1, 1, *volume.shape))
+    check_detector_input(model, (1, 1, *volume.shape))
     frame = (
         normalize_frame(volume, median_correction=cfg.median_correction)
         if normalize
@@ -106,13 +78,13 @@ def predict_probabilities(
     device = torch.device(cfg.device)
 
     def run(x: torch.Tensor) -> torch.Tensor:
-        return model(x).exp()
+        return torch.softmax(class_scores(model, x), dim=1)
 
-    with evaluating(model, device):
+    with evaluating(model, device):  # type: ignore[arg-type]
         return predict_tiled(
             run,
             frame[None],
-            3,
+            N_CLASSES,
             tile_shape=cfg.tile_shape,
             overlap=cfg.overlap,
             batch_size=cfg.batch_size,

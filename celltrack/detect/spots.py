@@ -11,7 +11,8 @@ semi-axis below ``r_min`` are dropped and semi-axes are clamped to ``r_max``. Th
 is the mean centre probability of the component.
 
 Maxima mode: local maxima of the centre probability above the threshold within an
-ellipsoidal neighbourhood of ``nms_radius_um``, as spheres of ``point_radius_um``.
+ellipsoidal neighbourhood of ``nms_radius_um`` (:func:`skimage.feature.peak_local_max`
+with that footprint; a constant map has none), as spheres of ``point_radius_um``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from celltrack.detect.config import SpotConfig
+from celltrack.config.detection import SpotConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, sphere_covariances
 from celltrack.graph import TrackGraph
@@ -90,15 +91,20 @@ def _component_spots(
 def _maxima_spots(
     pc: np.ndarray, vs: np.ndarray, cfg: SpotConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    from skimage.feature import peak_local_max  # ~20 ms to import: only when used
+
     reach = np.floor(cfg.nms_radius_um / vs).astype(int)
     if pc.shape[0] == 1:
         reach[0] = 0
     grids = np.meshgrid(*[np.arange(-r, r + 1) * s for r, s in zip(reach, vs)], indexing="ij")
     footprint = sum(g**2 for g in grids) <= cfg.nms_radius_um**2
-    peak = ndimage.maximum_filter(pc, footprint=footprint, mode="constant", cval=0.0)
-    where = (pc >= peak) & (pc > cfg.threshold)
-    pos = np.stack(np.nonzero(where), axis=1).astype(np.float64) * vs
-    return pos, sphere_covariances(len(pos), cfg.point_radius_um), pc[where].astype(np.float64)
+    peaks = peak_local_max(
+        pc, footprint=footprint, threshold_abs=cfg.threshold, exclude_border=False
+    )
+    peaks = peaks[np.lexsort(peaks.T[::-1])]  # raster order (skimage sorts by height)
+    pos = peaks.astype(np.float64) * vs
+    score = pc[tuple(peaks.T)].astype(np.float64)
+    return pos, sphere_covariances(len(pos), cfg.point_radius_um), score
 
 
 def extract_spots(

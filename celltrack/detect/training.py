@@ -1,306 +1,316 @@
-"""Training the detection U-Net: prior, incremental (interactive) and batch modes.
+"""Training the detection model: prior, incremental (interactive) and batch modes.
 
-:class:`DetectionTrainer` keeps a model, its Adam optimiser, a seeded random generator,
-the normalised frames and the loss history across calls, which is what an interactive
-notebook session needs::
+:class:`DetectionTrainer` keeps a model, its Adam optimiser, a seeded numpy generator,
+the normalised frames and the :class:`~celltrack.nn.TrainingHistory` across calls, which
+is what an interactive session needs::
 
     trainer = DetectionTrainer(model, cfg)
-    trainer.prior(images)                            # self-supervised start, no labels
-    trainer.incremental(images[t], annotations, frame=t)   # seconds on a CPU
-    trainer.batch(images, annotations)               # epochs over all annotated frames
+    trainer.prior(images)                                  # self-supervised, no labels
+    trainer.incremental(images, annotations, frame=t)      # seconds on a CPU
+    trainer.batch(images, annotations, checkpoint="det.pt")  # epochs, resumable
     trainer.save("detector.pt")
 
-The functions :func:`train_prior`, :func:`train_incremental` and :func:`train_batch`
-wrap one trainer call each. Crops are drawn around annotated spots (the origin is
-uniform among the crop positions that contain the spot); augmentation is
-:mod:`celltrack.detect.augment`.
+:func:`train_detection` is the one-call batch run (prior first for a new model) with a
+checkpoint that a killed run resumes from exactly. Everything runs on the shared
+machinery of :mod:`celltrack.nn` (crops, augmentation, schedule, epochs, checkpoints);
+no global random state is read or changed.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
+import torch.nn.functional as F
 
-from celltrack.detect.augment import apply, random_transform
-from celltrack.detect.config import DetectionConfig
+from celltrack.config.detection import DetectionConfig
+from celltrack.detect.api import open_movie
+from celltrack.detect.detector import check_detector, check_detector_input, class_scores
 from celltrack.detect.labels import PERIPHERY, render_labels, spot_arrays
 from celltrack.detect.losses import DetectionLoss, prior_loss
-from celltrack.detect.model import DetectionUNet, save_model
-from celltrack.detect.predict import normalize_frame
-from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.detect.model import ARCH_NAME, DetectionUNet, build_model, model_from_payload
+from celltrack.errors import CheckpointError, InvalidInputError
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
 from celltrack.graph.tags import REVIEWED, Tag, tags_of
+from celltrack.io import ImageSeries
+from celltrack.nn.checkpoint import load_checkpoint
+from celltrack.nn.crops import sample_crop, sample_labelled_crop
+from celltrack.nn.history import TrainingHistory
+from celltrack.nn.normalize import normalize_frame
+from celltrack.nn.schedule import cosine_lr
+from celltrack.nn.training import (
+    TrainingState,
+    TrainResult,
+    check_same_run,
+    fit_epochs,
+    restore_training_state,
+    save_training_checkpoint,
+)
 
-__all__ = ["DetectionTrainer", "train_batch", "train_incremental", "train_prior"]
+__all__ = [
+    "DetectionTrainResult",
+    "DetectionTrainer",
+    "train_batch",
+    "train_detection",
+    "train_incremental",
+    "train_prior",
+]
 
 logger = logging.getLogger(__name__)
 
 _TRAINING_TAGS = REVIEWED
+#: config sections whose values shape training (a resume must not mix them)
+_TRAINING_SECTIONS = ("labels", "model", "loss", "augment", "train")
 
 
-def _as_movie(images: Any) -> np.ndarray:
-    arr = np.asarray(images) if not hasattr(images, "shape") else images
-    if arr.ndim == 3:
-        arr = np.asarray(arr)[None]
-    if arr.ndim != 4 or min(arr.shape) < 1:
-        raise ShapeError(
-            f"images must be a (T, Z, Y, X) movie (2D data: Z = 1), got shape {arr.shape}"
-        )
-    return arr
+@dataclass(frozen=True)
+class _Frame:
+    """One annotated frame ready for cropping."""
+
+    image: np.ndarray  # (1, Z, Y, X) normalised
+    labels: np.ndarray  # (Z, Y, X) label codes
+    foreground: np.ndarray  # (Z, Y, X) bool: periphery or centre
+    centres: np.ndarray  # (K, 3) voxels of the reviewed spots
 
 
-class DetectionTrainer:
-    """Stateful trainer of a :class:`DetectionUNet` (model, optimiser, rng, history).
-
-    Parameters
-    ----------
-    model : DetectionUNet
-        The model to train (modified in place).
-    cfg : DetectionConfig, optional
-        Loss, augmentation, optimisation and label settings.
-    voxel_size : sequence of 3 float, optional
-        Voxel size (z, y, x) µm of the data; default the model's.
+@dataclass
+class DetectionTrainResult(TrainResult):
+    """Outcome of :func:`train_detection`.
 
     Attributes
     ----------
-    history : dict of str to list
-        Per step: ``mode``, ``loss``, ``nll``, ``dice``, ``smooth``, ``lr``, ``seconds``.
+    model : Detector
+        The trained model (eval mode, on CPU).
+    history : TrainingHistory
+        One record per optimisation step (prior and batch), including the part before a
+        resume.
+    checkpoint : Path or None
+        The checkpoint; at the end it holds the finished model (:func:`load_model`).
+    frames : list of int
+        Annotated frames trained on.
+    """
+
+    frames: list[int] | None = None
+
+
+class DetectionTrainer:
+    """Stateful trainer of a detector (model, optimiser, generator, history).
+
+    Parameters
+    ----------
+    model : Detector
+        The model to train (modified in place): a :class:`DetectionUNet` or any
+        :class:`~celltrack.detect.detector.Detector`. Only a DetectionUNet can be saved.
+    cfg : DetectionConfig, optional
+        Loss, augmentation, optimisation and label settings.
+    voxel_size : sequence of 3 float, optional
+        Voxel size (z, y, x) µm of the data; default the model's ``voxel_size``.
+
+    Attributes
+    ----------
+    history : TrainingHistory
+        One :class:`~celltrack.nn.TrainRecord` per step (``history["loss"]`` is the list
+        of losses).
+    state : TrainingState
+        Optimiser, generator, history and position (what a checkpoint stores).
     """
 
     def __init__(
         self,
-        model: DetectionUNet,
+        model: Any,
         cfg: DetectionConfig | None = None,
         *,
         voxel_size: Sequence[float] | None = None,
     ) -> None:
-        if not isinstance(model, DetectionUNet):
-            raise InvalidInputError(
-                f"model must be a DetectionUNet (build_model / load_model), got "
-                f"{type(model).__name__}"
-            )
-        self.model = model
+        self.model = check_detector(model)
         self.cfg = cfg or DetectionConfig()
-        self.voxel_size = check_voxel_size(
-            voxel_size if voxel_size is not None else model.voxel_size
-        )
+        if voxel_size is None:
+            voxel_size = getattr(model, "voxel_size", None)
+            if voxel_size is None:
+                raise InvalidInputError(
+                    f"{type(model).__name__} has no voxel_size attribute: pass "
+                    "voxel_size=(z, y, x) in µm"
+                )
+        self.voxel_size = check_voxel_size(voxel_size)
         tc = self.cfg.train
         if tc.num_threads is not None:
             torch.set_num_threads(tc.num_threads)
-        torch.manual_seed(tc.seed)
-        self.rng = np.random.default_rng(tc.seed)
         self.device = torch.device(tc.device)
         self.model.to(self.device)
         self.loss_fn = DetectionLoss(self.cfg.loss, self.voxel_size)
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate)
-        self.history: dict[str, list] = {
-            k: [] for k in ("mode", "loss", "nll", "dice", "smooth", "lr", "seconds")
-        }
+        self.state = TrainingState(
+            torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate),
+            np.random.default_rng(tc.seed),
+        )
         self._frames: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
 
+    @property
+    def history(self) -> TrainingHistory:
+        """All records so far (prior, incremental and batch steps)."""
+        return self.state.history
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The Adam optimiser of incremental and batch training."""
+        return self.state.optimizer
+
+    @property
+    def rng(self) -> np.random.Generator:
+        """The generator of crops and augmentations."""
+        return self.state.rng
+
     # ------------------------------------------------------------------ data
-    def _frame(self, images: np.ndarray, t: int) -> np.ndarray:
-        key = (id(images), int(t))
+    def _movie(self, images: Any) -> ImageSeries:
+        movie = open_movie(images, self.voxel_size)
+        check_detector_input(self.model, (1, 1, *movie.shape[1:]))
+        return movie
+
+    def _frame(self, movie: ImageSeries, owner: Any, t: int) -> np.ndarray:
+        """Normalised frame ``t`` as (1, Z, Y, X), cached per input object."""
+        key = (id(owner), int(t))
         cached = self._frames.get(key)
-        if cached is None or cached[0] is not images:  # the id may be reused by a new array
+        if cached is None or cached[0] is not owner:  # the id may be reused by a new object
             if len(self._frames) > 64:
                 self._frames.clear()
             norm = normalize_frame(
-                np.asarray(images[t]), median_correction=self.cfg.predict.median_correction
+                np.asarray(movie[int(t)]), median_correction=self.cfg.predict.median_correction
             )
-            cached = self._frames[key] = (images, norm)
+            cached = self._frames[key] = (owner, norm[None])
         return cached[1]
 
-    def _crop(
-        self,
-        frame: np.ndarray,
-        labels: np.ndarray | None,
-        centre_vox: np.ndarray | None,
-        augment: bool = True,
-    ) -> tuple[np.ndarray, np.ndarray | None]:
-        """One (augmented) crop of ``crop_shape`` (clipped) containing ``centre_vox``."""
-        shape = np.asarray(frame.shape)
-        crop = np.minimum(np.asarray(self.cfg.train.crop_shape), shape)
-        two_d = shape[0] == 1
-        if centre_vox is None:
-            origin = np.array([self.rng.integers(0, s - c + 1) for s, c in zip(shape, crop)])
-        else:
-            p = np.clip(np.round(centre_vox).astype(int), 0, shape - 1)
-            lo = np.maximum(p - crop + 1, 0)
-            hi = np.minimum(p, shape - crop)
-            origin = np.array([self.rng.integers(a, b + 1) for a, b in zip(lo, hi)])
-        transform = (
-            random_transform(self.rng, self.cfg.augment, voxel_size=self.voxel_size, two_d=two_d)
-            if augment
-            else None
-        )
-        if transform is None or transform.is_affine_identity:
-            sl = tuple(slice(o, o + c) for o, c in zip(origin, crop))
-            img = frame[sl][None]
-            lab = None if labels is None else labels[sl]
-        else:
-            # raw region large enough that zoom + rotation of the crop stays inside it
-            grow = np.ones(3)
-            spin = abs(np.cos(transform.angle)) + abs(np.sin(transform.angle))
-            grow[1:] = spin / min(transform.zoom[1], transform.zoom[2])
-            grow[0] = 1.0 / transform.zoom[0]
-            raw = np.ceil(crop * grow).astype(int) + 2
-            if two_d:
-                raw[0] = 1
-            centre = origin + (crop - 1) / 2.0
-            start = np.round(centre - (raw - 1) / 2.0).astype(int)
-            pad_lo = np.maximum(-start, 0)
-            pad_hi = np.maximum(start + raw - shape, 0)
-            sl = tuple(
-                slice(max(s, 0), min(s + r, n)) for s, r, n in zip(start, raw, shape)
-            )
-            widths = list(zip(pad_lo, pad_hi))
-            img = np.pad(frame[sl], widths, mode="edge")[None]
-            lab = None if labels is None else np.pad(labels[sl], widths, mode="constant")
-        fg = None if lab is None else lab >= PERIPHERY
-        if transform is None:
-            return img, lab
-        img, lab, _ = apply(
-            transform, img, lab, voxel_size=self.voxel_size, out_shape=crop, foreground=fg
-        )
-        return img, lab
-
-    # ------------------------------------------------------------------ steps
-    def _record(self, mode: str, loss: float, parts: dict[str, float], lr: float, t0: float):
-        h = self.history
-        h["mode"].append(mode)
-        h["loss"].append(float(loss))
-        h["nll"].append(parts.get("nll", float("nan")))
-        h["dice"].append(parts.get("dice", float("nan")))
-        h["smooth"].append(parts.get("smooth", float("nan")))
-        h["lr"].append(float(lr))
-        h["seconds"].append(time.perf_counter() - t0)
-
-    def _set_lr(self, step: int, total: int) -> None:
-        """Cosine decay from ``learning_rate`` to ``final_lr_fraction`` of it over ``total``."""
-        tc = self.cfg.train
-        frac = tc.final_lr_fraction
-        progress = step / max(total - 1, 1)
-        scale = frac + (1 - frac) * 0.5 * (1 + np.cos(np.pi * progress))
-        for group in self.optimizer.param_groups:
-            group["lr"] = tc.learning_rate * float(scale)
-
-    def _step(self, images: np.ndarray, labels: np.ndarray, optimizer, mode: str) -> float:
-        t0 = time.perf_counter()
-        self.model.train()
-        x = torch.from_numpy(np.ascontiguousarray(images)).float().to(self.device)
-        y = torch.from_numpy(np.ascontiguousarray(labels).astype(np.int64)).to(self.device)
-        optimizer.zero_grad(set_to_none=True)
-        loss, parts = self.loss_fn(self.model(x), y)
-        value = float(loss.detach())
-        if loss.requires_grad and value > 0:
-            loss.backward()
-            optimizer.step()
-        self._record(mode, value, parts, optimizer.param_groups[0]["lr"], t0)
-        return value
-
     def _annotated_frame(
-        self, images: np.ndarray, annotations: TrackGraph, t: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        frame = self._frame(images, t)
+        self, movie: ImageSeries, owner: Any, annotations: TrackGraph, t: int
+    ) -> _Frame:
+        image = self._frame(movie, owner, t)
         spots = annotations.subgraph(nodes=annotations.t == t)
         labels = render_labels(
-            spots, frame.shape, self.voxel_size, self.cfg.labels, image=frame
+            spots, image.shape[1:], self.voxel_size, self.cfg.labels, image=image[0]
         )
         pos, _, tags = spot_arrays(spots, self.cfg.labels.point_radius_um)
-        centres = pos[np.isin(tags, _TRAINING_TAGS)] / self.voxel_size
         if not np.any(labels > 0):
             raise InvalidInputError(
                 f"frame {t} has no labelled voxels: give annotations tagged "
                 f"{', '.join(_TRAINING_TAGS)} (got {spots.num_nodes} spots), or set "
                 "labels.background_threshold"
             )
-        return frame, labels, centres
+        centres = pos[np.isin(tags, list(_TRAINING_TAGS))] / self.voxel_size
+        return _Frame(image, labels, labels >= PERIPHERY, centres)
 
-    def _draw_batch(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray]]):
-        imgs, labs = [], []
-        for frame, labels, centres in items:
-            for _ in range(5):  # retry crops that lost every label to the transform
-                c = centres[self.rng.integers(len(centres))] if len(centres) else None
-                img, lab = self._crop(frame, labels, c)
-                if np.any(lab > 0):
-                    break
-            imgs.append(img)
-            labs.append(lab)
-        return np.stack(imgs), np.stack(labs)
+    def _batch(self, frames: Sequence[_Frame], rng: np.random.Generator):
+        crops = [
+            sample_labelled_crop(
+                rng,
+                f.image,
+                self.cfg.train.crop_shape,
+                f.centres,
+                labels=f.labels,
+                foreground=f.foreground,
+                augment=self.cfg.augment,
+                voxel_size=self.voxel_size,
+            )
+            for f in frames
+        ]
+        return np.stack([c.image for c in crops]), np.stack([c.labels for c in crops])
+
+    def _loss(self, batch: tuple[np.ndarray, np.ndarray]):
+        x = torch.from_numpy(np.ascontiguousarray(batch[0])).float().to(self.device)
+        y = torch.from_numpy(np.ascontiguousarray(batch[1]).astype(np.int64)).to(self.device)
+        return self.loss_fn(F.log_softmax(class_scores(self.model, x), dim=1), y)
+
+    def _lr(self, step: int, total: int) -> float:
+        tc = self.cfg.train
+        return cosine_lr(tc.learning_rate, step, total, tc.final_lr_fraction)
 
     # ------------------------------------------------------------------ modes
-    def prior(self, images: Any, *, progress: bool = False) -> dict[str, list]:
+    def prior(self, images: Any, *, progress: bool = False) -> TrainingHistory:
         """Self-supervised initialisation from raw intensity (no annotations).
 
-        One epoch per ``cfg.train.prior_learning_rates`` entry, ``prior_crops`` random
-        crops each from random frames, loss :func:`~celltrack.detect.losses.prior_loss`.
-        Uses its own Adam optimiser; the trainer's optimiser is reset afterwards.
+        One epoch per ``cfg.train.prior_learning_rates`` entry, ``prior_crops`` steps of
+        random crops from random frames each, loss
+        :func:`~celltrack.detect.losses.prior_loss`. Uses its own Adam optimiser; the
+        trainer's optimiser is reset afterwards.
+
+        Parameters
+        ----------
+        images : array_like, path or ImageSeries
+            The movie (:func:`celltrack.io.as_movie`: 3-D arrays are (T, Y, X)).
+        progress : bool
+            Show a tqdm bar.
         """
-        movie = _as_movie(images)
-        self.model.check_input((1, 1, *movie.shape[1:]))
+        movie = self._movie(images)
         tc = self.cfg.train
-        opt = torch.optim.Adam(self.model.parameters(), lr=tc.prior_learning_rates[0])
-        total = len(tc.prior_learning_rates) * tc.prior_crops
-        bar = tqdm(total=total, desc="prior", disable=not progress, leave=False)
-        for lr in tc.prior_learning_rates:
-            for group in opt.param_groups:
-                group["lr"] = lr
+        rates = tc.prior_learning_rates
+
+        def batches(epoch: int, rng: np.random.Generator) -> Iterator[torch.Tensor]:
             for _ in range(tc.prior_crops):
-                t0 = time.perf_counter()
-                batch = []
+                crops = []
                 for _ in range(tc.batch_size):
-                    t = int(self.rng.integers(movie.shape[0]))
-                    img, _ = self._crop(self._frame(movie, t), None, None)
-                    batch.append(img)
-                x = torch.from_numpy(np.stack(batch)).float().to(self.device)
-                self.model.train()
-                opt.zero_grad(set_to_none=True)
-                loss = prior_loss(self.model(x), x)
-                loss.backward()
-                opt.step()
-                self._record("prior", float(loss.detach()), {}, lr, t0)
-                bar.update(1)
-        bar.close()
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate)
+                    t = int(rng.integers(movie.shape[0]))
+                    crop = sample_crop(
+                        rng,
+                        self._frame(movie, images, t),
+                        tc.crop_shape,
+                        augment=self.cfg.augment,
+                        voxel_size=self.voxel_size,
+                    )
+                    crops.append(crop.image)
+                yield torch.from_numpy(np.stack(crops)).float().to(self.device)
+
+        def loss_of(x: torch.Tensor):
+            return prior_loss(F.log_softmax(class_scores(self.model, x), dim=1), x), {}
+
+        prior_state = TrainingState(
+            torch.optim.Adam(self.model.parameters(), lr=rates[0]), self.rng, self.history
+        )
+        fit_epochs(
+            self.model,
+            prior_state,
+            mode="prior",
+            epochs=len(rates),
+            batches=batches,
+            loss_of=loss_of,
+            lr_of=lambda epoch, _: rates[epoch],
+            progress=progress,
+        )
+        self.state.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate)
+        self.state.position = dict(prior_state.position)
         return self.history
 
     def incremental(
         self,
-        image: np.ndarray,
+        images: Any,
         annotations: TrackGraph,
         *,
         frame: int | None = None,
         steps: int | None = None,
         progress: bool = False,
-    ) -> dict[str, list]:
+    ) -> TrainingHistory:
         """A few optimisation steps on crops around one frame's annotations.
 
         Parameters
         ----------
-        image : ndarray, shape (Z, Y, X) or (T, Z, Y, X)
-            The annotated frame, or the movie (then ``frame`` picks it).
+        images : array_like, path or ImageSeries
+            The movie (:func:`celltrack.io.as_movie`: 4-D (T, Z, Y, X), 3-D (T, Y, X));
+            give a single volume as ``volume[None]``.
         annotations : TrackGraph
-            Annotations (only those of ``frame`` are used when ``frame`` is given,
-            otherwise all must be of one frame).
+            Annotations; those of ``frame`` are used.
         frame : int, optional
-            Frame index.
+            Frame index; may be omitted when all annotations are in one frame.
         steps : int, optional
-            Optimisation steps (default ``cfg.train.incremental_steps``).
+            Optimisation steps (default ``cfg.train.incremental_steps``), with the
+            learning rate decaying over them (``cfg.train.final_lr_fraction``).
         progress : bool
             Show a tqdm bar.
         """
         if not isinstance(annotations, TrackGraph):
             spot_arrays(annotations, 1.0)  # raises the explanatory error
-        image = np.asarray(image) if not hasattr(image, "ndim") else image
+        movie = self._movie(images)
         if frame is None:
             frames = np.unique(annotations.t)
             if frames.size > 1:
@@ -308,31 +318,28 @@ class DetectionTrainer:
                     f"annotations span frames {frames.tolist()[:5]}: pass frame=t"
                 )
             frame = int(frames[0]) if frames.size else 0
-        if image.ndim == 4:
-            movie, t = image, int(frame)
-            if not 0 <= t < movie.shape[0]:
-                raise InvalidInputError(
-                    f"frame {t} is outside the movie's 0..{movie.shape[0] - 1}"
-                )
-        else:
-            movie = _as_movie(image)
-            annotations = annotations.subgraph(nodes=annotations.t == int(frame))
-            annotations = TrackGraph(
-                {**dict(annotations.nodes), "t": np.zeros(annotations.num_nodes, np.int64)}
-            )
-            t = 0
+        t = int(frame)
+        if not 0 <= t < movie.shape[0]:
+            raise InvalidInputError(f"frame {t} is outside the movie's 0..{movie.shape[0] - 1}")
         if annotations.num_nodes == 0 or not np.any(annotations.t == t):
             raise InvalidInputError(
-                f"no annotations in frame {frame}: annotate at least one nucleus (tag tp/fn) "
+                f"no annotations in frame {t}: annotate at least one nucleus (tag tp/fn) "
                 "before training"
             )
-        self.model.check_input((1, 1, *movie.shape[1:]))
-        item = self._annotated_frame(movie, annotations, t)
+        item = self._annotated_frame(movie, images, annotations, t)
         n = steps if steps is not None else self.cfg.train.incremental_steps
-        for i in tqdm(range(n), desc="incremental", disable=not progress, leave=False):
-            self._set_lr(i, n)
-            imgs, labs = self._draw_batch([item] * self.cfg.train.batch_size)
-            self._step(imgs, labs, self.optimizer, "incremental")
+        bs = self.cfg.train.batch_size
+        self.state.position = {}
+        fit_epochs(
+            self.model,
+            self.state,
+            mode="incremental",
+            epochs=1,
+            batches=lambda _, rng: (self._batch([item] * bs, rng) for _ in range(n)),
+            loss_of=self._loss,
+            lr_of=lambda _, i: self._lr(i, n),
+            progress=progress,
+        )
         return self.history
 
     def batch(
@@ -342,28 +349,33 @@ class DetectionTrainer:
         *,
         epochs: int | None = None,
         checkpoint: str | Path | None = None,
+        resume: bool = False,
         progress: bool = False,
-    ) -> dict[str, list]:
+    ) -> TrainingHistory:
         """Epochs over all annotated frames (``crops_per_frame`` crops per frame per epoch).
 
         Parameters
         ----------
-        images : array_like, shape (T, Z, Y, X)
-            The movie.
+        images : array_like, path or ImageSeries
+            The movie (:func:`celltrack.io.as_movie`).
         annotations : TrackGraph
-            Annotations of any frames.
+            Annotations of any frames (reviewed tags train; ``unlabeled`` is ignored).
         epochs : int, optional
-            Default ``cfg.train.epochs``.
+            Default ``cfg.train.epochs``. The learning rate decays over all of them.
         checkpoint : str or Path, optional
-            Save the model there (atomically) after every epoch.
+            After every epoch the model and the training state (optimiser, generator,
+            history, position) are written there atomically.
+        resume : bool
+            If ``checkpoint`` exists, continue the run it holds (model, optimiser,
+            generator, history and epoch); the result equals an uninterrupted run.
         progress : bool
-            Show a tqdm bar over steps.
+            Show a tqdm bar over epochs.
         """
-        movie = _as_movie(images)
+        movie = self._movie(images)
         if not isinstance(annotations, TrackGraph):
             spot_arrays(annotations, 1.0)
         tags = tags_of(annotations, default=Tag.TP)
-        frames = np.unique(annotations.t[np.isin(tags, _TRAINING_TAGS)])
+        frames = np.unique(annotations.t[np.isin(tags, list(_TRAINING_TAGS))])
         if frames.size == 0:
             raise InvalidInputError(
                 "no training annotations (tags tp, fn, tb, fb, tn, fp) in any frame"
@@ -373,61 +385,193 @@ class DetectionTrainer:
                 f"annotations in frames {frames.min()}..{frames.max()} but the movie has "
                 f"{movie.shape[0]} frames"
             )
-        self.model.check_input((1, 1, *movie.shape[1:]))
-        items = [self._annotated_frame(movie, annotations, int(t)) for t in frames]
+        ckpt = None if checkpoint is None else Path(checkpoint)
+        if ckpt is not None:
+            self._check_savable()
+        if resume and ckpt is not None and ckpt.is_file():
+            self.restore(ckpt)
+            logger.info("resuming detection training from %s (%s)", ckpt, self.state.position)
+        else:
+            self.state.position = {}
+        items = [self._annotated_frame(movie, images, annotations, int(t)) for t in frames]
         tc = self.cfg.train
         n_epochs = epochs if epochs is not None else tc.epochs
         per_epoch = len(items) * tc.crops_per_frame
-        bar = tqdm(total=n_epochs * per_epoch, desc="batch", disable=not progress, leave=False)
         steps_per_epoch = -(-per_epoch // tc.batch_size)
-        for epoch in range(n_epochs):
-            order = self.rng.permutation(np.repeat(np.arange(len(items)), tc.crops_per_frame))
+        total = n_epochs * steps_per_epoch
+
+        def batches(epoch: int, rng: np.random.Generator):
+            order = rng.permutation(np.repeat(np.arange(len(items)), tc.crops_per_frame))
             for i in range(0, per_epoch, tc.batch_size):
-                step = epoch * steps_per_epoch + i // tc.batch_size
-                self._set_lr(step, n_epochs * steps_per_epoch)
-                chunk = [items[k] for k in order[i : i + tc.batch_size]]
-                self._step(*self._draw_batch(chunk), self.optimizer, "batch")
-                bar.update(len(chunk))
-            if checkpoint is not None:
-                self.save(checkpoint, meta={"epoch": epoch + 1})
-        bar.close()
+                yield self._batch([items[k] for k in order[i : i + tc.batch_size]], rng)
+
+        fit_epochs(
+            self.model,
+            self.state,
+            mode="batch",
+            epochs=n_epochs,
+            batches=batches,
+            loss_of=self._loss,
+            lr_of=lambda epoch, i: self._lr(epoch * steps_per_epoch + i, total),
+            on_epoch_end=None if ckpt is None else (lambda _: self.save(ckpt)),
+            progress=progress,
+        )
         return self.history
 
+    # ------------------------------------------------------------------ checkpoints
+    def _check_savable(self) -> DetectionUNet:
+        if not isinstance(self.model, DetectionUNet):
+            raise CheckpointError(
+                f"checkpoints hold DetectionUNet models; a {type(self.model).__name__} has no "
+                "architecture record to rebuild it from: save its state_dict yourself"
+            )
+        return self.model
+
     def save(self, path: str | Path, meta: dict[str, Any] | None = None) -> Path:
-        """Save the model (atomically) with the config and the loss history."""
-        info = {
-            "config": self.cfg.model_dump(mode="json"),
-            "history": {k: list(v) for k, v in self.history.items()},
-            **(meta or {}),
-        }
-        return save_model(path, self.model, info)
+        """Save the model and the training state atomically (loadable by ``load_model``).
+
+        ``meta`` holds extra plain values; the config and the history are always stored.
+        """
+        model = self._check_savable()
+        info = {"config": self.cfg.model_dump(mode="json"), **(meta or {})}
+        return save_training_checkpoint(path, model, model.arch, self.state, info)
+
+    def restore(self, path: str | Path) -> dict[str, Any]:
+        """Load weights, optimiser, generator, history and position from a checkpoint.
+
+        Returns
+        -------
+        dict
+            The position (``{"phase": ..., "epoch": ...}``) the checkpoint was written at.
+
+        Raises
+        ------
+        CheckpointError
+            If the file is missing or unsafe, holds another architecture or a run of
+            another training config, or has no training state.
+        """
+        model = self._check_savable()
+        source = f"checkpoint '{path}'"
+        payload = load_checkpoint(path, expected_name=ARCH_NAME)
+        check_same_run(
+            payload.get("meta", {}).get("config"),
+            self.cfg.model_dump(mode="json"),
+            sections=_TRAINING_SECTIONS,
+            source=source,
+        )
+        loaded = model_from_payload(payload, source)
+        if loaded.arch != model.arch:
+            raise CheckpointError(
+                f"{source} holds a different DetectionUNet ({loaded.arch}) than the model "
+                f"being trained ({model.arch}); delete it or pass resume=False"
+            )
+        restore_training_state(payload, self.state, source)
+        model.load_state_dict(loaded.state_dict())
+        model.to(self.device)
+        return dict(self.state.position)
+
+
+def train_detection(
+    images: Any,
+    annotations: TrackGraph,
+    voxel_size: Sequence[float],
+    cfg: DetectionConfig | None = None,
+    *,
+    model: Any = None,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    prior: bool = True,
+    progress: bool = False,
+) -> DetectionTrainResult:
+    """Batch-train a detection model from reviewed annotations (prior first for a new one).
+
+    Parameters
+    ----------
+    images : array_like, path or ImageSeries
+        The movie (:func:`celltrack.io.as_movie`: 4-D (T, Z, Y, X), 3-D (T, Y, X)).
+    annotations : TrackGraph
+        Reviewed spots (tags tp, fn, fp, tn, tb, fb; ``unlabeled`` is ignored).
+    voxel_size : sequence of 3 float
+        Voxel size (z, y, x) µm.
+    cfg : DetectionConfig, optional
+        All settings (see :meth:`DetectionConfig.cpu`).
+    model : Detector, optional
+        Model to fine-tune; a new :class:`DetectionUNet` (seeded by ``cfg.train.seed``,
+        2D when Z = 1) when omitted.
+    checkpoint : str or Path, optional
+        Model and training state, written atomically after the prior and after every
+        epoch; at the end it holds the finished model (:func:`load_model` reads it).
+    resume : bool
+        If ``checkpoint`` exists, continue from it; the result equals an uninterrupted
+        run. A checkpoint of another training config is refused.
+    prior : bool
+        Run the self-supervised prior before the epochs when the model is new.
+    progress : bool
+        Show tqdm bars.
+
+    Returns
+    -------
+    DetectionTrainResult
+
+    Raises
+    ------
+    InvalidInputError
+        If there is no reviewed annotation in the movie's frames.
+    CheckpointError
+        If a checkpoint is asked for a model that is not a DetectionUNet, or the one to
+        resume from does not fit.
+    """
+    cfg = cfg or DetectionConfig()
+    vs = check_voxel_size(voxel_size)
+    movie = open_movie(images, vs)
+    new = model is None
+    if new:
+        model = build_model(cfg.model, vs, two_d=movie.shape[1] == 1, seed=cfg.train.seed)
+    trainer = DetectionTrainer(model, cfg, voxel_size=vs)
+    ckpt = None if checkpoint is None else Path(checkpoint)
+    if ckpt is not None:
+        trainer._check_savable()
+    resuming = resume and ckpt is not None and ckpt.is_file()
+    if prior and new and not resuming:
+        trainer.prior(movie, progress=progress)
+        if ckpt is not None:
+            trainer.save(ckpt)
+    trainer.batch(movie, annotations, checkpoint=ckpt, resume=resuming, progress=progress)
+    if ckpt is not None:
+        trainer.save(ckpt)
+    trainer.model.to("cpu").eval()
+    tags = tags_of(annotations, default=Tag.TP)
+    frames = np.unique(annotations.t[np.isin(tags, list(_TRAINING_TAGS))]).tolist()
+    return DetectionTrainResult(
+        model=trainer.model, history=trainer.history, checkpoint=ckpt, frames=frames
+    )
 
 
 def train_prior(
-    model: DetectionUNet, images: Any, cfg: DetectionConfig | None = None, *, progress: bool = False
-) -> dict[str, list]:
-    """Self-supervised initialisation of ``model`` from a (T, Z, Y, X) movie; returns history."""
+    model: Any, images: Any, cfg: DetectionConfig | None = None, *, progress: bool = False
+) -> TrainingHistory:
+    """Self-supervised initialisation of ``model`` from a movie; returns the history."""
     return DetectionTrainer(model, cfg).prior(images, progress=progress)
 
 
 def train_incremental(
-    model: DetectionUNet,
-    image: np.ndarray,
+    model: Any,
+    images: Any,
     annotations: TrackGraph,
     cfg: DetectionConfig | None = None,
     *,
     frame: int | None = None,
     steps: int | None = None,
     progress: bool = False,
-) -> dict[str, list]:
+) -> TrainingHistory:
     """A few steps on one frame's annotations (see :meth:`DetectionTrainer.incremental`)."""
     return DetectionTrainer(model, cfg).incremental(
-        image, annotations, frame=frame, steps=steps, progress=progress
+        images, annotations, frame=frame, steps=steps, progress=progress
     )
 
 
 def train_batch(
-    model: DetectionUNet,
+    model: Any,
     images: Any,
     annotations: TrackGraph,
     cfg: DetectionConfig | None = None,
@@ -435,7 +579,7 @@ def train_batch(
     epochs: int | None = None,
     checkpoint: str | Path | None = None,
     progress: bool = False,
-) -> dict[str, list]:
+) -> TrainingHistory:
     """Epochs over all annotated frames (see :meth:`DetectionTrainer.batch`)."""
     return DetectionTrainer(model, cfg).batch(
         images, annotations, epochs=epochs, checkpoint=checkpoint, progress=progress

@@ -3,10 +3,13 @@
 Pipeline: annotated links → :func:`render_flow_labels` → :func:`train_flow` (a
 :class:`FlowUNet` on frame pairs (t−1, t)) → :func:`predict_flow` (tiled, µm) →
 :func:`displace` (node columns ``parent_z, parent_y, parent_x`` in µm), or
-:func:`predict_parents` for a whole movie. Importing this package imports torch.
+:func:`predict_parents` for a whole movie. Importing this package imports torch. Movies
+go through :func:`celltrack.io.as_movie`; the configs live in :mod:`celltrack.config.flow`
+(importable without torch) and are re-exported here. Nothing here imports
+:mod:`celltrack.detect`: the shared parts are :mod:`celltrack.nn`'s.
 """
 
-from celltrack.flow.config import (
+from celltrack.config.flow import (
     FlowConfig,
     FlowLabelConfig,
     FlowLossConfig,

@@ -15,11 +15,11 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from celltrack.config.flow import FlowConfig
 from celltrack.errors import InvalidInputError, ShapeError
-from celltrack.flow.config import FlowConfig
-from celltrack.flow.frames import check_movie
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
 from celltrack.graph import TrackGraph
+from celltrack.io import as_movie
 
 __all__ = ["PARENT_COLUMNS", "displace", "predict_parents"]
 
@@ -167,8 +167,9 @@ def predict_parents(
     ----------
     model : FlowUNet
         Trained flow model.
-    images : array_like (T, Z, Y, X) or sequence of frames
-        Raw movie.
+    images : array_like, path or ImageSeries
+        Raw movie, opened by :func:`celltrack.io.as_movie` (4-D (T, Z, Y, X), 3-D
+        (T, Y, X) 2D+t).
     spots : TrackGraph
         Detected spots (µm).
     voxel_size : sequence of 3 float
@@ -188,9 +189,9 @@ def predict_parents(
     from celltrack.flow.predict import predict_flow
 
     cfg = cfg or FlowConfig()
-    movie = check_movie(images)
+    movie = as_movie(images, voxel_size=check_voxel_size(voxel_size))
     todo = spots.frames if frames is None else np.asarray(list(frames), np.int64)
-    todo = [int(t) for t in todo if 1 <= int(t) < movie.num_frames]
+    todo = [int(t) for t in todo if 1 <= int(t) < movie.shape[0]]
     out = displace(spots, {}, voxel_size)
     for t in tqdm(todo, desc="flow", disable=not progress, leave=False):
         field = predict_flow(model, movie[t - 1], movie[t], cfg)

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from celltrack.config.flow import FlowLabelConfig
 from celltrack.errors import GraphError, InvalidInputError, ShapeError
-from celltrack.flow.config import FlowLabelConfig
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
 from celltrack.graph import TrackGraph
 

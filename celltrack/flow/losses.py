@@ -15,8 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from celltrack.config.flow import FlowLossConfig
 from celltrack.errors import ShapeError
-from celltrack.flow.config import FlowLossConfig
 
 __all__ = [
     "FlowLoss",

@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from celltrack.config.flow import FlowConfig
 from celltrack.errors import CheckpointError
-from celltrack.flow.config import FlowConfig
 from celltrack.geometry import check_voxel_size
 from celltrack.nn import UNet, load_checkpoint, load_state, pool_factors_for, save_checkpoint
+from celltrack.nn.seeding import seeded_build
 
 __all__ = ["ARCH_NAME", "FlowUNet", "build_flow_model", "load_flow_model", "save_flow_model"]
 
@@ -39,6 +40,8 @@ class FlowUNet(nn.Module):
         Output scale (z, y, x) in µm: flow_µm = output × max_displacement_um.
     two_d : bool
         2D+t model (Z = 1): 2 output channels (y, x) and (1, 3, 3) kernels.
+    generator : torch.Generator, optional
+        Source of the initial weights (default: torch's global generator).
 
     Notes
     -----
@@ -53,6 +56,7 @@ class FlowUNet(nn.Module):
         max_displacement_um: Sequence[float],
         *,
         two_d: bool = False,
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         self.two_d = bool(two_d)
@@ -67,6 +71,7 @@ class FlowUNet(nn.Module):
             two_d=self.two_d,
             encoder_block="residual",
             decoder_block="plain",
+            generator=generator,
         )
         # start from "no motion": the head outputs exactly 0 until training moves it
         nn.init.zeros_(self.unet.head.weight)
@@ -98,7 +103,11 @@ class FlowUNet(nn.Module):
 
 
 def build_flow_model(
-    cfg: FlowConfig, voxel_size: Sequence[float], *, two_d: bool = False
+    cfg: FlowConfig,
+    voxel_size: Sequence[float],
+    *,
+    two_d: bool = False,
+    seed: int | None = None,
 ) -> FlowUNet:
     """Build an untrained FlowUNet for data of this voxel size.
 
@@ -110,11 +119,17 @@ def build_flow_model(
         Voxel size (z, y, x) in µm; sets the anisotropy-aware pooling.
     two_d : bool
         Build a 2D+t (Z = 1) model.
+    seed : int or None
+        Seed of the weight initialisation, drawn from its own generator (torch's global
+        random state is left as it was); None draws from the global generator.
     """
     vs = check_voxel_size(voxel_size)
     widths = cfg.model.widths
     factors = pool_factors_for(vs, len(widths) - 1, two_d=two_d)
-    return FlowUNet(widths, factors, cfg.label.max_displacement_um, two_d=two_d)
+    max_um = cfg.label.max_displacement_um
+    return seeded_build(
+        seed, lambda g: FlowUNet(widths, factors, max_um, two_d=two_d, generator=g)
+    )
 
 
 def save_flow_model(

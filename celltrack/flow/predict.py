@@ -7,12 +7,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from celltrack.detect.predict import normalize_frame
+from celltrack.config.flow import FlowConfig, FlowPredictConfig
 from celltrack.errors import InvalidInputError, ShapeError
-from celltrack.flow.config import FlowConfig, FlowPredictConfig
 from celltrack.flow.frames import as_frame
 from celltrack.flow.model import FlowUNet
 from celltrack.nn import evaluating, predict_tiled
+from celltrack.nn.normalize import normalize_frame
 
 __all__ = ["predict_flow"]
 

@@ -1,75 +1,78 @@
 """Batch training of the flow model from a few tens of annotated links.
 
 Each epoch draws ``crops_per_frame`` crops from every frame that holds an annotated
-child. A crop is centred near a random annotated child (so it always sees labels),
-augmented with :mod:`celltrack.detect.augment` applied identically to both frames, the
-label mask and the flow vectors (flips negate, rotations rotate, zooms scale them), and
-the flow loss is minimised with Adam. After every epoch the model, the optimiser state
-and the loss history are checkpointed atomically; an interrupted run resumes from the
-checkpoint.
+child. A crop contains a random annotated child (kept in the middle 60 % of the crop, so
+the frame pair around it is seen), augmented with :mod:`celltrack.nn.augment` applied
+identically to both frames, the label mask and the flow vectors (flips negate, rotations
+rotate, zooms scale them), and the flow loss is minimised with Adam. The loop, the
+learning-rate schedule, the crops and the checkpoints are the shared machinery of
+:mod:`celltrack.nn`: after every epoch the model, the optimiser, the generator state, the
+history and the epoch are written atomically, and a run resumed from that checkpoint
+reproduces the uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from celltrack.detect.augment import apply, random_transform
-from celltrack.detect.predict import normalize_frame
+from celltrack.config.flow import FlowConfig, FlowTrainConfig
 from celltrack.errors import CheckpointError, InvalidInputError, ShapeError
-from celltrack.flow.config import FlowConfig, FlowTrainConfig
-from celltrack.flow.frames import check_movie
 from celltrack.flow.labels import flow_links, render_flow_labels
 from celltrack.flow.losses import FlowLoss
-from celltrack.flow.model import (
-    ARCH_NAME,
-    FlowUNet,
-    build_flow_model,
-    model_from_payload,
-    save_flow_model,
-)
+from celltrack.flow.model import ARCH_NAME, FlowUNet, build_flow_model, model_from_payload
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
-from celltrack.nn import load_checkpoint
+from celltrack.io import as_movie
+from celltrack.nn.checkpoint import load_checkpoint
+from celltrack.nn.crops import sample_labelled_crop
+from celltrack.nn.normalize import normalize_frame
+from celltrack.nn.schedule import cosine_lr
+from celltrack.nn.training import (
+    TrainingState,
+    TrainResult,
+    check_same_run,
+    fit_epochs,
+    restore_training_state,
+    save_training_checkpoint,
+)
 
-__all__ = ["FlowTrainResult", "sample_crop", "train_flow"]
+__all__ = ["FlowTrainResult", "epoch_learning_rate", "flow_crop", "train_flow"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_TRIES = 20
+#: the annotated child lies this fraction of the crop away from its faces (where possible)
+CROP_MARGIN = 0.2
+_TRAINING_SECTIONS = ("label", "model", "loss", "train")
 
 
 @dataclass
-class FlowTrainResult:
+class FlowTrainResult(TrainResult):
     """Outcome of :func:`train_flow`.
 
     Attributes
     ----------
     model : FlowUNet
         The trained model (eval mode, on CPU).
-    history : list of dict
-        One entry per epoch: ``epoch``, mean ``loss``, ``instance``, ``ssim``, ``smooth``.
+    history : TrainingHistory
+        One record per epoch (mean ``loss`` and terms ``instance``, ``ssim``, ``smooth``),
+        including the epochs before a resume.
     checkpoint : Path or None
-        Where the model was saved.
+        The checkpoint; at the end it holds the finished model (:func:`load_flow_model`).
     n_links : int
         Number of links the labels came from.
     """
 
-    model: FlowUNet
-    history: list[dict[str, float]] = field(default_factory=list)
-    checkpoint: Path | None = None
     n_links: int = 0
 
 
-def sample_crop(
+def flow_crop(
     rng: np.random.Generator,
     prev: np.ndarray,
     cur: np.ndarray,
@@ -78,8 +81,6 @@ def sample_crop(
     cfg: FlowConfig,
     voxel_size: np.ndarray,
     max_displacement_um: Sequence[float],
-    *,
-    two_d: bool,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Draw one augmented training crop around a random annotated child.
 
@@ -99,8 +100,6 @@ def sample_crop(
         Voxel size (z, y, x) µm.
     max_displacement_um : sequence of 3 float
         Label normalisation (z, y, x) µm.
-    two_d : bool
-        2D+t data (never zoom or flip z).
 
     Returns
     -------
@@ -110,67 +109,53 @@ def sample_crop(
         Augmented labels (vectors renormalised and clipped to [−1, 1]; mask 0/1). The
         mask holds at least one labelled voxel unless none survived 20 attempts.
     """
-    shape = np.asarray(cur.shape)
-    crop = np.minimum(np.asarray(cfg.train.crop_shape), shape)
     scale = np.asarray(max_displacement_um, np.float32)[:, None, None, None]
-    image = target = None
-    for _ in range(_MAX_TRIES):
-        tf = random_transform(rng, cfg.train.augment, voxel_size=voxel_size, two_d=two_d)
-        spread = abs(np.cos(tf.angle)) + abs(np.sin(tf.angle))
-        zoom = np.asarray(tf.zoom)
-        raw = crop.astype(np.float64) / zoom
-        raw[1:] *= spread * max(zoom[1:]) / min(zoom[1:])
-        raw = np.minimum(np.ceil(raw).astype(int), shape)
-        centre = centres[rng.integers(len(centres))]
-        jitter = rng.uniform(-0.3, 0.3, 3) * crop
-        origin = np.rint(centre + jitter - raw / 2).astype(int)
-        origin = np.clip(origin, 0, shape - raw)
-        sl = tuple(slice(o, o + r) for o, r in zip(origin, raw))
-        pair = np.stack([prev[sl], cur[sl]])
-        mask = (labels[3][sl] > 0).astype(np.uint8)
-        vectors = labels[:3][(slice(None), *sl)] * scale
-        image, mask_out, vec = apply(
-            tf,
-            pair,
-            labels=mask,
-            vectors=vectors,
-            voxel_size=voxel_size,
-            out_shape=crop,
-            vector_unit="um",
-        )
-        assert mask_out is not None and vec is not None  # both were given
-        target = np.concatenate(
-            [np.clip(vec / scale, -1.0, 1.0), mask_out[None].astype(np.float32)]
-        ).astype(np.float32)
-        if mask_out.any():
-            break
-    return image, target  # type: ignore[return-value]
+    crop = sample_labelled_crop(
+        rng,
+        np.stack([prev, cur]),
+        cfg.train.crop_shape,
+        centres,
+        margin=CROP_MARGIN,
+        labels=(labels[3] > 0).astype(np.uint8),
+        vectors=labels[:3] * scale,
+        augment=cfg.train.augment,
+        voxel_size=voxel_size,
+        vector_unit="um",
+    )
+    assert crop.labels is not None and crop.vectors is not None  # both were given
+    target = np.concatenate(
+        [np.clip(crop.vectors / scale, -1.0, 1.0), crop.labels[None].astype(np.float32)]
+    )
+    return crop.image, target.astype(np.float32)
 
 
 def epoch_learning_rate(cfg: FlowTrainConfig, epoch: int) -> float:
-    """Learning rate of ``epoch`` (0-based): cosine from ``learning_rate`` to
-    ``learning_rate × final_lr_fraction`` at the last epoch."""
-    if cfg.epochs <= 1 or cfg.final_lr_fraction == 1.0:
-        return cfg.learning_rate
-    progress = epoch / (cfg.epochs - 1)
-    f = cfg.final_lr_fraction
-    return cfg.learning_rate * (f + (1 - f) * 0.5 * (1 + math.cos(math.pi * progress)))
+    """Learning rate of ``epoch`` (0-based): :func:`celltrack.nn.cosine_lr` over the epochs."""
+    return cosine_lr(cfg.learning_rate, epoch, cfg.epochs, cfg.final_lr_fraction)
 
 
 def _resume(
-    path: Path, model: FlowUNet | None
+    path: Path, model: FlowUNet | None, cfg: FlowConfig
 ) -> tuple[FlowUNet, dict[str, Any]]:
+    """Rebuild (or load into ``model``) the checkpoint's model; return it and the payload."""
+    source = f"checkpoint '{path}'"
     payload = load_checkpoint(path, expected_name=ARCH_NAME)
-    loaded = model_from_payload(payload, f"checkpoint '{path}'")
+    check_same_run(
+        payload.get("meta", {}).get("config"),
+        cfg.model_dump(mode="json"),
+        sections=_TRAINING_SECTIONS,
+        source=source,
+    )
+    loaded = model_from_payload(payload, source)
     if model is not None:
         if model.arch() != loaded.arch():
             raise CheckpointError(
-                f"checkpoint '{path}' holds a different FlowUNet ({loaded.arch()}) than the "
-                f"model given ({model.arch()}); delete it or pass resume=False"
+                f"{source} holds a different FlowUNet ({loaded.arch()}) than the model given "
+                f"({model.arch()}); delete it or pass resume=False"
             )
         model.load_state_dict(loaded.state_dict())
         loaded = model
-    return loaded, dict(payload.get("meta", {}))
+    return loaded, payload
 
 
 def train_flow(
@@ -181,15 +166,16 @@ def train_flow(
     *,
     model: FlowUNet | None = None,
     checkpoint: str | Path | None = None,
-    resume: bool = True,
+    resume: bool = False,
     progress: bool = False,
 ) -> FlowTrainResult:
     """Train (or fine-tune) a flow model from annotated links.
 
     Parameters
     ----------
-    images : array_like (T, Z, Y, X) / (T, Y, X) or sequence of frames
-        Raw movie (indexed lazily frame by frame; zarr/dask work).
+    images : array_like, path or ImageSeries
+        Raw movie, opened by :func:`celltrack.io.as_movie` (4-D (T, Z, Y, X), 3-D
+        (T, Y, X) 2D+t); frames are read lazily.
     links : TrackGraph
         Annotated links parent (t−1) → child (t); with an ``approved`` edge column only
         approved links are used (see :class:`FlowLabelConfig`).
@@ -201,9 +187,12 @@ def train_flow(
         Model to fine-tune; its ``max_displacement_um`` normalises the labels. A new model
         is built (seeded by ``cfg.train.seed``) when omitted.
     checkpoint : str or Path, optional
-        Saved after every epoch (atomically).
+        Model and training state, written atomically after every epoch; at the end it
+        holds the finished model.
     resume : bool
-        If ``checkpoint`` exists, continue from it (weights, optimiser, epoch count).
+        If ``checkpoint`` exists, continue from it (weights, optimiser, generator,
+        history, epoch): the result equals an uninterrupted run. A checkpoint of another
+        training config is refused (more epochs are allowed: they extend the run).
     progress : bool
         Show a progress bar over epochs.
 
@@ -216,15 +205,17 @@ def train_flow(
     InvalidInputError
         If no usable link remains, or the model and data disagree on 2D/3D.
     ShapeError
-        If frames differ in shape.
+        If the movie is not (T, Z, Y, X) / (T, Y, X).
     GraphError
         If a link does not join consecutive frames.
+    CheckpointError
+        If the checkpoint to resume from does not fit.
     """
     cfg = cfg or FlowConfig()
     tcfg = cfg.train
     vs = check_voxel_size(voxel_size)
-    movie = check_movie(images)
-    two_d = movie.frame_shape[0] == 1
+    movie = as_movie(images, voxel_size=vs)
+    two_d = movie.shape[1] == 1
     fl = flow_links(links, cfg.label)
     if len(fl) == 0:
         raise InvalidInputError(
@@ -233,19 +224,18 @@ def train_flow(
         )
     if tcfg.num_threads is not None:
         torch.set_num_threads(tcfg.num_threads)
-    meta: dict[str, Any] = {}
     ckpt = None if checkpoint is None else Path(checkpoint)
+    payload = None
     if ckpt is not None and resume and ckpt.is_file():
-        model, meta = _resume(ckpt, model)
-        logger.info("resuming flow training from %s (epoch %s)", ckpt, meta.get("epoch"))
+        model, payload = _resume(ckpt, model, cfg)
     if model is None:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(tcfg.seed)
-            model = build_flow_model(cfg, vs, two_d=two_d)
+        model = build_flow_model(cfg, vs, two_d=two_d, seed=tcfg.seed)
+    if not isinstance(model, FlowUNet):
+        raise InvalidInputError(f"model must be a FlowUNet, got {type(model).__name__}")
     if model.two_d != two_d:
         raise ShapeError(
             f"the model is {'2D+t' if model.two_d else '3D'} but the frames have Z = "
-            f"{movie.frame_shape[0]}"
+            f"{movie.shape[1]}"
         )
     label_cfg = cfg.label
     if tuple(model.max_displacement_um) != tuple(label_cfg.max_displacement_um):
@@ -266,56 +256,50 @@ def train_flow(
 
     device = torch.device(tcfg.device)
     model.to(device).train()
-    optimiser = torch.optim.Adam(model.parameters(), lr=tcfg.learning_rate)
-    if "optimizer" in meta:
-        try:
-            optimiser.load_state_dict(meta["optimizer"])
-        except (ValueError, KeyError) as exc:
-            logger.warning("optimiser state in the checkpoint does not fit (%s); reset", exc)
+    state = TrainingState(
+        torch.optim.Adam(model.parameters(), lr=tcfg.learning_rate),
+        np.random.default_rng(tcfg.seed),
+    )
+    if payload is not None:
+        restore_training_state(payload, state, f"checkpoint '{ckpt}'")
+        logger.info("resuming flow training from %s (%s)", ckpt, state.position)
     loss_fn = FlowLoss(cfg.loss, model.max_displacement_um, vs, two_d=two_d)
-    history: list[dict[str, float]] = list(meta.get("history", []))
-    start = int(meta.get("epoch", 0))
-    for epoch in tqdm(range(start, tcfg.epochs), desc="flow epochs", disable=not progress):
-        for group in optimiser.param_groups:
-            group["lr"] = epoch_learning_rate(tcfg, epoch)
-        rng = np.random.default_rng([tcfg.seed, epoch])
+    max_um = model.max_displacement_um
+
+    def batches(epoch: int, rng: np.random.Generator) -> Iterator[tuple[torch.Tensor, ...]]:
         items = np.repeat(np.asarray(frames), tcfg.crops_per_frame)
         rng.shuffle(items)
-        sums = {"loss": 0.0, "instance": 0.0, "ssim": 0.0, "smooth": 0.0}
-        steps = 0
         for b in range(0, items.size, tcfg.batch_size):
             crops = [
-                sample_crop(
-                    rng, norm[t - 1], norm[t], labels[t], centres[t], cfg, vs,
-                    model.max_displacement_um, two_d=two_d,
-                )
+                flow_crop(rng, norm[t - 1], norm[t], labels[t], centres[t], cfg, vs, max_um)
                 for t in items[b : b + tcfg.batch_size].tolist()
             ]
             image = torch.from_numpy(np.stack([c[0] for c in crops])).to(device)
             target = torch.from_numpy(np.stack([c[1] for c in crops])).to(device)
-            pred = model(image)
-            loss, parts = loss_fn(pred, target, image[:, :1], image[:, 1:2])
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            sums["loss"] += float(loss.detach())
-            for k, v in parts.items():
-                sums[k] += v
-            steps += 1
-        record = {"epoch": float(epoch + 1), **{k: v / max(steps, 1) for k, v in sums.items()}}
-        history.append(record)
-        logger.info("flow epoch %d: loss %.4f", epoch + 1, record["loss"])
-        if ckpt is not None:
-            save_flow_model(
-                ckpt,
-                model,
-                meta={
-                    "epoch": epoch + 1,
-                    "history": history,
-                    "config": cfg.model_dump(mode="json"),
-                    "optimizer": optimiser.state_dict(),
-                    "n_links": len(fl),
-                },
-            )
+            yield image, target
+
+    def loss_of(batch: tuple[torch.Tensor, torch.Tensor]):
+        image, target = batch
+        return loss_fn(model(image), target, image[:, :1], image[:, 1:2])
+
+    def save(state: TrainingState) -> None:
+        meta = {"config": cfg.model_dump(mode="json"), "n_links": len(fl)}
+        save_training_checkpoint(ckpt, model, model.arch(), state, meta)  # type: ignore[arg-type]
+        logger.info("flow epoch %s: loss %.4f", state.position["epoch"], state.history[-1].loss)
+
+    fit_epochs(
+        model,
+        state,
+        mode="flow",
+        epochs=tcfg.epochs,
+        batches=batches,
+        loss_of=loss_of,
+        lr_of=lambda epoch, _: epoch_learning_rate(tcfg, epoch),
+        record="epoch",
+        on_epoch_end=None if ckpt is None else save,
+        progress=progress,
+    )
+    if ckpt is not None:
+        save(state)
     model.to("cpu").eval()
-    return FlowTrainResult(model=model, history=history, checkpoint=ckpt, n_links=len(fl))
+    return FlowTrainResult(model=model, history=state.history, checkpoint=ckpt, n_links=len(fl))

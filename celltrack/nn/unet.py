@@ -161,6 +161,9 @@ class UNet(nn.Module):
         Use ``(1, 3, 3)`` kernels for Z = 1 data.
     encoder_block, decoder_block : {'conv', 'residual', 'plain'}
         Block types (detection: conv/conv; flow: residual/plain).
+    generator : torch.Generator, optional
+        Source of the initial weights (default: torch's global generator). Build inside
+        :func:`celltrack.nn.seeding.seeded_build` to leave the global state untouched.
 
     Notes
     -----
@@ -177,6 +180,7 @@ class UNet(nn.Module):
         two_d: bool = False,
         encoder_block: Literal["conv", "residual", "plain"] = "conv",
         decoder_block: Literal["conv", "residual", "plain"] = "conv",
+        generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         widths = [int(w) for w in widths]
@@ -202,7 +206,7 @@ class UNet(nn.Module):
         self.head = nn.Conv3d(widths[0], out_channels, 1)
         for module in self.modules():
             if isinstance(module, nn.Conv3d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_in")
+                nn.init.kaiming_normal_(module.weight, mode="fan_in", generator=generator)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
                 module.__class__ = FastConv3d  # same parameters, faster CPU kernel

@@ -2,14 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from celltrack.detect.config import DetectionConfig, LossConfig, ModelConfig, PredictConfig
+from celltrack.config.detection import DetectionConfig, LossConfig, ModelConfig, PredictConfig
+from celltrack.config.flow import FlowPredictConfig
 from celltrack.detect.labels import BACKGROUND, CENTRE, PERIPHERY
 from celltrack.detect.losses import DetectionLoss, prior_loss, voxel_weights
 from celltrack.detect.model import DetectionUNet, build_model, load_model, save_model
-from celltrack.detect.predict import normalize_frame, predict_probabilities
+from celltrack.detect.predict import predict_probabilities
 from celltrack.errors import CheckpointError, ConfigError, ShapeError
-from celltrack.flow.config import FlowPredictConfig
 from celltrack.nn import UNet, save_checkpoint
+from celltrack.nn.normalize import normalize_frame
 
 torch.set_num_threads(1)
 SMALL = ModelConfig(widths=(4, 8, 16))
@@ -138,7 +139,7 @@ def test_tiling_configs_reject_empty_tiles_and_negative_overlap(config):
 
 
 def test_median_correction_equalises_slices():
-    from celltrack.detect.predict import median_correct
+    from celltrack.nn.normalize import median_correct
 
     frame = np.random.default_rng(1).random((4, 10, 10)).astype(np.float32)
     frame += np.array([0.0, 5.0, 10.0, 0.0], np.float32)[:, None, None]

@@ -87,3 +87,22 @@ def test_bad_input():
         extract_spots(np.full((4, 4, 4), np.nan), VS)
     with pytest.raises(InvalidInputError):
         suppress_duplicates(TrackGraph.from_positions([0], [[0, 0, 0.0]]), -1.0)
+
+
+def test_maxima_mode_equals_the_maximum_filter_rule_and_ignores_flat_maps():
+    from scipy import ndimage
+
+    rng = np.random.default_rng(4)
+    pc = ndimage.gaussian_filter(rng.random((6, 40, 40)), 1.5)
+    pc = ((pc - pc.min()) / np.ptp(pc)).astype(np.float32)
+    vs = np.array([2.0, 0.5, 0.5])
+    cfg = SpotConfig(mode="maxima", nms_radius_um=2.0, threshold=0.5, suppression_distance_um=0)
+    spots = extract_spots(pc, vs, cfg)
+    reach = np.floor(2.0 / vs).astype(int)
+    grids = np.meshgrid(*[np.arange(-r, r + 1) * s for r, s in zip(reach, vs)], indexing="ij")
+    footprint = sum(g**2 for g in grids) <= 4.0
+    peak = ndimage.maximum_filter(pc, footprint=footprint, mode="constant", cval=0.0)
+    expected = np.argwhere((pc >= peak) & (pc > 0.5)) * vs  # raster order
+    assert spots.num_nodes == len(expected) > 3
+    np.testing.assert_allclose(spots.positions, expected)
+    assert extract_spots(np.full((2, 8, 8), 0.9, np.float32), vs, cfg).num_nodes == 0

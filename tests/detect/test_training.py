@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+import celltrack.nn.training as nn_training
 from celltrack.detect import (
     DetectionConfig,
     DetectionTrainer,
@@ -10,10 +11,12 @@ from celltrack.detect import (
     build_model,
     detect,
     load_model,
+    train_detection,
 )
-from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.errors import CheckpointError, InvalidInputError, ShapeError
 from celltrack.geometry import covariance_from_radii
 from celltrack.graph import TrackGraph
+from celltrack.nn import TrainingHistory, TrainRecord
 
 torch.set_num_threads(1)
 VS = (2.0, 1.0, 1.0)
@@ -84,7 +87,8 @@ def test_batch_training_saves_checkpoints_atomically(tmp_path):
     ann = TrackGraph.from_positions([0, 1], pos, tag=np.array(["tp", "fn"]))
     trainer.batch(_movie(), ann, epochs=2, checkpoint=tmp_path / "det.pt")
     _, meta = load_model(tmp_path / "det.pt")
-    assert meta["epoch"] == 2 and len(meta["history"]["loss"]) == 2 * 2 * 2
+    assert meta["training"]["position"] == {"phase": "batch", "epoch": 2}
+    assert len(meta["history"]) == 2 * 2 * 2  # epochs × frames × crops per frame
     assert sorted(p.name for p in tmp_path.iterdir()) == ["det.pt"]
 
 
@@ -110,16 +114,18 @@ def test_bad_training_input():
     trainer = DetectionTrainer(model, cfg)
     empty = TrackGraph.from_positions([], np.zeros((0, 3)))
     with pytest.raises(InvalidInputError, match="annotat"):
-        trainer.incremental(_movie(1)[0], empty)
+        trainer.incremental(_movie(1), empty)
     with pytest.raises(InvalidInputError, match="outside"):
-        trainer.incremental(_movie(1)[0], _annotations(((6.0, 10.0, 300.0),)))
+        trainer.incremental(_movie(1), _annotations(((6.0, 10.0, 300.0),)))
     with pytest.raises(InvalidInputError):
         trainer.batch(_movie(), _annotations(t=5))
     deep = build_model(ModelConfig(widths=(4, 8, 16)), VS)  # pools z at its 2nd level
     with pytest.raises(ShapeError, match="two_d"):
         DetectionTrainer(deep, cfg).prior(np.zeros((2, 1, 32, 32)))  # 2D movie, 3D model
-    with pytest.raises(InvalidInputError):
-        DetectionTrainer(torch.nn.Linear(2, 2), cfg)
+    with pytest.raises(InvalidInputError, match="voxel_size"):
+        DetectionTrainer(torch.nn.Linear(2, 2), cfg)  # a module, but no voxel size
+    with pytest.raises(InvalidInputError, match="detector"):
+        DetectionTrainer(object(), cfg)
     with pytest.raises(InvalidInputError):
         detect(model, _movie(), frames=[7], cfg=cfg)
 
@@ -145,3 +151,116 @@ def test_incremental_learning_rate_decays_to_the_configured_fraction():
     trainer = DetectionTrainer(build_model(cfg.model, VS), cfg)
     trainer.incremental(_movie(1), _annotations())
     np.testing.assert_allclose(trainer.history["lr"], [1e-3, 0.55e-3, 1e-4])
+
+
+def test_history_is_typed():
+    _, trainer = _trained()
+    record = trainer.history[-1]
+    assert isinstance(trainer.history, TrainingHistory) and isinstance(record, TrainRecord)
+    assert record.mode == "incremental" and record.step == len(trainer.history) == 5
+    assert set(record.parts) == {"nll", "dice", "smooth"} and record.seconds > 0
+    assert np.all(np.isnan(trainer.history["dice"][:2]))  # the prior has no Dice term
+
+
+def _two_frame_annotations():
+    pos = [[6.0, 10, 10], [6.0, 22, 20]]
+    return TrackGraph.from_positions([0, 1], pos, tag=np.array(["tp", "fn"]))
+
+
+class _Killed(Exception):
+    pass
+
+
+def _kill_after(monkeypatch, n_steps):
+    real = nn_training.optimisation_step
+    calls = {"n": 0}
+
+    def step(*args):
+        calls["n"] += 1
+        if calls["n"] > n_steps:
+            raise _Killed
+        return real(*args)
+
+    monkeypatch.setattr(nn_training, "optimisation_step", step)
+    return lambda: monkeypatch.setattr(nn_training, "optimisation_step", real)
+
+
+def test_train_detection_resumed_run_equals_uninterrupted_run(tmp_path, monkeypatch):
+    cfg = _cfg(epochs=2)
+    ann = _two_frame_annotations()
+    full = train_detection(_movie(), ann, VS, cfg, checkpoint=tmp_path / "a.pt")
+    assert full.history["mode"] == ["prior"] * 2 + ["batch"] * 8 and full.frames == [0, 1]
+    # killed in the middle of epoch 2 (2 prior steps + 4 of epoch 1 + 2 of epoch 2)
+    restore = _kill_after(monkeypatch, 2 + 4 + 2)
+    with pytest.raises(_Killed):
+        train_detection(_movie(), ann, VS, cfg, checkpoint=tmp_path / "b.pt")
+    restore()
+    _, meta = load_model(tmp_path / "b.pt")
+    assert meta["training"]["position"] == {"phase": "batch", "epoch": 1}
+    resumed = train_detection(_movie(), ann, VS, cfg, checkpoint=tmp_path / "b.pt", resume=True)
+    assert resumed.history["mode"] == full.history["mode"]
+    assert resumed.history["loss"] == full.history["loss"]
+    for p, q in zip(resumed.model.parameters(), full.model.parameters()):
+        assert torch.equal(p, q)
+    final, _ = load_model(tmp_path / "b.pt")
+    for p, q in zip(final.parameters(), full.model.parameters()):
+        assert torch.equal(p, q)
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    ann = _two_frame_annotations()
+    train_detection(_movie(), ann, VS, _cfg(), checkpoint=tmp_path / "a.pt", prior=False)
+    with pytest.raises(CheckpointError, match="another training config"):
+        train_detection(
+            _movie(), ann, VS, _cfg(learning_rate=5e-3), checkpoint=tmp_path / "a.pt",
+            resume=True,
+        )
+
+
+def test_training_leaves_global_random_state_alone():
+    torch_state = torch.random.get_rng_state()
+    numpy_state = np.random.get_state()[1].copy()  # noqa: NPY002 (the legacy global)
+    train_detection(_movie(), _two_frame_annotations(), VS, _cfg())
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)  # noqa: NPY002
+
+
+class _TinyDetector(torch.nn.Module):
+    """Not a DetectionUNet: a 1×1×1 convolution giving raw class logits."""
+
+    def __init__(self, out=3):
+        super().__init__()
+        self.conv = torch.nn.Conv3d(1, out, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def test_any_module_with_the_detector_interface_trains_and_detects():
+    model = _TinyDetector()
+    cfg = _cfg(incremental_steps=2)
+    trainer = DetectionTrainer(model, cfg, voxel_size=VS)
+    trainer.incremental(_movie(1), _annotations())
+    assert len(trainer.history) == 2 and np.all(np.isfinite(trainer.history["loss"]))
+    spots = detect(model, _movie(1), cfg=cfg, voxel_size=VS)
+    assert spots.attrs["voxel_size"] == list(VS)
+    with pytest.raises(InvalidInputError, match="voxel_size"):
+        detect(model, _movie(1), cfg=cfg)  # an array and a model without voxel_size
+    with pytest.raises(ShapeError, match=r"\(B, 3, Z, Y, X\)"):
+        detect(_TinyDetector(out=2), _movie(1), cfg=cfg, voxel_size=VS)
+    with pytest.raises(CheckpointError, match="DetectionUNet"):
+        train_detection(_movie(), _two_frame_annotations(), VS, cfg, model=model,
+                        checkpoint="unused.pt")
+
+
+def test_a_2d_movie_as_t_y_x_or_t_1_y_x_gives_the_same_detections():
+    movie = _movie()[:, 3]  # (T, Y, X): 2D+t
+    cfg = _cfg()
+    vs2 = (1.0, 1.0, 1.0)
+    model2d = build_model(ModelConfig(widths=(4, 8)), vs2, two_d=True, seed=1)
+    a = detect(model2d, movie, cfg=cfg)
+    b = detect(model2d, movie[:, None], cfg=cfg)
+    assert a.num_nodes == b.num_nodes
+    np.testing.assert_array_equal(a.t, b.t)
+    np.testing.assert_allclose(a.positions, b.positions)
+    assert set(np.unique(a.t)) <= {0, 1}

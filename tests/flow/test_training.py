@@ -3,13 +3,15 @@ import pytest
 import torch
 from flow_data import moving_blobs
 
-from celltrack.detect.config import AugmentConfig
-from celltrack.detect.predict import normalize_frame
-from celltrack.errors import GraphError, InvalidInputError, ShapeError
+import celltrack.nn.training as nn_training
+from celltrack.config.nn import AugmentConfig
+from celltrack.errors import CheckpointError, GraphError, InvalidInputError, ShapeError
 from celltrack.flow import FlowConfig, FlowTrainConfig, load_flow_model, train_flow, warp
 from celltrack.flow.labels import render_flow_labels
-from celltrack.flow.training import sample_crop
+from celltrack.flow.training import flow_crop
 from celltrack.graph import TrackGraph
+from celltrack.nn import TrainRecord
+from celltrack.nn.normalize import normalize_frame
 
 
 def small_cfg(epochs=1, **augment):
@@ -39,7 +41,7 @@ def test_augmented_crops_keep_vectors_consistent_with_images(angle):
     prev, cur = normalize_frame(images[0]), normalize_frame(images[1])
     rng = np.random.default_rng(0)
     for _ in range(6):
-        image, target = sample_crop(rng, prev, cur, labels, centres, cfg, vs, max_um, two_d=False)
+        image, target = flow_crop(rng, prev, cur, labels, centres, cfg, vs, max_um)
         assert image.shape == (2, 6, 24, 24) and target.shape == (4, 6, 24, 24)
         mask = target[3] > 0
         assert mask.sum() > 10
@@ -51,30 +53,64 @@ def test_augmented_crops_keep_vectors_consistent_with_images(angle):
         np.testing.assert_allclose(lengths, np.hypot(3.0, 2.0), rtol=0.12)
 
 
-def test_training_reduces_loss_checkpoints_and_resumes_exactly(tmp_path):
+class _Killed(Exception):
+    pass
+
+
+def test_training_checkpoints_and_a_resumed_run_equals_the_uninterrupted_one(
+    tmp_path, monkeypatch
+):
     images, graph = moving_blobs((0.0, 2.0, 1.0), n_frames=3, shape=(1, 32, 32),
                                  voxel_size=(1.0, 1.0, 1.0))
     vs = (1.0, 1.0, 1.0)
-    full = train_flow(images, graph, vs, small_cfg(epochs=2), checkpoint=tmp_path / "a.pt")
-    assert [h["epoch"] for h in full.history] == [1.0, 2.0]
+    cfg = small_cfg(epochs=4)
+    full = train_flow(images[:, 0], graph, vs, cfg, checkpoint=tmp_path / "a.pt")  # (T, Y, X)
+    assert [h.epoch for h in full.history] == [1, 2, 3, 4]
+    assert isinstance(full.history[0], TrainRecord) and set(full.history[0].parts) == {
+        "instance", "ssim", "smooth"
+    }
     assert full.n_links == 10 and full.model.two_d
     loaded = load_flow_model(tmp_path / "a.pt")
     for p, q in zip(loaded.parameters(), full.model.parameters()):
-        torch.testing.assert_close(p, q)
-    # interrupted after epoch 1, resumed to epoch 2: identical to the uninterrupted run
-    train_flow(images, graph, vs, small_cfg(epochs=1), checkpoint=tmp_path / "b.pt")
-    resumed = train_flow(images, graph, vs, small_cfg(epochs=2), checkpoint=tmp_path / "b.pt")
-    assert len(resumed.history) == 2
-    assert resumed.history[1]["loss"] == pytest.approx(full.history[1]["loss"], rel=1e-5)
+        assert torch.equal(p, q)
+    # killed in the middle of epoch 3 (2 steps per epoch), then resumed
+    real, calls = nn_training.optimisation_step, {"n": 0}
+
+    def step(*args):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise _Killed
+        return real(*args)
+
+    monkeypatch.setattr(nn_training, "optimisation_step", step)
+    with pytest.raises(_Killed):
+        train_flow(images, graph, vs, cfg, checkpoint=tmp_path / "b.pt")
+    monkeypatch.setattr(nn_training, "optimisation_step", real)
+    resumed = train_flow(images, graph, vs, cfg, checkpoint=tmp_path / "b.pt", resume=True)
+    assert resumed.history["loss"] == full.history["loss"]
     for p, q in zip(resumed.model.parameters(), full.model.parameters()):
-        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-6)
+        assert torch.equal(p, q)
+    # a checkpoint of another training config is refused, not silently continued
+    other = cfg.model_copy(update={"train": cfg.train.model_copy(update={"learning_rate": 0.1})})
+    with pytest.raises(CheckpointError, match="another training config"):
+        train_flow(images, graph, vs, other, checkpoint=tmp_path / "b.pt", resume=True)
+
+
+def test_flow_training_leaves_global_random_state_alone():
+    images, graph = moving_blobs((0.0, 2.0, 1.0), n_frames=2, shape=(1, 16, 16),
+                                 voxel_size=(1.0, 1.0, 1.0))
+    torch_state = torch.random.get_rng_state()
+    numpy_state = np.random.get_state()[1].copy()  # noqa: NPY002 (the legacy global)
+    train_flow(images, graph, (1.0, 1.0, 1.0), small_cfg())
+    assert torch.equal(torch.random.get_rng_state(), torch_state)
+    np.testing.assert_array_equal(np.random.get_state()[1], numpy_state)  # noqa: NPY002
 
 
 def test_training_bad_inputs():
     images, graph = moving_blobs((0.0, 2.0, 1.0), n_frames=3, shape=(1, 16, 16))
     vs = (1.0, 1.0, 1.0)
     frames = [images[0], images[1][:, :15], images[2]]
-    with pytest.raises(ShapeError, match="frame 1"):
+    with pytest.raises(InvalidInputError):  # frames of different shapes
         train_flow(frames, graph, vs, small_cfg())
     unapproved = graph.copy()
     unapproved.set_edge_column("approved", np.zeros(graph.num_edges, bool))

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from celltrack.detect.augment import Transform, apply, random_transform
-from celltrack.detect.config import AugmentConfig
+from celltrack.config.nn import AugmentConfig
 from celltrack.errors import InvalidInputError, ShapeError
+from celltrack.nn.augment import Transform, apply, random_transform
 
 VS = (2.0, 0.5, 0.5)
 

@@ -18,8 +18,8 @@ consistent:
 Examples
 --------
 >>> import numpy as np
->>> from celltrack.detect.augment import random_transform, apply
->>> from celltrack.detect.config import AugmentConfig
+>>> from celltrack.nn.augment import random_transform, apply
+>>> from celltrack.config.nn import AugmentConfig
 >>> rng = np.random.default_rng(0)
 >>> t = random_transform(rng, AugmentConfig(rotation_deg=30, scale=0.1))
 >>> img, lab, vec = apply(t, np.zeros((1, 4, 16, 16), np.float32),
@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 from scipy import ndimage
 
-from celltrack.detect.config import AugmentConfig
+from celltrack.config.nn import AugmentConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size
 

@@ -1,0 +1,231 @@
+"""Training crops for detection and flow: position, augmentation and label-aware retries.
+
+A crop of ``crop_shape`` (clipped to the frame) is placed so that a chosen centre voxel
+lies in it: the centre's place inside the crop is uniform over the crop's middle
+``1 − 2 × margin`` fraction per axis (``margin = 0``: anywhere in the crop), then the
+origin is clipped to the frame. With a random :class:`~celltrack.nn.augment.Transform`
+a larger raw region around the crop is read (padded where it leaves the frame: the
+image replicates its edge, labels and vectors are 0 = unlabelled) and resampled by
+:func:`~celltrack.nn.augment.apply`, so zoom and rotation never pull in undefined voxels
+of the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from celltrack.config.nn import AugmentConfig
+from celltrack.errors import ShapeError
+from celltrack.nn.augment import Transform, apply, random_transform
+
+__all__ = ["Crop", "crop_origin", "sample_crop", "sample_labelled_crop"]
+
+
+@dataclass(frozen=True)
+class Crop:
+    """One training crop.
+
+    Attributes
+    ----------
+    image : ndarray, shape (C, z, y, x), float32
+    labels : ndarray, shape (z, y, x), or None
+        Integer labels, 0 = unlabelled.
+    vectors : ndarray, shape (3, z, y, x), float32, or None
+        Vector field (rotated, zoomed and flipped with the geometry).
+    """
+
+    image: np.ndarray
+    labels: np.ndarray | None = None
+    vectors: np.ndarray | None = None
+
+    @property
+    def labelled(self) -> bool:
+        """True if at least one voxel carries a label (> 0)."""
+        return self.labels is not None and bool(np.any(self.labels > 0))
+
+
+def crop_origin(
+    rng: np.random.Generator,
+    shape: Sequence[int],
+    crop: Sequence[int],
+    centre: Sequence[float] | None = None,
+    *,
+    margin: float = 0.0,
+) -> np.ndarray:
+    """Origin (z, y, x) in voxels of a crop of ``crop`` inside ``shape``.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Randomness.
+    shape, crop : sequence of 3 int
+        Frame and crop size in voxels (``crop ≤ shape``).
+    centre : sequence of 3 float, optional
+        A voxel the crop must contain; without it the origin is uniform over the frame.
+    margin : float
+        Keep ``centre`` this fraction of the crop away from the crop's faces, where the
+        frame allows (0 ≤ margin < 0.5).
+
+    Returns
+    -------
+    ndarray of int, shape (3,)
+    """
+    shape_a = np.asarray(shape, int)
+    crop_a = np.asarray(crop, int)
+    if centre is None:
+        return np.array([rng.integers(0, s - c + 1) for s, c in zip(shape_a, crop_a)])
+    p = np.clip(np.round(np.asarray(centre, float)).astype(int), 0, shape_a - 1)
+    inset = np.floor(margin * crop_a).astype(int)
+    lo = np.clip(p - crop_a + 1 + inset, 0, shape_a - crop_a)
+    hi = np.clip(p - inset, 0, shape_a - crop_a)
+    hi = np.maximum(hi, lo)
+    return np.array([rng.integers(a, b + 1) for a, b in zip(lo, hi)])
+
+
+def _region(
+    arr: np.ndarray, lead: int, start: np.ndarray, size: np.ndarray, mode: str
+) -> np.ndarray:
+    """``arr[..., start:start+size]`` over the last 3 axes, padded where it leaves ``arr``."""
+    shape = np.asarray(arr.shape[lead:])
+    sl = tuple(slice(max(s, 0), min(s + r, n)) for s, r, n in zip(start, size, shape))
+    out = arr[(slice(None),) * lead + sl]
+    pad_lo = np.maximum(-start, 0)
+    pad_hi = np.maximum(start + size - shape, 0)
+    if np.any(pad_lo) or np.any(pad_hi):
+        widths = [(0, 0)] * lead + [(int(a), int(b)) for a, b in zip(pad_lo, pad_hi)]
+        out = np.pad(out, widths, mode=mode)  # type: ignore[call-overload]
+    return out
+
+
+def _raw_size(crop: np.ndarray, transform: Transform, two_d: bool) -> np.ndarray:
+    """Input region that stays covered after zooming and rotating a ``crop`` output."""
+    grow = np.ones(3)
+    spin = abs(np.cos(transform.angle)) + abs(np.sin(transform.angle))
+    grow[1:] = spin / min(transform.zoom[1], transform.zoom[2])
+    grow[0] = 1.0 / transform.zoom[0]
+    raw = np.ceil(crop * grow).astype(int) + 2
+    if two_d:
+        raw[0] = 1
+    return raw
+
+
+def sample_crop(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    crop_shape: Sequence[int],
+    *,
+    centre: Sequence[float] | None = None,
+    margin: float = 0.0,
+    labels: np.ndarray | None = None,
+    vectors: np.ndarray | None = None,
+    foreground: np.ndarray | None = None,
+    augment: AugmentConfig | None = None,
+    voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
+    vector_unit: Literal["voxel", "um"] = "voxel",
+) -> Crop:
+    """Draw one (augmented) crop of a frame and, consistently, of its labels and vectors.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Randomness of the position and the augmentation.
+    image : ndarray, shape (C, Z, Y, X)
+        Normalised frame(s) (e.g. C = 1 for detection, frames t−1 and t for flow).
+    crop_shape : sequence of 3 int
+        Crop (z, y, x) in voxels, clipped to the frame.
+    centre : sequence of 3 float, optional
+        Voxel (z, y, x) the crop contains (see :func:`crop_origin`); default random.
+    margin : float
+        See :func:`crop_origin`.
+    labels : ndarray, shape (Z, Y, X), optional
+        Integer labels (0 = unlabelled).
+    vectors : ndarray, shape (3, Z, Y, X), optional
+        Vector field in ``vector_unit``.
+    foreground : ndarray of bool, shape (Z, Y, X), optional
+        Foreground voxels for the contrast augmentation (see :func:`apply`).
+    augment : AugmentConfig, optional
+        Augmentation; None = a plain crop.
+    voxel_size : sequence of 3 float
+        Voxel size (z, y, x) in µm.
+    vector_unit : {'voxel', 'um'}
+        Unit of ``vectors``.
+
+    Returns
+    -------
+    Crop
+    """
+    image = np.asarray(image)
+    if image.ndim != 4:
+        raise ShapeError(f"image must be (C, Z, Y, X), got shape {image.shape}")
+    shape = np.asarray(image.shape[1:])
+    crop = np.minimum(np.asarray(crop_shape, int), shape)
+    two_d = bool(shape[0] == 1)
+    origin = crop_origin(rng, shape, crop, centre, margin=margin)
+    transform = (
+        None
+        if augment is None
+        else random_transform(rng, augment, voxel_size=voxel_size, two_d=two_d)
+    )
+    if transform is None or transform.is_affine_identity:
+        start, size = origin, crop
+    else:
+        size = _raw_size(crop, transform, two_d)
+        centre_vox = origin + (crop - 1) / 2.0
+        start = np.round(centre_vox - (size - 1) / 2.0).astype(int)
+    img = _region(image, 1, start, size, "edge")
+    lab = None if labels is None else _region(np.asarray(labels), 0, start, size, "constant")
+    vec = None if vectors is None else _region(np.asarray(vectors), 1, start, size, "constant")
+    fg = None if foreground is None else _region(np.asarray(foreground), 0, start, size, "constant")
+    if transform is None:
+        return Crop(np.ascontiguousarray(img, np.float32), lab, vec)
+    img, lab, vec = apply(
+        transform,
+        img,
+        lab,
+        vec,
+        voxel_size=voxel_size,
+        out_shape=crop,
+        foreground=fg,
+        vector_unit=vector_unit,
+    )
+    return Crop(img, lab, vec)
+
+
+def sample_labelled_crop(
+    rng: np.random.Generator,
+    image: np.ndarray,
+    crop_shape: Sequence[int],
+    centres: np.ndarray,
+    *,
+    tries: int = 20,
+    **options: object,
+) -> Crop:
+    """A crop around a random one of ``centres`` that keeps at least one labelled voxel.
+
+    Augmentation can rotate every label out of a crop; up to ``tries`` crops (each around
+    a freshly drawn centre) are drawn and the first labelled one is returned (the last
+    one if none is). ``options`` are those of :func:`sample_crop` (``labels`` required).
+
+    Parameters
+    ----------
+    centres : ndarray, shape (K, 3)
+        Candidate centres in voxels; K = 0 places crops at random.
+    tries : int
+        Maximum number of crops drawn.
+    """
+    centres = np.asarray(centres, float).reshape(-1, 3)
+
+    def draw() -> Crop:
+        centre = centres[rng.integers(len(centres))] if len(centres) else None
+        return sample_crop(rng, image, crop_shape, centre=centre, **options)  # type: ignore[arg-type]
+
+    crop = draw()
+    for _ in range(max(int(tries), 1) - 1):
+        if crop.labelled:
+            break
+        crop = draw()
+    return crop
