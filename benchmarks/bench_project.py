@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import peak_rss_mb, print_table, write_json
 
 from celltrack.eval import match_nodes
+from celltrack.graph.tags import LINKABLE, tags_of
 from celltrack.project import Project, ProjectConfig
 from celltrack.synth import SynthConfig, make_embryo
 
@@ -85,7 +86,7 @@ def run_size(name: str, cycles: int, steps: int | None) -> dict:
             parts["cycle_cpu"].append(c3 - c0)  # CPU seconds: what a quiet machine would take
         spots = project.spots(0)
         nuclei = spots.subgraph(
-            nodes=np.isin(np.asarray(spots.nodes["tag"]), ("tp", "fn", "unlabeled"))
+            nodes=np.isin(tags_of(spots), LINKABLE)
         )
         matching = match_nodes(gt0, nuclei, 3.0)
         n_match = matching.num_matches

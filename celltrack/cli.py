@@ -2,12 +2,15 @@
 
 Commands: ``demo``, ``track CONFIG``, ``config init``, ``evaluate GT PRED``,
 ``export IN OUT``. Bad input (missing files, bad configs, bad data) prints one clear
-``error:`` line and exits with status 2; nothing is half-written.
+``error:`` line and exits with status 2; nothing is half-written and nothing existing is
+replaced without ``--force``. Tracks are read and written by :func:`celltrack.io.read_tracks`
+and :func:`celltrack.io.write_tracks`; ``config init`` does not import torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -29,9 +32,22 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_plugins(modules: Sequence[str]) -> None:
+    """Import modules that register linkers of their own (``register_linker``)."""
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise CelltrackError(
+                f"cannot import plugin module '{name}' ({exc}); check the name and that it is "
+                "on PYTHONPATH"
+            ) from None
+
+
 def _cmd_track(args: argparse.Namespace) -> int:
     from celltrack.pipeline import Pipeline
 
+    _import_plugins(args.plugin)
     config = Path(args.config)
     if not config.is_file():
         raise CelltrackError(
@@ -51,34 +67,39 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_init(args: argparse.Namespace) -> int:
+    from celltrack.config.pipeline import PipelineConfig
     from celltrack.config.template import commented_yaml
     from celltrack.io.atomic import atomic_write_text
-    from celltrack.pipeline import PipelineConfig
 
     path = Path(args.path)
     if path.exists() and not args.force:
         raise CelltrackError(f"'{path}' exists; pass --force to overwrite it")
     cfg = PipelineConfig.cpu() if args.cpu else PipelineConfig()
     atomic_write_text(path, commented_yaml(cfg))
-    print(f"wrote {path} (edit data.image, data.voxel_size_um, data.annotations)")
+    print(f"wrote {path} (edit data.image, data.axes, data.voxel_size_um, data.annotations)")
     return 0
+
+
+def _existing(*paths: str) -> list[Path]:
+    out = [Path(p) for p in paths]
+    for p in out:
+        if not p.exists():
+            raise CelltrackError(f"'{p}' does not exist")
+    return out
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from celltrack.eval import evaluate, evaluate_ctc
-    from celltrack.pipeline import _read_graph
+    from celltrack.io import read_tracks
 
-    gt, pred = Path(args.gt), Path(args.pred)
-    for p in (gt, pred):
-        if not p.exists():
-            raise CelltrackError(f"'{p}' does not exist")
+    gt, pred = _existing(args.gt, args.pred)
     if args.ctc:
         scores = evaluate_ctc(gt, pred)
     else:
         voxel = tuple(args.voxel_size) if args.voxel_size else None
         scores = evaluate(
-            _read_graph(str(gt), voxel),
-            _read_graph(str(pred), voxel),
+            read_tracks(gt, voxel_size=voxel),
+            read_tracks(pred, voxel_size=voxel),
             max_distance=args.max_distance,
             sparse_gt=args.sparse,
             division_tolerance=args.division_tolerance,
@@ -88,26 +109,20 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from celltrack.io import write_annotations, write_ctc, write_geff
-    from celltrack.pipeline import _read_graph
+    from celltrack.io import read_tracks, write_tracks
 
+    (source,) = _existing(args.input)
     voxel = tuple(args.voxel_size) if args.voxel_size else None
-    graph = _read_graph(args.input, voxel)
-    out = Path(args.output)
-    fmt = args.format or {".geff": "geff", ".csv": "csv", ".json": "json"}.get(out.suffix, "")
-    if fmt == "geff":
-        write_geff(graph, out, overwrite=args.force)
-    elif fmt in ("csv", "json"):
-        write_annotations(graph, out)
-    elif fmt == "ctc":
-        if not (args.shape and voxel):
-            raise CelltrackError("CTC export needs --shape T Z Y X and --voxel-size Z Y X")
-        write_ctc(graph, out, shape=args.shape, voxel_size=voxel, radius=args.radius)
-    else:
-        raise CelltrackError(
-            f"cannot tell the output format of '{out}': use a .geff, .csv or .json suffix, "
-            "or --format ctc"
-        )
+    graph = read_tracks(source, voxel_size=voxel)
+    out = write_tracks(
+        graph,
+        args.output,
+        args.format,
+        overwrite=args.force,
+        shape=args.shape,
+        voxel_size=voxel,
+        radius_um=args.radius,
+    )
     print(f"wrote {out} ({graph.num_nodes} nodes, {graph.num_edges} links)")
     return 0
 
@@ -132,6 +147,13 @@ def build_parser() -> argparse.ArgumentParser:
     track = sub.add_parser("track", help="run the pipeline on your data from a config file")
     track.add_argument("config", help="YAML/TOML/JSON pipeline config (see 'config init')")
     track.add_argument("--out", default=None, help="output folder (default: config's)")
+    track.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import MODULE first (e.g. one that registers a linker of its own); repeatable",
+    )
     track.set_defaults(func=_cmd_track)
 
     config = sub.add_parser("config", help="configuration files")
@@ -173,7 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"), help="voxel size (µm)"
     )
     ex.add_argument("--radius", type=float, default=None, help="CTC sphere radius (µm)")
-    ex.add_argument("--force", action="store_true", help="overwrite an existing GEFF")
+    ex.add_argument(
+        "--force", action="store_true", help="replace an existing output (file or folder)"
+    )
     ex.set_defaults(func=_cmd_export)
     return parser
 

@@ -2,8 +2,10 @@
 
 Generates the synthetic default, draws sparse annotations the way a person would (10
 nuclei in one frame plus a few validated links), trains detection (prior + annotations)
-and backward flow, detects nuclei in every frame, builds the candidate graph, links it with
-all three linkers, and prints a side-by-side score table with the time of every stage.
+and backward flow, detects nuclei in every frame, links the spots with all three linkers
+through the link stage (:func:`celltrack.solve.stage.link_stage`: approved links pinned),
+and prints a side-by-side score table with the time of every stage (a linker's time
+includes building its graph).
 Outputs (GEFF, CTC, CSV) and figures go to the output folder.
 """
 
@@ -22,7 +24,8 @@ from celltrack.eval import TrackingScores
 from celltrack.io.atomic import atomic_write_text
 from celltrack.io.geff_io import write_geff
 from celltrack.pipeline import OutputConfig, Pipeline, PipelineConfig
-from celltrack.solve import FlowNNConfig, GreedyConfig, ILPConfig, make_linker
+from celltrack.solve import FlowNNConfig, GreedyConfig, ILPConfig
+from celltrack.solve.stage import field_of_view, link_stage
 from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
 __all__ = ["DemoReport", "run_demo"]
@@ -158,16 +161,19 @@ def run_demo(
     )
     cfg = demo_config(out, quick).model_copy(update={"progress": progress})
     pipeline = Pipeline(cfg, out)
-    images, voxel_size = pipeline.check_images(data.image, data.voxel_size)
-    candidates = pipeline.candidates_for(images, voxel_size, annotations)
+    images, voxel_size = pipeline.movie(data.image, data.voxel_size)
+    spots = pipeline.spots_for(images, voxel_size, annotations)
     stage_seconds.update(pipeline.timings)
+    candidates = cfg.candidates.model_copy(
+        update={"field_of_view_um": field_of_view(images.shape, voxel_size)}
+    )
 
     scores: dict[str, TrackingScores] = {}
     link_seconds: dict[str, float] = {}
     results = {}
     for name, linker_cfg in DEMO_LINKERS.items():
         t0 = time.perf_counter()
-        result = make_linker(linker_cfg).link(candidates)
+        result = link_stage(spots, annotations, candidates=candidates, linker=linker_cfg)
         link_seconds[name] = time.perf_counter() - t0
         results[name] = result
         write_geff(result.graph, out / f"tracks_{name}.geff", overwrite=True)

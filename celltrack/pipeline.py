@@ -1,11 +1,23 @@
-"""The whole method as one object: images + annotations → detection → flow → candidate
-graph → linking → outputs → scores.
+"""The whole method as one object: images + annotations → detection → flow → link stage
+→ outputs → scores.
 
-:class:`PipelineConfig` nests every stage's config. :class:`Pipeline` runs the stages one
-by one or all together (:meth:`Pipeline.run`); each stage saves its result in the work
-folder with a fingerprint of everything it depends on, so a later run reuses what is
-still valid and redoes only what changed. ``provenance.json`` records the config, the
-celltrack version and, per stage, its fingerprint, time and whether it was reused.
+:class:`PipelineConfig` (:mod:`celltrack.config.pipeline`, importable without torch) nests
+every stage's config. :class:`Pipeline` runs the stages one by one or all together
+(:meth:`Pipeline.run`); each stage saves its result in the work folder with a fingerprint
+of everything it depends on, so a later run reuses what is still valid and redoes only
+what changed. ``provenance.json`` records the config, the celltrack version and, per
+stage, its fingerprint, time and whether it was reused.
+
+The cache never hands back a result of another configuration: a stage's stamp is removed
+before the stage starts writing, so an interrupted run leaves no stamp pointing at a
+half-written artifact; a model in training checkpoints to a file named by its own
+fingerprint (``models/.flow-<fingerprint>.partial.pt``), and a rerun of the same
+configuration resumes from there. The movie's fingerprint hashes every frame (read one at
+a time).
+
+Movies enter through :func:`celltrack.io.as_movie`, tracks are read and written through
+:func:`celltrack.io.read_tracks` / :func:`celltrack.io.write_tracks`, and linking goes
+through the link stage (:mod:`celltrack.solve.stage`), like every other entry point.
 """
 
 from __future__ import annotations
@@ -13,26 +25,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import Field
 
 from celltrack._version import __version__
 from celltrack.config import Config, load_config
-from celltrack.detect import DetectionConfig
+from celltrack.config.pipeline import DataConfig, EvaluationConfig, OutputConfig, PipelineConfig
 from celltrack.errors import ConfigError, InvalidInputError
 from celltrack.eval import TrackingScores, evaluate
-from celltrack.flow import FlowConfig
-from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
-from celltrack.graph.candidates import CandidateConfig, build_candidates, pins_from_tags
+from celltrack.graph.tags import approved_mask, reviewed_mask
+from celltrack.io import ImageSeries
 from celltrack.io.atomic import atomic_write_text
 from celltrack.io.geff_io import read_geff, write_geff
-from celltrack.solve import BlockwiseConfig, ILPConfig, LinkerConfig, LinkResult, make_linker
+from celltrack.solve.base import LinkResult
+from celltrack.solve.stage import (
+    field_of_view,
+    link_graph,
+    links_spots,
+    resolve_linker,
+    solve_links,
+)
 
 __all__ = [
     "DataConfig",
@@ -44,83 +62,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class DataConfig(Config):
-    """Where the inputs are (every path optional: arrays can be passed to :meth:`Pipeline.run`)."""
-
-    image: str | None = Field(
-        None,
-        description="Movie: multi-page/ImageJ TIFF, folder of per-frame TIFFs, Zarr or OME-Zarr.",
-    )
-    voxel_size_um: tuple[float, float, float] | None = Field(
-        None, description="Voxel size (z, y, x) in µm; overrides the image metadata."
-    )
-    annotations: str | None = Field(
-        None, description="Sparse annotations: CSV, JSON, TrackMate/MaMuT XML or GEFF (µm)."
-    )
-    ground_truth: str | None = Field(
-        None, description="Ground truth for scoring: GEFF, CTC folder, CSV or JSON (µm)."
-    )
-
-
-class OutputConfig(Config):
-    """What the pipeline writes."""
-
-    directory: str = Field("celltrack-out", description="Work and output folder.")
-    formats: tuple[Literal["geff", "ctc", "csv"], ...] = Field(
-        ("geff", "csv"), description="Formats of the final tracks: GEFF, CTC folder, CSV."
-    )
-    ctc_radius_um: float | None = Field(
-        None,
-        gt=0,
-        description="Sphere radius (µm) painted in CTC masks; default: each spot's ellipsoid.",
-    )
-    figures: bool = Field(True, description="Write PNG figures (projection, lineages, losses).")
-
-
-class EvaluationConfig(Config):
-    """How tracks are scored against ground truth."""
-
-    max_distance_um: float = Field(
-        4.0, gt=0, description="Matching distance between GT and predicted nodes (µm)."
-    )
-    division_tolerance: int = Field(1, ge=0, description="Frames a division may be off by.")
-    sparse_gt: bool = Field(False, description="Ground truth annotates only some cells.")
-
-
-class PipelineConfig(Config):
-    """Root configuration: one nested config per stage."""
-
-    data: DataConfig = Field(default_factory=DataConfig, description="Inputs.")
-    detection: DetectionConfig = Field(
-        default_factory=DetectionConfig, description="Detection stage."
-    )
-    flow: FlowConfig = Field(default_factory=FlowConfig, description="Backward-flow stage.")
-    use_flow: Literal["auto", "always", "never"] = Field(
-        "auto",
-        description="Train and use backward flow: 'auto' when ≥ min_flow_links approved links.",
-    )
-    min_flow_links: int = Field(5, ge=1, description="Approved links needed for flow in 'auto'.")
-    candidates: CandidateConfig = Field(
-        default_factory=CandidateConfig, description="Candidate graph."
-    )
-    linker: LinkerConfig = Field(  # type: ignore[valid-type]
-        default_factory=ILPConfig, description="Linker, chosen by 'kind': greedy, flow_nn, ilp."
-    )
-    blockwise: BlockwiseConfig | None = Field(
-        None, description="Solve block-wise (large graphs); None solves globally."
-    )
-    output: OutputConfig = Field(default_factory=OutputConfig, description="Outputs.")
-    evaluation: EvaluationConfig = Field(
-        default_factory=EvaluationConfig, description="Scoring against ground truth."
-    )
-    progress: bool = Field(True, description="Show progress bars.")
-
-    @classmethod
-    def cpu(cls, **overrides: Any) -> PipelineConfig:
-        """Small networks and crops for a laptop CPU (the demo's settings)."""
-        return cls(**{"detection": DetectionConfig.cpu(), "flow": FlowConfig.cpu(), **overrides})
 
 
 @dataclass
@@ -167,16 +108,57 @@ def _digest(*parts: Any) -> str:
                     h.update(name.encode())
                     h.update(col.astype(str).tobytes() if col.dtype.kind in "OU" else col.tobytes())
         elif isinstance(part, Config):
+            h.update(type(part).__qualname__.encode())
             h.update(part.model_dump_json().encode())
         else:
             h.update(json.dumps(part, default=str, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
-def _image_digest(images: Any) -> str:
+def image_digest(images: Any) -> str:
+    """Fingerprint of a movie's shape, dtype and every voxel of every frame.
+
+    Frames are read and hashed one at a time, so memory stays at one frame.
+
+    Parameters
+    ----------
+    images : ImageSeries or array_like, shape (T, Z, Y, X)
+
+    Returns
+    -------
+    str
+        16 hexadecimal digits.
+    """
+    h = hashlib.sha256()
     shape = tuple(int(s) for s in images.shape)
-    first, last = np.asarray(images[0]), np.asarray(images[shape[0] - 1])
-    return _digest(list(shape), first, last)
+    h.update(str(shape).encode())
+    for t in range(shape[0]):
+        frame = np.ascontiguousarray(np.asarray(images[t]))
+        h.update(frame.dtype.str.encode())
+        h.update(frame.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _reviewed(annotations: TrackGraph | None) -> TrackGraph | None:
+    """Annotations a person reviewed (never 'unlabeled')."""
+    if annotations is None or "tag" not in annotations.node_columns:
+        return annotations
+    return annotations.subgraph(nodes=reviewed_mask(annotations.nodes["tag"]))
+
+
+def _approved_links(annotations: TrackGraph | None) -> int:
+    if annotations is None:
+        return 0
+    return int(approved_mask(annotations).sum())
+
+
+def _losses(history: Any) -> list[float]:
+    """Per-step or per-epoch losses of a training history (records with a ``loss``)."""
+    out = []
+    for record in history:
+        value = record["loss"] if isinstance(record, dict) else getattr(record, "loss", record)
+        out.append(float(value))
+    return out
 
 
 class Pipeline:
@@ -193,7 +175,7 @@ class Pipeline:
     --------
     >>> from celltrack.synth import SynthConfig, make_embryo, sample_annotations
     >>> data = make_embryo(SynthConfig.tiny())
-    >>> ann = sample_annotations(data.gt, n_nuclei=5, n_links=5, seed=0)
+    >>> ann = sample_annotations(data.gt, n_nuclei=5, n_links=5, rng=0)
     >>> result = Pipeline(PipelineConfig.cpu(), "out").run(  # doctest: +SKIP
     ...     data.image, ann, voxel_size=data.voxel_size, ground_truth=data.gt)
     """
@@ -208,23 +190,46 @@ class Pipeline:
         self.timings: dict[str, float] = {}
         self.histories: dict[str, list[float]] = {}
         self._stages: dict[str, dict[str, Any]] = {}
+        self._movie_digest: tuple[Any, str] | None = None
         self.spots: TrackGraph | None = None
 
     # ------------------------------------------------------------------ bookkeeping
     def _path(self, name: str) -> Path:
         return self.workdir / name
 
+    def _stamp_path(self, artifact: str) -> Path:
+        return self._path(artifact + ".stamp.json")
+
     def _cached(self, artifact: str, fingerprint: str) -> bool:
-        stamp = self._path(artifact + ".stamp.json")
+        stamp = self._stamp_path(artifact)
         if not (self._path(artifact).exists() and stamp.is_file()):
             return False
         return json.loads(stamp.read_text()).get("fingerprint") == fingerprint
 
-    def _stamp(self, stage: str, artifact: str, fingerprint: str, seconds: float, reused: bool):
+    def _stamped_losses(self, artifact: str) -> list[float]:
+        """The training losses recorded in a model's stamp."""
+        stamp = json.loads(self._stamp_path(artifact).read_text())
+        return [float(v) for v in stamp.get("loss", [])]
+
+    def _invalidate(self, artifact: str) -> None:
+        """Remove an artifact's stamp before the stage starts overwriting the artifact."""
+        self._stamp_path(artifact).unlink(missing_ok=True)
+
+    def _stamp(
+        self,
+        stage: str,
+        artifact: str,
+        fingerprint: str,
+        seconds: float,
+        reused: bool,
+        losses: list[float] | None = None,
+    ):
+        """Record a finished stage; a new artifact gets its stamp (and training losses)."""
         if not reused:
-            atomic_write_text(
-                self._path(artifact + ".stamp.json"), json.dumps({"fingerprint": fingerprint})
-            )
+            payload: dict[str, Any] = {"fingerprint": fingerprint}
+            if losses is not None:
+                payload["loss"] = losses
+            atomic_write_text(self._stamp_path(artifact), json.dumps(payload))
         self.timings[stage] = seconds
         self._stages[stage] = {"fingerprint": fingerprint, "seconds": seconds, "reused": reused}
         self._write_provenance()
@@ -237,54 +242,113 @@ class Pipeline:
         }
         atomic_write_text(self._path("provenance.json"), json.dumps(payload, indent=2))
 
+    def _image_digest(self, images: Any) -> str:
+        """:func:`image_digest`, computed once per movie object."""
+        if self._movie_digest is None or self._movie_digest[0] is not images:
+            self._movie_digest = (images, image_digest(images))
+        return self._movie_digest[1]
+
+    def _partial(self, name: str, fingerprint: str) -> Path:
+        """Checkpoint of a model in training, named by its fingerprint (for resuming)."""
+        path = self._path(f"models/.{name}-{fingerprint}.partial.pt")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
     # ------------------------------------------------------------------ inputs
-    def load_inputs(self) -> tuple[Any, np.ndarray, TrackGraph | None, TrackGraph | None]:
+    def movie(self, images: Any, voxel_size: Any = None) -> tuple[ImageSeries, np.ndarray]:
+        """The movie as an ImageSeries (T, Z, Y, X) and its voxel size (z, y, x) µm.
+
+        Parameters
+        ----------
+        images : array_like, path or ImageSeries
+            See :func:`celltrack.io.as_movie` (a 3-D array is 2D+t).
+        voxel_size : sequence of 3 float, optional
+            Default: the movie's metadata, then ``config.data.voxel_size_um``.
+        """
+        from celltrack.io import as_movie
+
+        if voxel_size is None and not isinstance(images, (ImageSeries, str, Path)):
+            voxel_size = self.config.data.voxel_size_um
+        if voxel_size is None and not isinstance(images, (ImageSeries, str, Path)):
+            raise InvalidInputError(
+                "voxel_size (z, y, x) µm is required with an array movie: pass voxel_size= or "
+                "set data.voxel_size_um"
+            )
+        movie = as_movie(images, voxel_size=voxel_size)
+        return movie, np.asarray(movie.voxel_size, dtype=np.float64)
+
+    def load_inputs(self) -> tuple[ImageSeries, np.ndarray, TrackGraph | None, TrackGraph | None]:
         """Open the movie, annotations and ground truth named in ``config.data``.
 
         Returns
         -------
         images : ImageSeries, voxel_size : ndarray (3,), annotations, ground_truth
         """
-        from celltrack.io.images import read_image
+        from celltrack.io import as_movie, read_tracks
 
         data = self.config.data
         if data.image is None:
             raise InvalidInputError(
                 "config.data.image is not set: give the movie's path, or pass arrays to run()"
             )
-        images = read_image(data.image, voxel_size=data.voxel_size_um)
-        annotations = _read_graph(data.annotations) if data.annotations else None
-        gt = _read_graph(data.ground_truth, images.voxel_size) if data.ground_truth else None
-        return images, np.asarray(images.voxel_size), annotations, gt
+        images = as_movie(data.image, axes=data.axes, voxel_size=data.voxel_size_um)
+        voxel_size = np.asarray(images.voxel_size, dtype=np.float64)
+        annotations = read_tracks(data.annotations) if data.annotations else None
+        gt = read_tracks(data.ground_truth, voxel_size=voxel_size) if data.ground_truth else None
+        return images, voxel_size, annotations, gt
 
     # ------------------------------------------------------------------ stages
     def train_detection(self, images: Any, voxel_size: Any, annotations: TrackGraph | None):
         """Prior training, then batch training from reviewed annotations (if any).
 
         Saves ``models/detection.pt``; reused when images, annotations and the
-        detection config are unchanged.
+        detection config are unchanged. With annotations, training checkpoints to a file
+        named by the stage's fingerprint, and a rerun of the same configuration after an
+        interruption resumes from it (:func:`celltrack.detect.train_detection`).
         """
-        from celltrack.detect import DetectionTrainer, build_model, load_model, save_model
+        from celltrack.detect import (
+            build_model,
+            load_model,
+            save_model,
+            train_detection,
+            train_prior,
+        )
 
         cfg = self.config.detection
-        fp = _digest("detection", cfg, _image_digest(images), annotations, list(voxel_size))
+        fp = _digest("detection", cfg, self._image_digest(images), annotations, list(voxel_size))
         artifact = "models/detection.pt"
         start = time.perf_counter()
         if self._cached(artifact, fp):
-            model, meta = load_model(self._path(artifact))
-            self.histories["detection"] = list(meta.get("loss", []))
+            model, _ = load_model(self._path(artifact))
+            self.histories["detection"] = self._stamped_losses(artifact)
             self._stamp("train_detection", artifact, fp, time.perf_counter() - start, True)
             return model
-        model = build_model(cfg.model, voxel_size)
-        trainer = DetectionTrainer(model, cfg, voxel_size=voxel_size)
-        trainer.prior(images, progress=self.config.progress)
+        self._invalidate(artifact)
         reviewed = _reviewed(annotations)
         if reviewed is not None and reviewed.num_nodes:
-            trainer.batch(images, reviewed, progress=self.config.progress)
-        losses = [float(v) for v in trainer.history["loss"]]
-        self.histories["detection"] = losses
-        save_model(self._path(artifact), model, meta={"loss": losses, "fingerprint": fp})
-        self._stamp("train_detection", artifact, fp, time.perf_counter() - start, False)
+            partial = self._partial("detection", fp)
+            result = train_detection(
+                images,
+                reviewed,
+                voxel_size,
+                cfg,
+                checkpoint=partial,
+                resume=True,
+                progress=self.config.progress,
+            )
+            os.replace(partial, self._path(artifact))
+            model, history = result.model, result.history
+        else:  # nothing annotated: the self-supervised prior alone
+            model = build_model(
+                cfg.model, voxel_size, two_d=int(images.shape[1]) == 1, seed=cfg.train.seed
+            )
+            history = train_prior(model, images, cfg, progress=self.config.progress)
+            save_model(self._path(artifact), model, meta={"fingerprint": fp})
+        self.histories["detection"] = _losses(history)
+        self._stamp(
+            "train_detection", artifact, fp, time.perf_counter() - start, False,
+            losses=self.histories["detection"],
+        )
         return model
 
     def detect(self, images: Any, voxel_size: Any, model: Any, annotations: TrackGraph | None):
@@ -314,35 +378,44 @@ class Pipeline:
         return _approved_links(annotations) >= self.config.min_flow_links
 
     def train_flow(self, images: Any, voxel_size: Any, annotations: TrackGraph | None):
-        """Train the backward-flow model from approved links (``models/flow.pt``)."""
+        """Train the backward-flow model from approved links (``models/flow.pt``).
+
+        An interrupted run of the same configuration resumes from its checkpoint.
+        """
         from celltrack.flow import load_flow_model, train_flow
 
-        n_links = _approved_links(annotations)
-        if annotations is None or n_links == 0:
+        if _approved_links(annotations) == 0:
             raise InvalidInputError(
                 "flow training needs approved links (edge column 'approved'); annotate a few "
                 "links or set use_flow='never'"
             )
         cfg = self.config.flow
-        fp = _digest("flow", cfg, _image_digest(images), annotations, list(voxel_size))
+        fp = _digest("flow", cfg, self._image_digest(images), annotations, list(voxel_size))
         artifact = "models/flow.pt"
         start = time.perf_counter()
         if self._cached(artifact, fp):
             model = load_flow_model(self._path(artifact))
+            self.histories["flow"] = self._stamped_losses(artifact)
             self._stamp("train_flow", artifact, fp, time.perf_counter() - start, True)
             return model
-        links = annotations.subgraph(edges=np.asarray(annotations.edges["approved"], bool))
+        self._invalidate(artifact)
+        partial = self._partial("flow", fp)
+        links = annotations.subgraph(edges=approved_mask(annotations))
         result = train_flow(
             images,
             links,
             voxel_size,
             cfg,
-            checkpoint=self._path(artifact),
-            resume=False,
+            checkpoint=partial,
+            resume=True,
             progress=self.config.progress,
         )
-        self.histories["flow"] = [float(h["loss"]) for h in result.history]
-        self._stamp("train_flow", artifact, fp, time.perf_counter() - start, False)
+        os.replace(partial, self._path(artifact))
+        self.histories["flow"] = _losses(result.history)
+        self._stamp(
+            "train_flow", artifact, fp, time.perf_counter() - start, False,
+            losses=self.histories["flow"],
+        )
         return result.model
 
     def predict_parents(self, images: Any, voxel_size: Any, spots: TrackGraph, model: Any):
@@ -363,44 +436,55 @@ class Pipeline:
             ),
         )
 
-    def build_candidates(
+    def link_graph(
         self,
         spots: TrackGraph,
-        upstream: str = "",
+        annotations: TrackGraph | None = None,
+        *,
         field_of_view_um: tuple[tuple[float, float], ...] | None = None,
+        upstream: str = "",
     ) -> TrackGraph:
-        """Candidate graph from spots (pins from reviewed tags and approved links).
+        """The graph the linker solves (:func:`celltrack.solve.stage.link_graph`), cached.
 
-        ``field_of_view_um`` ((z_lo, z_hi), (y_lo, y_hi), (x_lo, x_hi)) is used when the
-        candidate config names none (the pipeline passes the image's extent).
+        Candidate graph (or, for spot linkers, the spots) with the approved annotation links
+        whose ends are spots, and pins from tags and approved links. ``field_of_view_um``
+        ((z_lo, z_hi), (y_lo, y_hi), (x_lo, x_hi)) is used when the candidate config names
+        none (the pipeline passes the movie's extent); ``upstream`` is the fingerprint of
+        the stage that made ``spots`` (default: the spots themselves).
         """
         cfg = self.config.candidates
         if cfg.field_of_view_um is None and field_of_view_um is not None:
             cfg = cfg.model_copy(update={"field_of_view_um": tuple(field_of_view_um)})
-        fp = _digest("candidates", cfg, upstream or spots)
+        linker = resolve_linker(self.config.linker)
+        fp = _digest("candidates", cfg, links_spots(linker), upstream or spots, annotations)
         return self._graph_stage(
             "candidates",
             "candidates.geff",
             fp,
-            lambda: pins_from_tags(build_candidates(spots, cfg)),
+            lambda: link_graph(
+                spots, annotations, candidates=cfg, linker=linker, progress=self.config.progress
+            ),
         )
 
-    def link(self, candidates: TrackGraph) -> LinkResult:
-        """Link the candidate graph with the configured linker (block-wise if configured)."""
-        start = time.perf_counter()
-        linker = make_linker(self.config.linker)
-        if self.config.blockwise is not None:
-            from celltrack.solve import solve_blockwise
+    def link(self, graph: TrackGraph) -> LinkResult:
+        """Link the graph of :meth:`link_graph` with the configured linker (block-wise if set).
 
-            result = solve_blockwise(
-                candidates,
-                linker,
-                self.config.blockwise,
-                store=self._path("blocks"),
-                progress=self.config.progress,
-            )
-        else:
-            result = linker.link(candidates)
+        Block-wise results go to ``blockwise.store`` or ``blocks/<fingerprint>`` in the work
+        folder, so an interrupted run of the same problem resumes.
+        """
+        start = time.perf_counter()
+        blockwise = self.config.blockwise
+        store = None
+        if blockwise is not None:
+            key = _digest("blocks", graph, self.config.linker, blockwise)
+            store = blockwise.store or self._path(f"blocks/{key}")
+        result = solve_links(
+            graph,
+            self.config.linker,
+            blockwise=blockwise,
+            store=store,
+            progress=self.config.progress,
+        )
         if not result.ok:
             log.warning("linker finished with status %s: no tracks", result.status.value)
         write_geff(result.graph, self._path("tracks.geff"), overwrite=True)
@@ -412,25 +496,26 @@ class Pipeline:
     def export(
         self, tracks: TrackGraph, shape: tuple[int, ...], voxel_size: Any
     ) -> dict[str, Path]:
-        """Write the tracks in every configured format; returns paths by format."""
-        from celltrack.io.annotations import write_annotations
-        from celltrack.io.ctc import write_ctc
+        """Write the tracks in every configured format (:func:`celltrack.io.write_tracks`).
 
-        out: dict[str, Path] = {}
-        for fmt in self.config.output.formats:
-            if fmt == "geff":
-                out[fmt] = write_geff(tracks, self._path("tracks.geff"), overwrite=True)
-            elif fmt == "csv":
-                out[fmt] = write_annotations(tracks, self._path("tracks.csv"))
-            else:
-                out[fmt] = write_ctc(
-                    tracks,
-                    self._path("ctc/01_RES"),
-                    shape=shape,
-                    voxel_size=voxel_size,
-                    radius=self.config.output.ctc_radius_um,
-                )
-        return out
+        The files are the pipeline's own (``tracks.geff``, ``tracks.csv``, ``ctc/01_RES``)
+        and are replaced on every run. Returns the paths by format.
+        """
+        from celltrack.io import write_tracks
+
+        names = {"geff": "tracks.geff", "csv": "tracks.csv", "ctc": "ctc/01_RES"}
+        return {
+            fmt: write_tracks(
+                tracks,
+                self._path(names[fmt]),
+                fmt,
+                overwrite=True,
+                shape=tuple(int(s) for s in shape),
+                voxel_size=voxel_size,
+                radius_um=self.config.output.ctc_radius_um,
+            )
+            for fmt in self.config.output.formats
+        }
 
     def evaluate(self, ground_truth: TrackGraph, tracks: TrackGraph) -> TrackingScores:
         """Score ``tracks`` against ``ground_truth`` and save ``scores.json``."""
@@ -451,50 +536,44 @@ class Pipeline:
             graph = read_geff(self._path(artifact))
             self._stamp(stage, artifact, fp, time.perf_counter() - start, True)
             return graph
+        self._invalidate(artifact)
         graph = compute()
         write_geff(graph, self._path(artifact), overwrite=True)
         self._stamp(stage, artifact, fp, time.perf_counter() - start, False)
         return graph
 
     # ------------------------------------------------------------------ all stages
-    def check_images(self, images: Any, voxel_size: Any) -> tuple[Any, np.ndarray]:
-        """Promote 2D+t to Z = 1 and resolve the voxel size (argument, metadata, config)."""
-        if voxel_size is None:
-            voxel_size = getattr(images, "voxel_size", None)
-        if voxel_size is None:
-            voxel_size = self.config.data.voxel_size_um
-        if voxel_size is None:
-            raise InvalidInputError("voxel_size (z, y, x) µm is required with an array movie")
-        voxel_size = check_voxel_size(voxel_size)
-        if len(images.shape) == 3:  # 2D+t array (T, Y, X) → Z = 1
-            images = np.asarray(images)[:, None]
-        elif len(images.shape) != 4:
-            raise InvalidInputError(
-                f"images must be (T, Z, Y, X) or (T, Y, X), got shape {tuple(images.shape)}"
-            )
-        return images, voxel_size
-
-    def candidates_for(
+    def spots_for(
         self, images: Any, voxel_size: np.ndarray, annotations: TrackGraph | None
     ) -> TrackGraph:
-        """Detection training and inference, flow (when wanted), then the candidate graph.
+        """Detection training and inference, then flow (when wanted): the spots to link.
 
-        The final spots are kept in :attr:`spots`.
+        The spots are also kept in :attr:`spots`.
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
         model = self.train_detection(images, voxel_size, annotations)
         spots = self.detect(images, voxel_size, model, annotations)
-        upstream = self._stages["detect"]["fingerprint"]
         if self.wants_flow(annotations):
             flow_model = self.train_flow(images, voxel_size, annotations)
             spots = self.predict_parents(images, voxel_size, spots, flow_model)
-            upstream = self._stages["predict_flow"]["fingerprint"]
-        if annotations is not None and "approved" in annotations.edge_columns:
-            spots = _with_approved_links(spots, annotations)
-            upstream = _digest(upstream, annotations)
         self.spots = spots
-        extent = [(0.0, (n - 1) * v) for n, v in zip(images.shape[1:], voxel_size)]
-        return self.build_candidates(spots, upstream, tuple(extent))
+        return spots
+
+    def _spots_fingerprint(self) -> str:
+        stage = "predict_flow" if "predict_flow" in self._stages else "detect"
+        return self._stages[stage]["fingerprint"]
+
+    def candidates_for(
+        self, images: Any, voxel_size: np.ndarray, annotations: TrackGraph | None
+    ) -> TrackGraph:
+        """:meth:`spots_for`, then :meth:`link_graph` over the movie's field of view."""
+        spots = self.spots_for(images, voxel_size, annotations)
+        return self.link_graph(
+            spots,
+            annotations,
+            field_of_view_um=field_of_view(images.shape, voxel_size),
+            upstream=self._spots_fingerprint(),
+        )
 
     def run(
         self,
@@ -508,12 +587,12 @@ class Pipeline:
 
         Parameters
         ----------
-        images : array_like (T, Z, Y, X), optional
-            The movie (default: read ``config.data.image``).
+        images : array_like (T, Z, Y, X) or (T, Y, X), path or ImageSeries, optional
+            The movie (default: read ``config.data.image``); see :func:`celltrack.io.as_movie`.
         annotations : TrackGraph, optional
             Sparse annotations with tags and ``approved`` links.
         voxel_size : sequence of 3 float, optional
-            (z, y, x) µm; required with an array movie.
+            (z, y, x) µm; required with an array movie unless ``data.voxel_size_um`` is set.
         ground_truth : TrackGraph, optional
             Scored against when given.
         """
@@ -521,9 +600,9 @@ class Pipeline:
             images, voxel_size, file_ann, file_gt = self.load_inputs()
             annotations = annotations if annotations is not None else file_ann
             ground_truth = ground_truth if ground_truth is not None else file_gt
-        images, voxel_size = self.check_images(images, voxel_size)
-        candidates = self.candidates_for(images, voxel_size, annotations)
-        result = self.link(candidates)
+        images, voxel_size = self.movie(images, voxel_size)
+        graph = self.candidates_for(images, voxel_size, annotations)
+        result = self.link(graph)
         shape = tuple(int(s) for s in images.shape)
         outputs = self.export(result.graph, shape, voxel_size)
         scores = None
@@ -561,46 +640,3 @@ class Pipeline:
                 plot_loss_curves(self.histories), self._path("figures/losses.png")
             )
         return out
-
-
-def _reviewed(annotations: TrackGraph | None) -> TrackGraph | None:
-    """Annotations a person reviewed (never 'unlabeled')."""
-    if annotations is None or "tag" not in annotations.node_columns:
-        return annotations
-    return annotations.subgraph(nodes=annotations.nodes["tag"] != "unlabeled")
-
-
-def _approved_links(annotations: TrackGraph | None) -> int:
-    if annotations is None or "approved" not in annotations.edge_columns:
-        return 0
-    return int(np.asarray(annotations.edges["approved"], bool).sum())
-
-
-def _with_approved_links(spots: TrackGraph, annotations: TrackGraph) -> TrackGraph:
-    """Carry approved annotation links whose both ends survive detection into ``spots``."""
-    approved = np.asarray(annotations.edges["approved"], bool)
-    src = annotations.edges["source"][approved]
-    tgt = annotations.edges["target"][approved]
-    keep = spots.has_nodes(src) & spots.has_nodes(tgt)
-    if not keep.any():
-        return spots
-    base = spots.subgraph(edges=np.zeros(spots.num_edges, bool))
-    return base.add_edges(
-        {"source": src[keep], "target": tgt[keep], "approved": np.ones(int(keep.sum()), bool)}
-    )
-
-
-def _read_graph(path: str, voxel_size: Any = None) -> TrackGraph:
-    """Read a graph from GEFF, a CTC folder, CSV, JSON or TrackMate XML."""
-    from celltrack.io.annotations import read_annotations
-    from celltrack.io.ctc import read_ctc
-
-    p = Path(path)
-    if not p.exists():
-        raise InvalidInputError(f"'{p}' does not exist")
-    zarr_meta = ("zarr.json", ".zattrs", ".zgroup")
-    if p.suffix == ".geff" or (p.is_dir() and any((p / m).exists() for m in zarr_meta)):
-        return read_geff(p)
-    if p.is_dir():
-        return read_ctc(p, voxel_size=voxel_size if voxel_size is not None else (1.0, 1.0, 1.0))
-    return read_annotations(p)

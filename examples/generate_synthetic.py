@@ -7,8 +7,8 @@ Usage::
 Writes the movie ``OUT/image.zarr`` (OME-Zarr, (T, Z, Y, X) uint16, voxel size in µm),
 the ground-truth lineage ``OUT/gt.geff`` (GEFF zarr store: positions in µm, ``covariance``
 and ``radius`` node columns) and the generator config ``OUT/synth_config.yaml``, then
-prints a short summary. Read them back with ``celltrack.io.images.read_image``,
-``celltrack.io.geff_io.read_geff`` and ``celltrack.config.load_config``.
+prints a short summary. Read them back with ``celltrack.io.as_movie``,
+``celltrack.io.read_tracks`` and ``celltrack.config.load_config``.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     # 5. score and export
     scores = evaluate(data.gt, project.tracks, max_distance=MATCH_UM)
     print(scores.table())
-    path = project.export(out / "tracks.geff")
+    path = project.export(out / "tracks.geff", overwrite=True)  # like create(overwrite=True)
     print(f"wrote {path}; project folder {project.folder} "
           f"({time.perf_counter() - start:.1f} s in all)")
     return 0

@@ -65,13 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --images and --annotations, or --demo")
 
     # torch is imported only here, after the arguments are checked
-    from celltrack.detect import DetectionConfig, DetectionTrainer, build_model, detect
-    from celltrack.graph.candidates import CandidateConfig, build_candidates
+    from celltrack.detect import DetectionConfig, detect, train_detection
+    from celltrack.graph.candidates import CandidateConfig
+    from celltrack.io import as_movie, write_tracks
     from celltrack.io.annotations import read_annotations
-    from celltrack.io.ctc import write_ctc
-    from celltrack.io.geff_io import write_geff
-    from celltrack.io.images import read_image
-    from celltrack.solve import make_linker
+    from celltrack.solve.stage import link_stage
 
     out = args.out or Path(tempfile.mkdtemp(prefix="celltrack-own-data-"))
     out.mkdir(parents=True, exist_ok=True)
@@ -82,35 +80,34 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo data written to {out / 'demo'}: {data}")
     start = time.perf_counter()
 
-    movie = read_image(args.images, voxel_size=args.voxel_size, axes=args.axes)
+    movie = as_movie(args.images, voxel_size=args.voxel_size, axes=args.axes)
     vs = movie.voxel_size
     annotations = read_annotations(args.annotations, voxel_size=vs, units=args.units)
     print(f"movie {movie.shape} (T, Z, Y, X), voxel size {vs.tolist()} µm; {annotations}")
 
     cfg = DetectionConfig.cpu()
-    epochs = args.epochs
+    train = {"epochs": args.epochs}
     if args.tiny:
-        cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={
-            "prior_learning_rates": (1e-2,), "prior_crops": 1, "crops_per_frame": 1,
-            "crop_shape": (8, 32, 32)})})
-        epochs = 1
-    model = build_model(cfg.model, vs, two_d=movie.shape[1] == 1)
-    trainer = DetectionTrainer(model, cfg, voxel_size=vs)
-    trainer.prior(movie)
-    trainer.batch(movie, annotations, epochs=epochs, checkpoint=out / "detection.pt")
-    print(f"trained {len(trainer.history['loss'])} steps, last loss "
-          f"{trainer.history['loss'][-1]:.3f} -> {out / 'detection.pt'}")
+        train = {"epochs": 1, "prior_learning_rates": (1e-2,), "prior_crops": 1,
+                 "crops_per_frame": 1, "crop_shape": (8, 32, 32)}
+    cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=train)})
+    # an interrupted run resumes from the checkpoint; at the end it holds the finished model
+    trained = train_detection(movie, annotations, vs, cfg, checkpoint=out / "detection.pt",
+                              resume=True)
+    losses = trained.history["loss"]
+    print(f"trained {len(losses)} steps, last loss {losses[-1]:.3f} -> {out / 'detection.pt'}")
 
-    spots = detect(model, movie, cfg=cfg, annotations=annotations)
+    spots = detect(trained.model, movie, cfg=cfg, annotations=annotations)
     print(f"detected {spots.num_nodes} spots in {movie.shape[0]} frames")
 
-    candidates = build_candidates(spots, CandidateConfig(max_distance_um=8.0))
-    result = make_linker("greedy").link(candidates)
+    # the link stage: approved annotation links are kept and pinned
+    result = link_stage(spots, annotations, candidates=CandidateConfig(max_distance_um=8.0),
+                        linker="greedy")
     tracks = result.graph
     print(f"linked: {tracks.num_edges} links, status {result.status.value}")
 
-    write_geff(tracks, out / "tracks.geff", overwrite=True)
-    write_ctc(tracks, out / "01_RES", shape=movie.shape, voxel_size=vs)
+    write_tracks(tracks, out / "tracks.geff", overwrite=True)
+    write_tracks(tracks, out / "01_RES", "ctc", overwrite=True, shape=movie.shape, voxel_size=vs)
     print(f"wrote {out / 'tracks.geff'} and {out / '01_RES'} "
           f"({time.perf_counter() - start:.1f} s)")
     if data is not None:

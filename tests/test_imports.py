@@ -39,3 +39,12 @@ def test_building_a_graph_and_its_tracklets_loads_only_scipy_sparse():
         " {'source': [0], 'target': [1]}); g.tracklets()"
     )
     assert _loaded_after(code) == {"scipy.sparse"}
+
+
+def test_the_dask_executor_without_the_extra_names_the_install(monkeypatch):
+    from celltrack.errors import DependencyError
+    from celltrack.solve.blockwise.executors import DaskExecutor
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(DependencyError, match=r"celltrack\[dask\]"):
+        DaskExecutor("tcp://127.0.0.1:1")

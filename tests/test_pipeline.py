@@ -1,13 +1,16 @@
 import json
+from typing import Literal
 
 import numpy as np
 import pytest
+from pydantic import Field
 
+from celltrack.config import Config, config_from_dict, load_config, save_config
 from celltrack.demo import demo_config
 from celltrack.errors import ConfigError, InvalidInputError
 from celltrack.io import read_geff, write_image
 from celltrack.pipeline import DataConfig, OutputConfig, Pipeline, PipelineConfig
-from celltrack.solve import GreedyConfig
+from celltrack.solve import BlockwiseConfig, GreedyConfig, Linker, make_linker, register_linker
 from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
 
@@ -89,3 +92,174 @@ def test_bad_input(tmp_path, tiny):
         Pipeline(cfg.model_copy(update={"use_flow": "always"}), tmp_path).train_flow(
             data.image, data.voxel_size, None
         )
+
+
+# ---------------------------------------------------------------------- 2D+t, fast
+@pytest.fixture(scope="module")
+def flat():
+    """A 2D+t movie (T, Y, X) of 4 frames of 32 × 32 pixels, and its ground truth."""
+    cfg = SynthConfig.tiny(
+        shape=(1, 32, 32), n_frames=4, voxel_size=(1.0, 1.0, 1.0), n_nuclei=4,
+        min_spacing_um=7.0,
+    )
+    return make_embryo(cfg)
+
+
+def flat_config(workdir, **overrides) -> PipelineConfig:
+    output = OutputConfig(directory=str(workdir), formats=("geff",), figures=False)
+    return quick_config(workdir, **{"use_flow": "never", "output": output, **overrides})
+
+
+def overriding_annotations(gt):
+    """All GT nuclei of frames 0–1 (tp) and ONE approved link that is not the true one:
+    a frame-1 nucleus C gets the frame-0 nucleus farthest from its true parent P."""
+    frames = gt.subgraph(nodes=gt.t <= 1)
+    src, tgt = frames.edges["source"], frames.edges["target"]
+    child, parent = int(tgt[0]), int(src[0])
+    others = frames.ids[(frames.t == 0) & (frames.ids != parent)]
+    dist = np.linalg.norm(
+        frames.positions[frames.index_of(others)] - frames.positions[frames.index_of([child])],
+        axis=1,
+    )
+    wrong = int(others[np.argmax(dist)])
+    ann = frames.subgraph(edges=np.zeros(frames.num_edges, bool))
+    ann.set_node_column("tag", np.full(ann.num_nodes, "tp"))
+    ann = ann.add_edges(
+        {"source": np.array([wrong]), "target": np.array([child]), "approved": np.array([True])}
+    )
+    return ann, (wrong, child), (parent, child)
+
+
+def _pairs(graph) -> set[tuple[int, int]]:
+    return set(zip(graph.edges["source"].tolist(), graph.edges["target"].tolist()))
+
+
+@pytest.fixture(scope="module")
+def flat_workdir(tmp_path_factory):
+    """One work folder for the 2D+t runs: detection is trained once, then reused."""
+    return tmp_path_factory.mktemp("flat")
+
+
+def test_pipeline_keeps_a_persons_approved_link(flat, flat_workdir):
+    """Bug: build_candidates dropped the approved links, so the linker overrode them."""
+    ann, approved, true_link = overriding_annotations(flat.gt)
+    result = Pipeline(flat_config(flat_workdir), flat_workdir).run(
+        flat.image[:, 0], ann, voxel_size=flat.voxel_size
+    )
+    assert result.link.ok
+    links = _pairs(result.tracks)
+    assert approved in links and true_link not in links
+    cand = read_geff(flat_workdir / "candidates.geff")
+    pinned = cand.edges["pin"] == 1
+    pinned_links = zip(cand.edges["source"][pinned].tolist(), cand.edges["target"][pinned].tolist())
+    assert set(pinned_links) == {approved}
+
+
+def test_pipeline_runs_blockwise_end_to_end(flat, flat_workdir):
+    """Bug: the BlockwiseConfig went positionally into solve_blockwise's block_size."""
+    ann, approved, _ = overriding_annotations(flat.gt)
+    whole = Pipeline(flat_config(flat_workdir), flat_workdir).run(
+        flat.image[:, 0], ann, voxel_size=flat.voxel_size
+    )
+    bw = BlockwiseConfig(
+        block_size=(2, None, None, None), context=(2, None, None, None), executor="serial",
+        progress=False,
+    )
+    cfg = flat_config(flat_workdir, blockwise=bw)
+    assert load_config(save_config(cfg, flat_workdir / "bw.yaml"), PipelineConfig) == cfg
+    blocks = Pipeline(cfg, flat_workdir).run(flat.image[:, 0], ann, voxel_size=flat.voxel_size)
+    assert blocks.link.ok and blocks.link.stats  # the block-wise solver's statistics
+    assert approved in _pairs(blocks.tracks)
+    assert blocks.tracks.equals(whole.tracks, columns=False)
+    assert any((flat_workdir / "blocks").glob("*/manifest.json"))
+    prov = json.loads((flat_workdir / "provenance.json").read_text())
+    assert prov["stages"]["train_detection"]["reused"]
+
+
+def test_editing_a_middle_frame_invalidates_detection(flat, tmp_path):
+    """Bug: the movie's fingerprint hashed only the first and last frames."""
+    movie = np.array(flat.image[:, 0])
+    cfg = flat_config(tmp_path)
+    Pipeline(cfg, tmp_path).run(movie, voxel_size=flat.voxel_size)
+    movie[1, 5:9, 5:9] = movie.max()
+    Pipeline(cfg, tmp_path).run(movie, voxel_size=flat.voxel_size)
+    stages = json.loads((tmp_path / "provenance.json").read_text())["stages"]
+    assert not stages["train_detection"]["reused"] and not stages["detect"]["reused"]
+
+
+class Killed(Exception):
+    """Stands in for a kill after the flow model's checkpoint was written."""
+
+
+@pytest.mark.parametrize("stage", ["detection", "flow"])
+def test_a_killed_training_never_hands_its_weights_to_another_config_and_resumes(
+    flat, tmp_path, monkeypatch, stage
+):
+    """Bugs: a run of config B killed mid-training left its model under the path config A's
+    stamp pointed to (a rerun of A 'reused' B's weights); the flow stage restarted from
+    epoch 1 although train_flow can resume."""
+    import celltrack.detect
+    import celltrack.flow
+
+    module, name = {
+        "detection": (celltrack.detect, "train_detection"),
+        "flow": (celltrack.flow, "train_flow"),
+    }[stage]
+    ann = sample_annotations(flat.gt, n_nuclei=3, n_links=3, rng=0)
+    cfg_a = flat_config(tmp_path, use_flow="always")
+    section = getattr(cfg_a, stage)
+    changed = section.model_copy(update={"train": section.train.model_copy(update={"seed": 7})})
+    cfg_b = cfg_a.model_copy(update={stage: changed})
+
+    def run(cfg):
+        return Pipeline(cfg, tmp_path).run(flat.image[:, 0], ann, voxel_size=flat.voxel_size)
+
+    run(cfg_a)
+    real = getattr(module, name)
+    calls = []
+
+    def killed_after_checkpoint(*args, **kwargs):
+        calls.append(kwargs)
+        real(*args, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(module, name, killed_after_checkpoint)
+    with pytest.raises(Killed):
+        run(cfg_b)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(k) or real(*a, **k))
+    run(cfg_a)
+    stages = json.loads((tmp_path / "provenance.json").read_text())["stages"]
+    assert not stages[f"train_{stage}"]["reused"]  # A's stamp no longer vouches for the file
+    assert calls[-1]["checkpoint"] != calls[0]["checkpoint"]  # A never starts from B's file
+    run(cfg_b)  # B again: resumes from the checkpoint its killed run left
+    assert calls[-1]["checkpoint"] == calls[0]["checkpoint"] and calls[-1]["resume"] is True
+
+
+class UserNearestConfig(Config):
+    """A user's own linker config (registered by the test below)."""
+
+    kind: Literal["test_user_nearest"] = Field("test_user_nearest", description="linker kind")
+    max_cost_um: float = Field(6.0, gt=0, description="longest link (µm)")
+
+
+class UserNearestLinker(Linker):
+    """A user's own linker: greedy nearest parent within ``max_cost_um``."""
+
+    config_class = UserNearestConfig
+
+    def _link(self, candidates):
+        return make_linker(GreedyConfig(max_cost=self.config.max_cost_um)).link(candidates)
+
+
+def test_a_registered_user_linker_runs_through_the_pipeline(flat, flat_workdir):
+    register_linker("test_user_nearest", UserNearestConfig, UserNearestLinker)
+    data = {**flat_config(flat_workdir).model_dump(), "linker": {"kind": "test_user_nearest"}}
+    cfg = config_from_dict(data, PipelineConfig)
+    assert isinstance(cfg.linker, UserNearestConfig)
+    path = save_config(cfg, flat_workdir / "user.yaml")
+    assert load_config(path, PipelineConfig) == cfg
+    ann, approved, _ = overriding_annotations(flat.gt)  # detection is reused from above
+    result = Pipeline(path, flat_workdir).run(flat.image[:, 0], ann, voxel_size=flat.voxel_size)
+    assert result.link.ok and approved in _pairs(result.tracks)
+    prov = json.loads((flat_workdir / "provenance.json").read_text())
+    assert prov["config"]["linker"] == {"kind": "test_user_nearest", "max_cost_um": 6.0}

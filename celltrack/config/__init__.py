@@ -1,10 +1,51 @@
 """Typed configuration: the :class:`Config` base, file I/O, and every stage's config model.
 
 Nothing here imports torch: ``celltrack config init`` and a user who only edits configs
-never pay for the deep-learning stack. The stage configs live in this package's modules
-(one file per stage); their stage packages re-export them.
+never pay for the deep-learning stack. Stage configs live one module per stage
+(:mod:`~celltrack.config.nn`, :mod:`~celltrack.config.detection`, :mod:`~celltrack.config.flow`,
+:mod:`~celltrack.config.pipeline`, :mod:`~celltrack.config.project`); the linking configs
+stay beside their linkers in :mod:`celltrack.solve` and :mod:`celltrack.graph`. Every one of
+them is importable from here, loaded on first use.
 """
+
+from importlib import import_module
+from typing import Any
 
 from celltrack.config.base import Config, config_from_dict, load_config, save_config
 
-__all__ = ["Config", "config_from_dict", "load_config", "save_config"]
+_LAZY = {
+    "AugmentConfig": "celltrack.config.nn",
+    "TilingConfig": "celltrack.config.nn",
+    "DetectionConfig": "celltrack.config.detection",
+    "LabelConfig": "celltrack.config.detection",
+    "ModelConfig": "celltrack.config.detection",
+    "LossConfig": "celltrack.config.detection",
+    "TrainConfig": "celltrack.config.detection",
+    "PredictConfig": "celltrack.config.detection",
+    "SpotConfig": "celltrack.config.detection",
+    "FlowConfig": "celltrack.config.flow",
+    "FlowLabelConfig": "celltrack.config.flow",
+    "FlowModelConfig": "celltrack.config.flow",
+    "FlowLossConfig": "celltrack.config.flow",
+    "FlowTrainConfig": "celltrack.config.flow",
+    "FlowPredictConfig": "celltrack.config.flow",
+    "DataConfig": "celltrack.config.pipeline",
+    "OutputConfig": "celltrack.config.pipeline",
+    "EvaluationConfig": "celltrack.config.pipeline",
+    "PipelineConfig": "celltrack.config.pipeline",
+    "ProjectConfig": "celltrack.config.project",
+    "as_project_config": "celltrack.config.project",
+    "CandidateConfig": "celltrack.graph.candidates",
+    "GreedyConfig": "celltrack.solve.greedy",
+    "FlowNNConfig": "celltrack.solve.flow_nn",
+    "ILPConfig": "celltrack.solve.ilp.config",
+    "BlockwiseConfig": "celltrack.solve.blockwise.api",
+}
+
+__all__ = ["Config", "config_from_dict", "load_config", "save_config", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'celltrack.config' has no attribute '{name}'")

@@ -9,6 +9,7 @@ exact round trip (``load_config(save_config(cfg)) == cfg``).
 from __future__ import annotations
 
 import json
+import reprlib
 import sys
 import typing
 from pathlib import Path
@@ -29,11 +30,16 @@ class Config(BaseModel):
     """Base of every celltrack configuration model.
 
     Forbids unknown keys, is immutable (use ``cfg.model_copy(update={...})`` to derive a
-    variant) and validates defaults.
+    variant), validates defaults and refuses NaN and infinite floats in every field
+    (``.nan`` / ``.inf`` in a file are errors; a field that means "no limit" uses None).
     """
 
     model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=False
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+        use_attribute_docstrings=False,
+        allow_inf_nan=False,
     )
 
     def __init__(self, **data: Any) -> None:
@@ -66,9 +72,55 @@ def _model_at(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] |
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxtuple = 3, 6, 6, 6
+_REPR.maxstring, _REPR.maxother, _REPR.maxlong = 60, 60, 40
+
+#: most values (mapping entries, list items, scalars) a config file may expand to
+MAX_CONFIG_VALUES = 100_000
+#: deepest nesting a config file may have
+MAX_CONFIG_DEPTH = 64
+
+
+def _shown(value: Any) -> str:
+    """A short repr whose cost is bounded (a YAML alias bomb must not hang the message)."""
+    try:
+        return _REPR.repr(value)
+    except Exception:  # a repr that fails must not hide the real error
+        return f"<{type(value).__name__}>"
+
+
+def _check_size(data: Any, path: Path) -> None:
+    """Refuse config data that expands to too many values or nests too deeply.
+
+    YAML aliases make a few hundred bytes expand to billions of values (an "alias
+    bomb"); walking with a budget stops after :data:`MAX_CONFIG_VALUES`.
+    """
+    budget = MAX_CONFIG_VALUES
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise ConfigError(
+                f"config file '{path}' expands to more than {MAX_CONFIG_VALUES} values (YAML "
+                "aliases repeated?); a celltrack config is a small mapping: remove the aliases"
+            )
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                f"config file '{path}' nests deeper than {MAX_CONFIG_DEPTH} levels; a celltrack "
+                "config nests a few sections: flatten it"
+            )
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((k, depth + 1) for k in value)
+        elif isinstance(value, (list, tuple)):
+            stack.extend((v, depth + 1) for v in value)
+
+
 def _explain(error: ValidationError, model: type[BaseModel]) -> str:
     lines = []
-    for item in error.errors():
+    for item in error.errors(include_url=False, include_input=True):
         loc = tuple(item["loc"])
         where = ".".join(str(part) for part in loc) or "<root>"
         if item["type"] == "extra_forbidden":
@@ -77,7 +129,7 @@ def _explain(error: ValidationError, model: type[BaseModel]) -> str:
             hint = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
             lines.append(f"unknown key '{where}'{hint}")
         else:
-            lines.append(f"'{where}': {item['msg']} (got {item.get('input')!r})")
+            lines.append(f"'{where}': {item['msg']} (got {_shown(item.get('input'))})")
     return f"invalid {model.__name__}: " + "; ".join(lines)
 
 
@@ -136,12 +188,45 @@ def load_config(path: str | Path, model: type[C]) -> C:
     fmt = _format_of(path)
     if not path.is_file():
         raise ConfigError(f"config file '{path}' does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file '{path}': {exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"config file '{path}' has {len(raw)} bytes, more than the {MAX_CONFIG_BYTES} a "
+            "config may have; is this the right file?"
+        )
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file '{path}' is not UTF-8 text (byte {exc.start}: {exc.reason}); save it "
+            "as UTF-8"
+        ) from None
     try:
         data = _parse(text, fmt)
     except ValueError as exc:  # YAMLError is not one: _parse converts it
-        raise ConfigError(f"cannot parse {fmt.upper()} config '{path}': {exc}") from None
-    return config_from_dict(data, model)
+        raise ConfigError(f"cannot parse {fmt.upper()} config '{path}': {_short(exc)}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"cannot parse {fmt.upper()} config '{path}': nested too deeply; a celltrack config "
+            "nests a few sections: flatten it"
+        ) from None
+    _check_size(data, path)
+    try:
+        return config_from_dict(data, model)
+    except ConfigError as exc:
+        raise ConfigError(f"config file '{path}': {exc}") from None
+
+
+#: largest config file read (bytes)
+MAX_CONFIG_BYTES = 10_000_000
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc)
+    return text if len(text) <= 400 else text[:397] + "..."
 
 
 def _parse(text: str, fmt: str) -> Any:
@@ -153,6 +238,8 @@ def _parse(text: str, fmt: str) -> Any:
             return yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise ValueError(str(exc)) from None
+        except (TypeError, AttributeError) as exc:  # e.g. an unhashable (list) mapping key
+            raise ValueError(f"invalid YAML structure ({exc})") from None
     if fmt == "toml":
         if sys.version_info >= (3, 11):
             import tomllib

@@ -311,6 +311,46 @@ class TrackGraph:
         """Boolean mask: which of ``node_ids`` are nodes of this graph."""
         return self._lookup(node_ids)[1]
 
+    def edge_rows(self, pairs: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Edge row of each (parent id, child id) pair, and which pairs are edges.
+
+        Parameters
+        ----------
+        pairs : array_like of int, shape (P, 2)
+            Node id pairs (parent, child); one pair may be given as shape (2,).
+
+        Returns
+        -------
+        rows : ndarray of int64, shape (P,)
+            Edge row (0 where the pair is not an edge).
+        found : ndarray of bool, shape (P,)
+
+        Raises
+        ------
+        InvalidInputError
+            If ``pairs`` is not of shape (P, 2).
+        """
+        pairs = np.asarray(pairs, dtype=np.int64)
+        if pairs.size == 0:
+            pairs = pairs.reshape(0, 2)
+        if pairs.ndim == 1 and pairs.size == 2:
+            pairs = pairs[None]
+        if pairs.ndim != 2 or pairs.shape[1] != 2:
+            raise InvalidInputError(
+                f"links must be (parent_id, child_id) pairs, shape (P, 2); got shape "
+                f"{pairs.shape}"
+            )
+        src = self._edges["source"].astype(np.int64)
+        tgt = self._edges["target"].astype(np.int64)
+        if src.size == 0:
+            return np.zeros(len(pairs), np.int64), np.zeros(len(pairs), bool)
+        order = np.lexsort((tgt, src))
+        layout = [("s", np.int64), ("t", np.int64)]  # binary search on (source, target) rows
+        view = np.ascontiguousarray(np.stack([src, tgt], axis=1)[order]).view(layout).ravel()
+        query = np.ascontiguousarray(pairs).view(layout).ravel()
+        pos = np.minimum(np.searchsorted(view, query), view.size - 1)
+        return order[pos], view[pos] == query
+
     def edge_index(self) -> tuple[np.ndarray, np.ndarray]:
         """Row indices of edge sources and targets, each shape (E,)."""
         if "edge_index" not in self._cache:

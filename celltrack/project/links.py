@@ -1,8 +1,8 @@
-"""Linking helpers of a project: approved links into candidate graphs, results back.
+"""Linking results back into a project: fresh ids for linker-made nodes, links merged.
 
-A project links its nucleus spots with any linker; these pure functions carry the
-approved links into the candidate graph (so ILP/greedy pin them), give nodes the linker
-made (interpolated spots) fresh project ids, and write the result's links back into the
+A project links its spots through the link stage (:mod:`celltrack.solve.stage`, which
+carries the approved links and pins); these pure functions give nodes the linker made
+(interpolated spots) fresh project ids and write the result's links back into the
 annotation graph as non-approved links, ready for a person to approve.
 """
 
@@ -12,39 +12,9 @@ import numpy as np
 
 from celltrack.geometry import sphere_covariances
 from celltrack.graph import TrackGraph
-from celltrack.project.tags import approved_mask, edge_rows
+from celltrack.graph.tags import TAG_DTYPE, Tag, approved_mask
 
-__all__ = ["merge_links", "renumber_created", "with_approved_links"]
-
-
-def with_approved_links(cand: TrackGraph, spots: TrackGraph) -> TrackGraph:
-    """Candidate graph with edge column ``approved``; approved links missing are added."""
-    approved_pairs = np.stack([spots.edges["source"], spots.edges["target"]], axis=1)
-    col = np.zeros(cand.num_edges, bool)
-    if approved_pairs.shape[0] == 0:
-        cand.set_edge_column("approved", col)
-        return cand
-    rows, found = edge_rows(cand, approved_pairs)
-    col[rows[found]] = True
-    cand.set_edge_column("approved", col)
-    missing = approved_pairs[~found]
-    if missing.shape[0]:
-        prow, crow = cand.index_of(missing[:, 0]), cand.index_of(missing[:, 1])
-        pos = cand.positions
-        dist = np.sqrt(((pos[prow] - pos[crow]) ** 2).sum(axis=1))
-        attrs = dict(cand.attrs)
-        cand = cand.add_edges(
-            {
-                "source": missing[:, 0],
-                "target": missing[:, 1],
-                "distance": dist,
-                "pred_distance": dist,
-                "frame_gap": cand.t[crow] - cand.t[prow],
-                "approved": np.ones(missing.shape[0], bool),
-            }
-        )
-        cand.attrs = attrs
-    return cand
+__all__ = ["merge_links", "renumber_created"]
 
 
 def renumber_created(tracks: TrackGraph, linked: np.ndarray, next_id: int) -> TrackGraph:
@@ -100,13 +70,13 @@ def merge_links(annotations: TrackGraph, tracks: TrackGraph, linked: np.ndarray)
                 "x": add.nodes["x"],
                 "covariance": cov,
                 "score": np.full(n, np.nan),
-                "tag": np.full(n, "unlabeled", dtype="<U9"),
+                "tag": np.full(n, Tag.UNLABELED.value, dtype=TAG_DTYPE),
             }
         )
         out.attrs = attrs
     pairs = np.stack([tracks.edges["source"], tracks.edges["target"]], axis=1)
     if pairs.shape[0]:
-        _, exists = edge_rows(out, pairs)
+        _, exists = out.edge_rows(pairs)
         pairs = pairs[~exists]
     if pairs.shape[0]:
         attrs = dict(out.attrs)

@@ -38,21 +38,26 @@ from celltrack._version import __version__
 from celltrack.errors import CelltrackError, GraphError, InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, covariance_from_radii
 from celltrack.graph import TrackGraph
-from celltrack.graph.trackgraph import TAGS
-from celltrack.io.images import ImageSeries, read_image, write_image
-from celltrack.project import storage
-from celltrack.project.config import ProjectConfig, as_project_config
-from celltrack.project.links import merge_links, renumber_created, with_approved_links
-from celltrack.project.tags import (
-    MANUAL_TAG,
-    NUCLEUS_TAGS,
+from celltrack.graph.tags import (
+    MANUAL,
+    TAG_DTYPE,
+    TAGS,
     approved_mask,
-    edge_rows,
-    merge_predictions,
     review_tags,
     reviewed_mask,
 )
-from celltrack.solve.base import LinkResult, make_linker
+from celltrack.io import ImageSeries, as_movie, read_image, write_image
+from celltrack.project import storage
+from celltrack.project.config import ProjectConfig, as_project_config
+from celltrack.project.links import merge_links, renumber_created
+from celltrack.project.tags import merge_predictions
+from celltrack.solve.base import LinkResult
+from celltrack.solve.stage import (
+    field_of_view,
+    link_stage,
+    linkable_spots,
+    resolve_linker,
+)
 
 __all__ = ["Project"]
 
@@ -69,7 +74,7 @@ def _empty_annotations() -> TrackGraph:
             "x": np.zeros(0),
             "covariance": np.zeros((0, 3, 3)),
             "score": np.zeros(0),
-            "tag": np.zeros(0, dtype="<U9"),
+            "tag": np.zeros(0, dtype=TAG_DTYPE),
         },
         {
             "source": np.zeros(0, np.int64),
@@ -155,16 +160,19 @@ class Project:
         ----------
         folder : str or Path
             Project folder (created; must not hold a project unless ``overwrite``).
-        images : str, Path, ndarray (T, Z, Y, X) or ImageSeries
+        images : str, Path, ndarray or ImageSeries
             A movie file or folder readable by :func:`celltrack.io.images.read_image`
-            (referenced, not copied), or an array (stored in the folder as OME-Zarr).
-            2D+t arrays need a Z axis of length 1: ``image[:, None]``.
+            (referenced, not copied), or an array or ImageSeries (stored in the folder as
+            OME-Zarr) read by :func:`celltrack.io.as_movie`: 4-D is (T, Z, Y, X), 3-D is
+            2D+t (T, Y, X).
         voxel_size : sequence of 3 float, optional
             Voxel size (z, y, x) µm; required for arrays, overrides file metadata.
         config : ProjectConfig, mapping or pipeline config, optional
             Stage settings (default :class:`ProjectConfig`).
-        axes, channel : optional
-            Passed to :func:`read_image` for files (e.g. ``axes="TYX"``).
+        axes : str, optional
+            Axes of a file or array (e.g. ``"TYX"``, ``"ZYX"`` for one volume).
+        channel : int, optional
+            Channel of a multi-channel file.
         overwrite : bool
             Replace an existing project in ``folder``.
         progress : bool
@@ -191,22 +199,14 @@ class Project:
                 "options": options,
             }
         else:
-            if isinstance(images, ImageSeries):
-                vs = images.voxel_size if voxel_size is None else voxel_size
-            else:
-                if not hasattr(images, "ndim"):
-                    images = np.asarray(images)
-                vs = voxel_size
-                if images.ndim != 4:
-                    raise ShapeError(
-                        f"images must be a (T, Z, Y, X) movie, got shape {images.shape}; "
-                        "for 2D+t data add a Z axis of length 1 (image[:, None])"
-                    )
-            if vs is None:
+            if isinstance(images, ImageSeries) and voxel_size is None:
+                voxel_size = images.voxel_size
+            if voxel_size is None:
                 raise InvalidInputError(
                     "voxel_size=(z, y, x) in µm is required when images is an array"
                 )
-            write_image(images, folder / storage.IMAGES, voxel_size=vs, progress=progress)
+            movie = as_movie(images, axes=axes, voxel_size=voxel_size)
+            write_image(movie, folder / storage.IMAGES, voxel_size=voxel_size, progress=progress)
             series = read_image(folder / storage.IMAGES)
             source = {"path": storage.IMAGES, "stored": True, "options": {}}
         vs = check_voxel_size(series.voxel_size if voxel_size is None else voxel_size)
@@ -396,7 +396,7 @@ class Project:
         positions_um: Any,
         radius_um: Any = None,
         covariance: Any = None,
-        tag: str = MANUAL_TAG,
+        tag: str = MANUAL,
     ) -> np.ndarray:
         """Add spots to frame ``t`` (one atomic save). Hand-made spots are tagged ``fn``.
 
@@ -434,7 +434,7 @@ class Project:
             "x": pos[:, 2],
             "covariance": cov,
             "score": np.ones(n),  # a person's spot: full confidence
-            "tag": np.full(n, tag, dtype="<U9"),
+            "tag": np.full(n, tag, dtype=TAG_DTYPE),
         }
         graph = self._annotations.add_nodes(new)
         graph.attrs = dict(self._annotations.attrs)
@@ -447,13 +447,13 @@ class Project:
         position_um: Sequence[float],
         radius_um: Any = None,
         covariance: Any = None,
-        tag: str = MANUAL_TAG,
+        tag: str = MANUAL,
     ) -> int:
         """Add one spot (see :meth:`add_spots`); returns its id."""
         return int(self.add_spots(t, position_um, radius_um, covariance, tag)[0])
 
     def add_annotations(
-        self, graph: TrackGraph, *, tag: str = MANUAL_TAG, approved: bool = True
+        self, graph: TrackGraph, *, tag: str = MANUAL, approved: bool = True
     ) -> np.ndarray:
         """Import annotated spots and links (e.g. from :func:`read_annotations`), one save.
 
@@ -493,9 +493,9 @@ class Project:
             else self._covariances(n, None, None)
         )
         tags = (
-            np.asarray(graph.nodes["tag"]).astype("<U9")
+            np.asarray(graph.nodes["tag"]).astype(TAG_DTYPE)
             if "tag" in graph.nodes
-            else np.full(n, tag, dtype="<U9")
+            else np.full(n, tag, dtype=TAG_DTYPE)
         )
         if not np.all(np.isin(tags, TAGS)):
             raise InvalidInputError(f"tags must be among {list(TAGS)}")
@@ -564,7 +564,7 @@ class Project:
         g = self._annotations
         ids = np.atleast_1d(np.asarray(node_ids, dtype=np.int64))
         rows = g.index_of(ids)
-        tags = np.asarray(g.nodes["tag"]).astype("<U9")
+        tags = np.asarray(g.nodes["tag"]).astype(TAG_DTYPE)
         tags[rows] = review_tags(tags[rows], decision)
         graph = g.copy()
         graph.set_node_column("tag", tags)
@@ -605,7 +605,7 @@ class Project:
         graph.attrs = dict(g.attrs)
         if np.any(same):
             col = approved_mask(graph)
-            col[edge_rows(graph, [(parent, child)])[0]] = bool(approved)
+            col[graph.edge_rows([(parent, child)])[0]] = bool(approved)
             graph.set_edge_column("approved", col)
         else:
             graph = graph.add_edges(
@@ -616,7 +616,7 @@ class Project:
     def remove_links(self, pairs: Any) -> None:
         """Delete links given as (parent, child) id pairs."""
         g = self._annotations
-        rows, found = edge_rows(g, pairs)
+        rows, found = g.edge_rows(pairs)
         if not np.all(found):
             bad = np.asarray(pairs, np.int64).reshape(-1, 2)[~found][:5].tolist()
             raise GraphError(f"links {bad} do not exist")
@@ -627,7 +627,7 @@ class Project:
     def approve_links(self, pairs: Any, approved: bool = True) -> None:
         """Mark existing links (parent, child) as approved (or not, ``approved=False``)."""
         g = self._annotations
-        rows, found = edge_rows(g, pairs)
+        rows, found = g.edge_rows(pairs)
         if not np.all(found):
             bad = np.asarray(pairs, np.int64).reshape(-1, 2)[~found][:5].tolist()
             raise GraphError(
@@ -837,13 +837,9 @@ class Project:
 
     # ------------------------------------------------------------------ linking
     def _linker(self, linker: Any) -> Any:
-        if linker is None:
-            return make_linker(self.config.linker)
-        if isinstance(linker, str) and linker == self.config.linker.kind:
-            return make_linker(self.config.linker)
-        if hasattr(linker, "link") and hasattr(linker, "config"):
-            return linker
-        return make_linker(linker)
+        if linker is None or (isinstance(linker, str) and linker == self.config.linker.kind):
+            return resolve_linker(self.config.linker)
+        return resolve_linker(linker)
 
     def link(
         self,
@@ -860,7 +856,8 @@ class Project:
         Parameters
         ----------
         linker : Linker, config, kind name or dict, optional
-            Default ``config.linker``; e.g. ``"ilp"``, ``"greedy"``, ``"flow_nn"``.
+            Default ``config.linker``; e.g. ``"ilp"``, ``"greedy"``, ``"flow_nn"`` or any
+            registered kind.
         kind : str, optional
             Same as passing the kind name as ``linker``.
         frames : (int, int), optional
@@ -868,36 +865,29 @@ class Project:
         use_flow : bool
             Add flow-predicted parent positions when a flow model exists.
         blockwise : BlockwiseConfig, optional
-            Solve the candidate graph block-wise (greedy / ILP linkers).
+            Solve the candidate graph block-wise (candidate-graph linkers).
         progress : bool
             Progress bars.
 
         Returns
         -------
         LinkResult
-            The solver's result (nodes the linker made, e.g. interpolated ones, get
-            fresh project ids); its graph is saved as ``tracks.geff``, and its links
-            replace the annotation graph's non-approved links in the linked frames
-            (approve them with :meth:`approve_links`). ILP/greedy candidate graphs pin
-            tp/fn spots in, and approved links in (:func:`pins_from_tags`).
+            The solver's result through the link stage (:func:`celltrack.solve.stage.link_stage`:
+            approved links kept and pinned, tp/fn spots pinned in). Nodes the linker made
+            (e.g. interpolated ones) get fresh project ids; the graph is saved as
+            ``tracks.geff``, and its links replace the annotation graph's non-approved links
+            in the linked frames (approve them with :meth:`approve_links`).
         """
-        from celltrack.graph.candidates import build_candidates, pins_from_tags
-
         if kind is not None:
             if linker is not None:
                 raise InvalidInputError("give either linker or kind, not both")
             linker = kind
         g = self._annotations
-        mask = np.isin(np.asarray(g.nodes["tag"]).astype(str), NUCLEUS_TAGS)
+        spots = g
         if frames is not None:
             lo, hi = (self._check_frame(f) for f in frames)
-            mask &= (g.t >= lo) & (g.t <= hi)
-        spots = g.subgraph(nodes=mask)
-        if spots.num_nodes == 0:
-            raise InvalidInputError("no spots to link: add spots or predict frames first")
-        spots = spots.subgraph(edges=approved_mask(spots))
-        score = np.asarray(spots.nodes["score"], dtype=np.float64)
-        spots.set_node_column("score", np.where(np.isfinite(score), score, 1.0))
+            spots = g.subgraph(nodes=(g.t >= lo) & (g.t <= hi))
+        spots = linkable_spots(spots)
         linker = self._linker(linker)
         if use_flow and self.flow_model is not None:
             from celltrack.flow import predict_parents
@@ -906,28 +896,24 @@ class Project:
                 self.flow_model, self.images, spots, self.voxel_size, self.config.flow,
                 progress=progress,
             )
-        if linker.config.kind == "flow_nn":
-            if blockwise is not None:
-                raise InvalidInputError(
-                    "block-wise solving needs a candidate-graph linker: use 'greedy' or 'ilp'"
-                )
-            result = linker.link(spots)
-        else:
-            nodes_only = spots.subgraph(edges=np.zeros(spots.num_edges, bool))
-            cand = build_candidates(nodes_only, self.config.candidates)
-            cand = with_approved_links(cand, spots)
-            cand = pins_from_tags(cand)
-            if blockwise is not None:
-                from celltrack.solve.blockwise import solve_blockwise
-
-                result = solve_blockwise(cand, linker, config=blockwise, progress=progress)
-            else:
-                result = linker.link(cand)
-        tracks = renumber_created(result.graph, spots.ids, self._next_id())
+        candidates = self.config.candidates
+        if candidates.field_of_view_um is None:
+            fov = field_of_view(self.shape, self.voxel_size)
+            candidates = candidates.model_copy(update={"field_of_view_um": fov})
+        result = link_stage(
+            spots,
+            g,
+            candidates=candidates,
+            linker=linker,
+            blockwise=blockwise,
+            progress=progress,
+        )
+        linked = spots.ids
+        tracks = renumber_created(result.graph, linked, self._next_id())
         tracks.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
         storage.save_graph(tracks, self.folder / storage.TRACKS)
         self._tracks = tracks
-        self._commit(merge_links(g, tracks, spots.ids))
+        self._commit(merge_links(g, tracks, linked))
         return dataclasses.replace(result, graph=tracks.copy())
 
     # ------------------------------------------------------------------ export
@@ -938,8 +924,9 @@ class Project:
         *,
         what: str = "tracks",
         radius_um: float | None = None,
+        overwrite: bool = False,
     ) -> Path:
-        """Write the tracks (or the annotations) as GEFF, CTC or CSV/JSON.
+        """Write the tracks (or the annotations) with :func:`celltrack.io.write_tracks`.
 
         Parameters
         ----------
@@ -951,12 +938,16 @@ class Project:
             The last :meth:`link` result, or the annotation graph with its tags.
         radius_um : float, optional
             CTC only: paint spheres of this radius instead of the covariances.
-        """
-        from celltrack.io.annotations import write_annotations
-        from celltrack.io.ctc import write_ctc
-        from celltrack.io.geff_io import write_geff
+        overwrite : bool
+            Replace an existing file or folder at ``path`` (never done otherwise).
 
-        path = Path(path)
+        Returns
+        -------
+        Path
+            The written path.
+        """
+        from celltrack.io import write_tracks
+
         if what not in ("tracks", "annotations"):
             raise InvalidInputError(f"what must be 'tracks' or 'annotations', got {what!r}")
         if what == "tracks":
@@ -965,21 +956,12 @@ class Project:
             graph = self._tracks
         else:
             graph = self._annotations
-        suffixes = {".geff": "geff", ".zarr": "geff", ".csv": "csv", ".json": "json"}
-        fmt = format or suffixes.get(path.suffix.lower())
-        if fmt is None:
-            raise InvalidInputError(
-                f"cannot tell the export format of {path.name!r}: pass format='geff', 'ctc', "
-                "'csv' or 'json'"
-            )
-        if fmt == "geff":
-            return write_geff(graph, path, overwrite=True)
-        if fmt in ("csv", "json"):
-            if path.suffix.lower() != f".{fmt}":
-                path = path.with_suffix(f".{fmt}")
-            return write_annotations(graph, path)
-        if fmt == "ctc":
-            return write_ctc(
-                graph, path, shape=self.shape, voxel_size=self.voxel_size, radius=radius_um
-            )
-        raise InvalidInputError(f"format must be 'geff', 'ctc', 'csv' or 'json', got {fmt!r}")
+        return write_tracks(
+            graph,
+            path,
+            format,
+            overwrite=overwrite,
+            shape=self.shape,
+            voxel_size=self.voxel_size,
+            radius_um=radius_um,
+        )

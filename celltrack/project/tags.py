@@ -23,91 +23,15 @@ Nothing here touches files or models: every function returns new arrays or graph
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 from scipy.spatial import cKDTree
 
 from celltrack.errors import GraphError, InvalidInputError
 from celltrack.graph import TrackGraph
-from celltrack.graph.tags import (
-    FOUND,
-    LINKABLE,
-    MANUAL,
-    RESET,
-    REVIEW,
-    REVIEWED,
-    TAG_DTYPE,
-    Tag,
-    approved_mask,
-    found_tags,
-    reset_tags,
-    review_tags,
-    reviewed_mask,
-    tags_of,
-)
+from celltrack.graph.tags import TAG_DTYPE, Tag, approved_mask, found_tags, reset_tags, tags_of
 from celltrack.graph.trackgraph import concat
 
-__all__ = [
-    "FOUND",
-    "MANUAL_TAG",
-    "NUCLEUS_TAGS",
-    "RESET",
-    "REVIEW",
-    "REVIEWED_TAGS",
-    "approved_mask",
-    "edge_rows",
-    "found_tags",
-    "merge_predictions",
-    "reset_tags",
-    "review_tags",
-    "reviewed_mask",
-]
-
-#: Names kept for the project API; the vocabulary lives in :mod:`celltrack.graph.tags`.
-MANUAL_TAG = MANUAL
-REVIEWED_TAGS = REVIEWED
-#: Spots the project links (confirmed nuclei and unreviewed predictions).
-NUCLEUS_TAGS = LINKABLE
-
-
-def edge_rows(graph: TrackGraph, pairs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Edge row of each (parent, child) pair and a mask of which pairs are edges.
-
-    Parameters
-    ----------
-    graph : TrackGraph
-    pairs : array_like, shape (P, 2)
-        Node id pairs (parent, child).
-
-    Returns
-    -------
-    rows : ndarray of int64, shape (P,)
-        Edge row (0 where the pair is not an edge).
-    found : ndarray of bool, shape (P,)
-    """
-    pairs = np.asarray(pairs, dtype=np.int64)
-    if pairs.size == 0:
-        pairs = pairs.reshape(0, 2)
-    if pairs.ndim == 1 and pairs.size == 2:
-        pairs = pairs[None]
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise InvalidInputError(
-            f"links must be (parent_id, child_id) pairs, shape (P, 2); got shape {pairs.shape}"
-        )
-    src = graph.edges["source"].astype(np.int64)
-    tgt = graph.edges["target"].astype(np.int64)
-    if src.size == 0:
-        return np.zeros(len(pairs), np.int64), np.zeros(len(pairs), bool)
-    key = np.stack([src, tgt], axis=1)
-    order = np.lexsort((tgt, src))
-    sorted_key = key[order]
-    # binary search on (source, target) via a structured view
-    view = np.ascontiguousarray(sorted_key).view([("s", np.int64), ("t", np.int64)]).ravel()
-    query = np.ascontiguousarray(pairs).view([("s", np.int64), ("t", np.int64)]).ravel()
-    pos = np.minimum(np.searchsorted(view, query), view.size - 1)
-    found = view[pos] == query
-    return order[pos], found
+__all__ = ["merge_predictions"]
 
 
 def _frame_predictions(predictions: TrackGraph, frame: int) -> TrackGraph:

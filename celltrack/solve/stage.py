@@ -38,7 +38,6 @@ from celltrack.solve.base import LinkResult, make_linker
 
 __all__ = [
     "approved_pairs",
-    "edge_rows",
     "field_of_view",
     "link_graph",
     "link_stage",
@@ -47,50 +46,6 @@ __all__ = [
     "resolve_linker",
     "solve_links",
 ]
-
-
-def edge_rows(graph: TrackGraph, pairs: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Edge row of each (parent, child) pair and a mask of which pairs are edges.
-
-    Parameters
-    ----------
-    graph : TrackGraph
-    pairs : array_like of int, shape (P, 2)
-        Node id pairs (parent, child).
-
-    Returns
-    -------
-    rows : ndarray of int64, shape (P,)
-        Edge row (0 where the pair is not an edge).
-    found : ndarray of bool, shape (P,)
-
-    Raises
-    ------
-    InvalidInputError
-        If ``pairs`` is not of shape (P, 2).
-    """
-    pairs = np.asarray(pairs, dtype=np.int64)
-    if pairs.size == 0:
-        pairs = pairs.reshape(0, 2)
-    if pairs.ndim == 1 and pairs.size == 2:
-        pairs = pairs[None]
-    if pairs.ndim != 2 or pairs.shape[1] != 2:
-        raise InvalidInputError(
-            f"links must be (parent_id, child_id) pairs, shape (P, 2); got shape {pairs.shape}"
-        )
-    src = graph.edges["source"].astype(np.int64)
-    tgt = graph.edges["target"].astype(np.int64)
-    if src.size == 0:
-        return np.zeros(len(pairs), np.int64), np.zeros(len(pairs), bool)
-    order = np.lexsort((tgt, src))
-    sorted_key = np.stack([src, tgt], axis=1)[order]
-    # binary search on (source, target) through a structured view of the rows
-    layout = [("s", np.int64), ("t", np.int64)]
-    view = np.ascontiguousarray(sorted_key).view(layout).ravel()
-    query = np.ascontiguousarray(pairs).view(layout).ravel()
-    pos = np.minimum(np.searchsorted(view, query), view.size - 1)
-    found = view[pos] == query
-    return order[pos], found
 
 
 def approved_pairs(spots: TrackGraph, annotations: TrackGraph | None) -> np.ndarray:
@@ -190,7 +145,7 @@ def _with_links(graph: TrackGraph, pairs: np.ndarray) -> TrackGraph:
     Added edges get the candidate features ``distance`` and ``pred_distance`` (µm: the
     parent–child distance) and ``frame_gap``.
     """
-    rows, found = edge_rows(graph, pairs)
+    rows, found = graph.edge_rows(pairs)
     col = approved_mask(graph)
     col[rows[found]] = True
     out = graph.copy()

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from celltrack.detect.config import LabelConfig
+from celltrack.config.detection import LabelConfig
 from celltrack.detect.labels import (
     BACKGROUND,
     CENTRE,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from celltrack.detect.config import LabelConfig, SpotConfig
+from celltrack.config.detection import LabelConfig, SpotConfig
 from celltrack.detect.labels import CENTRE, render_labels
 from celltrack.detect.spots import extract_spots, suppress_duplicates
 from celltrack.errors import InvalidInputError, ShapeError

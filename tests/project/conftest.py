@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from celltrack.detect import DetectionConfig
-from celltrack.detect.config import PredictConfig
+from celltrack.config.detection import PredictConfig
 from celltrack.flow import FlowConfig
-from celltrack.flow.config import FlowPredictConfig, FlowTrainConfig
+from celltrack.config.flow import FlowPredictConfig, FlowTrainConfig
 from celltrack.project import ProjectConfig
 from celltrack.synth import SynthConfig, make_embryo
 

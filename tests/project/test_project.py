@@ -51,8 +51,12 @@ def test_create_from_a_file_and_from_a_pipeline_like_config(tmp_path, tiny_data,
     assert p.shape == tiny_data.image.shape and not (p.folder / "images.zarr").exists()
     assert p.config.detection == fast.detection and p.config.linker.kind == "greedy"
     np.testing.assert_array_equal(Project.open(p.folder).images[1], tiny_data.image[1])
-    with pytest.raises(ShapeError, match="Z axis"):
-        Project.create(tmp_path / "r", tiny_data.image[:, 0], voxel_size=(1, 1, 1))
+    # a 3-D array is 2D+t (T, Y, X) here as everywhere (celltrack.io.as_movie)
+    flat = Project.create(tmp_path / "r", tiny_data.image[:, 0], voxel_size=(1, 1, 1))
+    assert flat.shape == (tiny_data.image.shape[0], 1, *tiny_data.image.shape[2:])
+    np.testing.assert_array_equal(Project.open(flat.folder).images[1][0], tiny_data.image[1, 0])
+    with pytest.raises(ShapeError, match="2D"):
+        Project.create(tmp_path / "r2", np.zeros((4, 4)), voxel_size=(1, 1, 1))
     with pytest.raises(InvalidInputError, match="voxel_size"):
         Project.create(tmp_path / "s", tiny_data.image)
 

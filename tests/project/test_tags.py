@@ -1,4 +1,4 @@
-"""ELEPHANT's tag bookkeeping (celltrack.project.tags): every tag, every rule."""
+"""ELEPHANT's tag bookkeeping (celltrack.graph.tags, project.tags): every tag, every rule."""
 
 from __future__ import annotations
 
@@ -7,16 +7,15 @@ import pytest
 
 from celltrack.errors import InvalidInputError
 from celltrack.graph import TrackGraph
-from celltrack.graph.trackgraph import TAGS
-from celltrack.project.tags import (
+from celltrack.graph.tags import (
+    TAGS,
     approved_mask,
-    edge_rows,
     found_tags,
-    merge_predictions,
     reset_tags,
     review_tags,
     reviewed_mask,
 )
+from celltrack.project.tags import merge_predictions
 
 # the rules as written in ELEPHANT's client (see reference/elephant.md §1 and §7)
 EXPECTED_RESET = {
@@ -221,13 +220,13 @@ def test_edge_rows_and_approved_mask():
         ["tp"] * 4, np.zeros((4, 3)), t=[0, 1, 1, 2],
         edges={"source": [0, 0, 1], "target": [1, 2, 3], "approved": [True, False, True]},
     )
-    rows, found = edge_rows(g, [(0, 2), (1, 3), (2, 3), (0, 1)])
+    rows, found = g.edge_rows([(0, 2), (1, 3), (2, 3), (0, 1)])
     assert found.tolist() == [True, True, False, True]
     assert rows[found].tolist() == [1, 2, 0]
     assert approved_mask(g).tolist() == [True, False, True]
     assert approved_mask(g.subgraph(edges=np.zeros(3, bool))).tolist() == []
     with pytest.raises(InvalidInputError, match="pairs"):
-        edge_rows(g, [1, 2, 3])
+        g.edge_rows([1, 2, 3])
     nan_col = g.copy()
     nan_col.set_edge_column("approved", np.array([1.0, np.nan, 0.0]))
     assert approved_mask(nan_col).tolist() == [True, False, False]

@@ -15,7 +15,6 @@ from celltrack.graph.candidates import CandidateConfig
 from celltrack.solve import BlockwiseConfig, Linker, LinkResult, make_linker, register_linker
 from celltrack.solve.stage import (
     approved_pairs,
-    edge_rows,
     field_of_view,
     link_graph,
     link_stage,
@@ -60,7 +59,7 @@ def test_an_approved_link_beats_the_nearer_parent_with_every_linker(kind):
 @pytest.mark.parametrize("kind", ["greedy", "ilp"])
 def test_an_approved_link_the_candidate_search_misses_is_added_and_pinned(kind):
     graph = link_graph(_spots(), _annotations(parent=4), candidates=CAND, linker=kind)
-    rows, found = edge_rows(graph, [(4, 3), (1, 3)])
+    rows, found = graph.edge_rows([(4, 3), (1, 3)])
     assert found.all()
     assert graph.edges["approved"][rows].tolist() == [True, False]
     assert graph.edges["pin"][rows].tolist() == [1, -1]

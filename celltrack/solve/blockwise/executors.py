@@ -113,9 +113,10 @@ class DaskExecutor:
     def __init__(self, client: Any, *, max_in_flight: int | None = None) -> None:
         try:
             import distributed
-        except ImportError as exc:  # pragma: no cover - dask[distributed] is a dependency
+        except ImportError as exc:
             raise DependencyError(
-                "the dask executor needs dask.distributed: pip install 'dask[distributed]'"
+                "the dask executor needs dask.distributed, an optional extra: "
+                "pip install 'celltrack[dask]' (or use executor='processes' on one machine)"
             ) from exc
         self._owned = isinstance(client, str)
         self.client = distributed.Client(client) if self._owned else client

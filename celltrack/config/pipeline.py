@@ -1,0 +1,130 @@
+"""Configuration of the whole pipeline: inputs, stages, outputs, scoring (no torch).
+
+:class:`PipelineConfig` nests one config per stage; ``celltrack config init`` writes it
+and ``celltrack track`` reads it, and neither imports the deep-learning stack. Its
+``linker`` accepts every registered linker kind (:func:`celltrack.solve.register_linker`),
+a user's own included (validated by :func:`celltrack.solve.base.linker_config`), and
+saves with the concrete kind's fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, SerializeAsAny, field_validator
+
+from celltrack.config.base import Config
+from celltrack.config.detection import DetectionConfig
+from celltrack.config.flow import FlowConfig
+from celltrack.graph.candidates import CandidateConfig
+from celltrack.solve.base import linker_config
+from celltrack.solve.blockwise.api import BlockwiseConfig
+from celltrack.solve.ilp.config import ILPConfig
+
+__all__ = [
+    "DataConfig",
+    "EvaluationConfig",
+    "OutputConfig",
+    "PipelineConfig",
+]
+
+
+class DataConfig(Config):
+    """Where the inputs are (every path optional: arrays can be passed to ``Pipeline.run``)."""
+
+    image: str | None = Field(
+        None,
+        description="Movie: multi-page/ImageJ TIFF, folder of per-frame TIFFs, Zarr or OME-Zarr.",
+    )
+    axes: str | None = Field(
+        None,
+        description="Axes of the movie file, one letter of T Z C Y X per dimension (e.g. 'TYX' "
+        "for 2D+t, 'TZYX'); None = the file's own metadata.",
+    )
+    voxel_size_um: tuple[float, float, float] | None = Field(
+        None,
+        description="Voxel size (z, y, x) in µm; overrides the image metadata (2D+t: (1, y, x)).",
+    )
+    annotations: str | None = Field(
+        None, description="Sparse annotations: CSV, JSON, TrackMate/MaMuT XML or GEFF (µm)."
+    )
+    ground_truth: str | None = Field(
+        None, description="Ground truth for scoring: GEFF, CTC folder, CSV or JSON (µm)."
+    )
+
+    @field_validator("axes")
+    @classmethod
+    def _check_axes(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        axes = value.upper()
+        if not axes or set(axes) - set("TZCYX") or len(set(axes)) != len(axes):
+            raise ValueError(
+                f"axes must name each dimension once with letters of T Z C Y X, got {value!r}"
+            )
+        return axes
+
+
+class OutputConfig(Config):
+    """What the pipeline writes."""
+
+    directory: str = Field("celltrack-out", description="Work and output folder.")
+    formats: tuple[Literal["geff", "ctc", "csv"], ...] = Field(
+        ("geff", "csv"), description="Formats of the final tracks: GEFF, CTC folder, CSV."
+    )
+    ctc_radius_um: float | None = Field(
+        None,
+        gt=0,
+        description="Sphere radius (µm) painted in CTC masks; default: each spot's ellipsoid.",
+    )
+    figures: bool = Field(True, description="Write PNG figures (projection, lineages, losses).")
+
+
+class EvaluationConfig(Config):
+    """How tracks are scored against ground truth."""
+
+    max_distance_um: float = Field(
+        4.0, gt=0, description="Matching distance between GT and predicted nodes (µm)."
+    )
+    division_tolerance: int = Field(1, ge=0, description="Frames a division may be off by.")
+    sparse_gt: bool = Field(False, description="Ground truth annotates only some cells.")
+
+
+class PipelineConfig(Config):
+    """Root configuration: one nested config per stage."""
+
+    data: DataConfig = Field(default_factory=DataConfig, description="Inputs.")
+    detection: DetectionConfig = Field(
+        default_factory=DetectionConfig, description="Detection stage."
+    )
+    flow: FlowConfig = Field(default_factory=FlowConfig, description="Backward-flow stage.")
+    use_flow: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Train and use backward flow: 'auto' when ≥ min_flow_links approved links.",
+    )
+    min_flow_links: int = Field(5, ge=1, description="Approved links needed for flow in 'auto'.")
+    candidates: CandidateConfig = Field(
+        default_factory=CandidateConfig, description="Candidate graph."
+    )
+    linker: SerializeAsAny[Config] = Field(
+        default_factory=ILPConfig,
+        description="Linker, chosen by 'kind': greedy, flow_nn, ilp or any registered kind.",
+    )
+    blockwise: BlockwiseConfig | None = Field(
+        None, description="Solve block-wise (large graphs); None solves globally."
+    )
+    output: OutputConfig = Field(default_factory=OutputConfig, description="Outputs.")
+    evaluation: EvaluationConfig = Field(
+        default_factory=EvaluationConfig, description="Scoring against ground truth."
+    )
+    progress: bool = Field(True, description="Show progress bars.")
+
+    @field_validator("linker", mode="before")
+    @classmethod
+    def _check_linker(cls, value: Any) -> Config:
+        return linker_config(value)
+
+    @classmethod
+    def cpu(cls, **overrides: Any) -> PipelineConfig:
+        """Small networks and crops for a laptop CPU (the demo's settings)."""
+        return cls(**{"detection": DetectionConfig.cpu(), "flow": FlowConfig.cpu(), **overrides})
