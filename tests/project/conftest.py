@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from celltrack.detect import DetectionConfig
 from celltrack.config.detection import PredictConfig
-from celltrack.flow import FlowConfig
 from celltrack.config.flow import FlowPredictConfig, FlowTrainConfig
+from celltrack.detect import DetectionConfig
+from celltrack.flow import FlowConfig
 from celltrack.project import ProjectConfig
 from celltrack.synth import SynthConfig, make_embryo
 
