@@ -14,6 +14,7 @@ import numpy as np
 from celltrack.errors import InvalidInputError, ShapeError
 
 __all__ = [
+    "bad_covariances",
     "check_voxel_size",
     "covariance_from_radii",
     "ellipsoid_mask",
@@ -28,17 +29,58 @@ def check_voxel_size(voxel_size: Sequence[float] | np.ndarray) -> np.ndarray:
     Raises
     ------
     InvalidInputError
-        If it does not have 3 finite, strictly positive entries.
+        If it does not have 3 finite, strictly positive numbers.
     """
-    vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)
-    if vs.shape != (3,):
+    if isinstance(voxel_size, (str, bytes)):
         raise InvalidInputError(
-            f"voxel_size must have 3 entries (z, y, x) in µm, got {vs.size}: {vs.tolist()}; "
+            f"voxel_size must be 3 numbers (z, y, x) in µm, got the text {voxel_size!r}"
+        )
+    try:
+        vs = np.asarray(voxel_size, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        shown = repr(voxel_size)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        raise InvalidInputError(
+            f"voxel_size must be 3 numbers (z, y, x) in µm, got {shown}"
+        ) from None
+    if vs.shape != (3,):
+        shown = vs[:6].tolist()
+        raise InvalidInputError(
+            f"voxel_size must have 3 entries (z, y, x) in µm, got {vs.size}: {shown}; "
             "for 2D+t data give (1.0, y, x)"
         )
     if not np.all(np.isfinite(vs)) or np.any(vs <= 0):
         raise InvalidInputError(f"voxel_size must be finite and > 0 µm, got {vs.tolist()}")
     return vs
+
+
+def bad_covariances(cov: np.ndarray) -> np.ndarray:
+    """Rows whose covariance is not finite, symmetric and positive definite.
+
+    Parameters
+    ----------
+    cov : ndarray, shape (N, 3, 3)
+        Covariances in µm².
+
+    Returns
+    -------
+    ndarray of bool, shape (N,)
+        True where a covariance has a NaN or infinite entry, is not symmetric (relative
+        tolerance 1e-9) or has an eigenvalue <= 0.
+    """
+    cov = np.asarray(cov, dtype=np.float64)
+    if cov.ndim != 3 or cov.shape[1:] != (3, 3):
+        raise ShapeError(f"covariances must be (N, 3, 3) in µm², got shape {cov.shape}")
+    bad = ~np.all(np.isfinite(cov), axis=(1, 2))
+    ok = ~bad
+    if np.any(ok):
+        good = cov[ok]
+        scale = np.maximum(np.abs(good).max(axis=(1, 2)), 1e-300)
+        asym = np.abs(good - np.swapaxes(good, 1, 2)).max(axis=(1, 2)) > 1e-9 * scale
+        with np.errstate(all="ignore"):
+            low = np.linalg.eigvalsh(good)[:, 0] <= 0
+        bad[np.flatnonzero(ok)] = asym | low
+    return bad
 
 
 def covariance_from_radii(radii: np.ndarray, rotation: np.ndarray | None = None) -> np.ndarray:

@@ -58,6 +58,7 @@ __all__ = [
     "review_tags",
     "reviewed_mask",
     "tags_of",
+    "unknown_tags",
 ]
 
 
@@ -126,10 +127,22 @@ def check_tags(tags: Any) -> np.ndarray:
         For a value outside :data:`TAGS`.
     """
     arr = np.asarray(tags).astype(str).reshape(-1)
-    bad = sorted(set(np.unique(arr).tolist()) - set(TAGS))
+    bad = unknown_tags(arr)
     if bad:
         raise InvalidInputError(f"unknown tags {bad}; allowed tags are {list(TAGS)}")
     return arr.astype(TAG_DTYPE)
+
+
+def unknown_tags(tags: np.ndarray) -> list[str]:
+    """The distinct values of ``tags`` (array of str, any shape) that are not tags, sorted.
+
+    Seven vectorised comparisons instead of a sort: cheap on every edit of a large graph.
+    """
+    arr = np.asarray(tags).astype(str)
+    known = np.zeros(arr.shape, bool)
+    for tag in TAGS:
+        known |= arr == tag
+    return sorted(set(arr[~known].tolist()))
 
 
 def tags_of(graph: Any, default: str = Tag.UNLABELED.value) -> np.ndarray:

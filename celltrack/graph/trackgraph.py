@@ -17,7 +17,7 @@ import numpy as np
 
 from celltrack.errors import GraphError, InvalidInputError, ShapeError
 from celltrack.graph.components import component_labels
-from celltrack.graph.tags import TAG_DTYPE, TAGS, Tag
+from celltrack.graph.tags import TAG_DTYPE, TAGS, Tag, unknown_tags
 
 __all__ = ["EDGE_REQUIRED", "NODE_REQUIRED", "TAGS", "TrackGraph"]
 
@@ -669,8 +669,7 @@ class _ReadOnlyColumns(Mapping):
 
 
 def _check_tags(tags: np.ndarray) -> None:
-    values = np.unique(tags.astype(str))
-    bad = [v for v in values.tolist() if v not in TAGS]
+    bad = unknown_tags(tags)
     if bad:
         raise GraphError(f"unknown tags {bad}; allowed tags are {list(TAGS)}")
 

@@ -1,14 +1,25 @@
 """Atomic writes: data goes to a temporary sibling first and is renamed into place.
 
 An interrupted write therefore never leaves a half-written file (or Zarr folder) under
-the final name; at worst a ``.tmp-*`` sibling remains, which the next write replaces.
-Writers that must not replace what a user already has call :func:`refuse_existing` first.
+the final name. A folder that replaces an existing one is swapped in with one atomic
+``renameat2(RENAME_EXCHANGE)`` call on Linux, so a reader always finds either the old
+or the new version under the final name, even if the writer is killed mid-swap (other
+systems fall back to two renames, with a short window in which the name is missing).
+
+A killed writer can leave a ``.<name>.tmp-<pid>-<hex>`` (or ``.old-``) sibling behind;
+the next write of the same name removes every such leftover whose process is gone (and
+restores an ``.old-`` version when the final name is missing). Writers that must not
+replace what a user already has call :func:`refuse_existing` first.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import logging
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -21,8 +32,13 @@ __all__ = [
     "atomic_path",
     "atomic_write_bytes",
     "atomic_write_text",
+    "clean_leftovers",
     "refuse_existing",
 ]
+
+logger = logging.getLogger(__name__)
+
+_LEFTOVER = re.compile(r"\.(tmp|old)-(?:(\d+)-)?[0-9a-f]{8}$")
 
 
 def refuse_existing(path: str | Path, overwrite: bool) -> None:
@@ -43,6 +59,8 @@ def refuse_existing(path: str | Path, overwrite: bool) -> None:
         If ``path`` is a file, a link, or a folder with entries, and ``overwrite`` is False.
     """
     path = Path(path)
+    if not overwrite:
+        clean_leftovers(path)  # an interrupted swap's old version counts as existing data
     if overwrite or not (path.exists() or path.is_symlink()):
         return
     if path.is_dir() and not path.is_symlink():
@@ -66,12 +84,105 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process (or an odd pid): leave its files alone
+    return True
+
+
+def clean_leftovers(final: str | Path) -> list[Path]:
+    """Remove what killed atomic writes of ``final`` left behind; restore a lost swap.
+
+    Siblings named ``.<name>.tmp-<pid>-<hex>`` / ``.<name>.old-<pid>-<hex>`` whose
+    writer process no longer runs (and names without a pid, from older versions) are
+    removed. If ``final`` itself is missing but such an ``.old-`` version exists (a
+    non-Linux two-rename swap was interrupted), the newest one is renamed back first.
+
+    Parameters
+    ----------
+    final : str or Path
+        The destination path of the writes.
+
+    Returns
+    -------
+    list of Path
+        The paths removed or restored.
+    """
+    final = Path(final)
+    parent = final.parent
+    if not parent.is_dir():
+        return []
+    prefix = f".{final.name}."
+    stale: list[tuple[str, Path]] = []
+    try:
+        entries = list(parent.iterdir())
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        match = _LEFTOVER.fullmatch(entry.name[len(prefix) - 1:])
+        if match is None:
+            continue
+        pid = match.group(2)
+        if pid is not None and (int(pid) == os.getpid() or _pid_alive(int(pid))):
+            continue
+        stale.append((match.group(1), entry))
+    touched: list[Path] = []
+    olds = sorted((p for kind, p in stale if kind == "old"), key=lambda p: p.stat().st_mtime)
+    if olds and not (final.exists() or final.is_symlink()):
+        os.replace(olds[-1], final)
+        logger.warning("%s: restored the previous version after an interrupted write", final)
+        touched.append(final)
+        olds = olds[:-1]
+    for kind, path in stale:
+        if kind == "tmp" or path in olds:
+            _remove(path)
+            touched.append(path)
+    return touched
+
+
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+_exchange_unsupported = False
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two existing paths in one atomic step (Linux ``renameat2``); False if unsupported."""
+    global _exchange_unsupported
+    if _exchange_unsupported or not hasattr(os, "fsencode"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        _exchange_unsupported = True
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                          ctypes.c_uint]
+    renameat2.restype = ctypes.c_int
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        _exchange_unsupported = True  # the file system cannot exchange: use two renames
+        return False
+    raise OSError(code, os.strerror(code), str(a), None, str(b))
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``final``; on success rename it to ``final``.
+    """Yield a temporary path next to ``final``; on success move it to ``final`` atomically.
 
     Works for files and for directories (Zarr stores, CTC folders). If the block raises,
-    the temporary path is removed and ``final`` is left untouched.
+    the temporary path is removed and ``final`` is left untouched. Leftovers of earlier
+    killed writes of ``final`` are removed first (:func:`clean_leftovers`). A folder
+    replacing an existing ``final`` is exchanged with it in one atomic step where the
+    system allows it (Linux), so ``final`` never goes missing.
 
     Parameters
     ----------
@@ -85,15 +196,20 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    clean_leftovers(final)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = final.with_name(f".{final.name}.tmp-{tag}")
     try:
         yield tmp
     except BaseException:
         _remove(tmp)
         raise
     if tmp.is_dir() and final.exists():
-        # os.replace cannot replace a non-empty folder: move the old one aside first
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        # os.replace cannot replace a non-empty folder: exchange the two, then drop the old
+        if _exchange(tmp, final):
+            _remove(tmp)
+            return
+        old = final.with_name(f".{final.name}.old-{tag}")
         os.replace(final, old)
         os.replace(tmp, final)
         _remove(old)

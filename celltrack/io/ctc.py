@@ -280,6 +280,7 @@ def read_ctc(
     *,
     voxel_size: Sequence[float] | np.ndarray = (1.0, 1.0, 1.0),
     progress: bool = False,
+    lineage: bool = True,
 ) -> TrackGraph:
     """Read a CTC folder into a lineage graph, checking masks against the track file.
 
@@ -292,6 +293,9 @@ def read_ctc(
         Voxel size (z, y, x) in µm used to turn centroids into positions.
     progress : bool
         Show a progress bar over frames.
+    lineage : bool
+        Check that no track has more than two daughter tracks; pass False to read one
+        that has.
 
     Returns
     -------
@@ -305,6 +309,8 @@ def read_ctc(
     ------
     FormatError
         If files are missing or malformed, or the masks disagree with the track file.
+    GraphError
+        With ``lineage``, if a track has more than two daughters.
     """
     vs = check_voxel_size(voxel_size)
     track_file, kind = find_track_file(path)
@@ -317,11 +323,14 @@ def read_ctc(
         )
     last = int(table[:, 2].max(initial=-1)) if table.size else -1
     n_frames = max(max(frames), last) + 1
-    missing = [f for f in range(n_frames) if f not in frames]
+    # bounded by the number of files: a track file may claim 10**9 frames in 17 bytes
+    missing = [f for f in range(min(n_frames, len(frames) + 10)) if f not in frames]
     if missing:
+        n_missing = n_frames - sum(1 for f in frames if f < n_frames)
         raise FormatError(
             f"{track_file.parent}: mask files for frames {missing[:10]} are missing "
-            f"(expected '{prefix}TTT.tif' for every frame up to the last track end)"
+            f"({n_missing} in all); expected '{prefix}TTT.tif' for every frame 0..{n_frames - 1} "
+            f"(up to the last track end in {track_file.name}): add them or fix the track file"
         )
     node_t, node_label, node_pos, node_vol = [], [], [], []
     vol_shape: tuple[int, ...] | None = None
@@ -357,4 +366,14 @@ def read_ctc(
         "volume": volume,
     }
     attrs = {"voxel_size": vs.tolist(), "ctc_shape": [n_frames, *vol_shape]}
-    return TrackGraph(nodes, {"source": ids[src], "target": ids[tgt]}, attrs=attrs)
+    graph = TrackGraph(nodes, {"source": ids[src], "target": ids[tgt]}, attrs=attrs)
+    if lineage and table.size:
+        parents, counts = np.unique(table[table[:, 3] > 0, 3], return_counts=True)
+        if np.any(counts > 2):
+            bad = parents[counts > 2][:5].tolist()
+            raise GraphError(
+                f"{track_file}: tracks {bad} have more than two daughter tracks "
+                f"({int(counts.max())}); a cell divides into two. Fix the parent column P, or "
+                "pass lineage=False to read it anyway"
+            )
+    return graph

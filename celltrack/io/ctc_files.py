@@ -41,6 +41,10 @@ __all__ = [
 CTC_KINDS = {"res": ("res_track.txt", "mask"), "gt": ("man_track.txt", "man_track")}
 #: CTC label images are uint16
 MAX_LABEL = int(np.iinfo(np.uint16).max)
+#: largest frame number accepted in a track file (keeps (frame, label) keys in int64)
+MAX_FRAME = 2**31 - 1
+#: decoded label images may be at most this many times larger than their file (or 1 GiB)
+_MAX_EXPANSION = 5000
 _WHAT = {"res": "result", "gt": "ground-truth"}
 
 
@@ -122,7 +126,12 @@ def read_track_file(path: str | Path) -> np.ndarray:
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+    except UnicodeDecodeError as err:
+        raise FormatError(
+            f"{file}: the CTC track file is not text (byte {err.start}: {err.reason}); it "
+            "holds lines 'L B E P' of four integers"
+        ) from None
+    except OSError as err:
         raise FormatError(f"{file}: cannot read the CTC track file ({err})") from err
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -140,10 +149,10 @@ def read_track_file(path: str | Path) -> np.ndarray:
         problem = None
         if not 0 < lab <= MAX_LABEL:
             problem = f"label L={lab} must be in 1..{MAX_LABEL}"
-        elif begin < 0 or end < begin:
-            problem = f"frames B={begin}, E={end} must satisfy 0 <= B <= E"
-        elif parent < 0 or parent == lab:
-            problem = f"parent P={parent} must be 0 or another track's label"
+        elif begin < 0 or end < begin or end > MAX_FRAME:
+            problem = f"frames B={begin}, E={end} must satisfy 0 <= B <= E <= {MAX_FRAME}"
+        elif parent < 0 or parent == lab or parent > MAX_LABEL:
+            problem = f"parent P={parent} must be 0 or another track's label (1..{MAX_LABEL})"
         if problem:
             raise FormatError(f"{file}, line {number}: {problem}")
         rows.append((lab, begin, end, parent, number))
@@ -217,7 +226,22 @@ def read_mask(file: str | Path) -> np.ndarray:
 
     file = Path(file)
     try:
-        mask = tifffile.imread(file)
+        with tifffile.TiffFile(file) as tif:
+            if not tif.series:
+                raise FormatError(f"{file}: no image data found (corrupt or empty TIFF)")
+            series = tif.series[0]
+            nbytes = int(np.prod(series.shape, dtype=np.float64)) * np.dtype(series.dtype).itemsize
+            size = max(int(tif.filehandle.size), 1)
+            if nbytes > max(2**30, _MAX_EXPANSION * size):
+                raise FormatError(
+                    f"{file}: the TIFF declares a {series.shape} image ({nbytes} bytes) in a "
+                    f"{size}-byte file; it is corrupt (or not a CTC label image)"
+                )
+            mask = series.asarray()
+    except FormatError:
+        raise
+    except MemoryError:
+        raise FormatError(f"{file}: the TIFF declares an image too large to read") from None
     except Exception as err:  # tifffile raises many types on corrupt files
         raise FormatError(f"{file}: unreadable TIFF ({type(err).__name__}: {err})") from err
     if mask.ndim == 2:

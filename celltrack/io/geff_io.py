@@ -9,23 +9,47 @@ metadata's ``extra["celltrack"]["attrs"]`` (JSON: numpy arrays become lists).
 
 from __future__ import annotations
 
+import itertools
 import logging
+import re
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from celltrack.errors import FormatError, GraphError, InvalidInputError
+from celltrack.errors import FormatError, GraphError, InvalidInputError, ShapeError
+from celltrack.geometry import bad_covariances
 from celltrack.graph.trackgraph import EDGE_REQUIRED, TrackGraph
 from celltrack.io.atomic import atomic_path, refuse_existing
 from celltrack.io.jsonable import to_json_value
+from celltrack.io.zarr_image import COMPLETE_MARK, check_chunks, missing_chunks, truncated_chunk
 
 __all__ = ["read_geff", "write_geff"]
 
 logger = logging.getLogger(__name__)
 
 _SPACE = ("z", "y", "x")
+_KEY_PROBLEM = re.compile(r"^\.|[/\\\x00]|^__|^$")
+
+
+def _check_key(name: Any, owner: str) -> None:
+    """Column names become Zarr group names: refuse those a store cannot hold."""
+    if not isinstance(name, str) or _KEY_PROBLEM.search(name) or name.strip() != name or (
+        len(name.encode("utf-8", "surrogatepass")) > 200
+    ):
+        raise InvalidInputError(
+            f"{owner} column name {name!r} cannot be a GEFF/Zarr key: names must be non-empty "
+            "text without '/', '\\' or NUL, not starting with '.' or '__', without leading or "
+            "trailing spaces, at most 200 bytes; rename the column"
+        )
+
+
+def check_lineage_columns(graph: TrackGraph) -> bool:
+    """Whether ``graph`` is a lineage forest (<= 1 parent, <= 2 children per node)."""
+    if graph.num_edges == 0:
+        return True
+    return bool(graph.in_degree().max() <= 1 and graph.out_degree().max() <= 2)
 
 
 def _prop(name: str, column: np.ndarray, owner: str) -> dict[str, np.ndarray | None]:
@@ -93,6 +117,9 @@ def write_geff(
         raise InvalidInputError(f"write_geff needs a TrackGraph, got {type(graph).__name__}")
     path = Path(path)
     refuse_existing(path, overwrite)
+    for owner, names in (("node", graph.nodes), ("edge", graph.edges)):
+        for name in names:
+            _check_key(name, owner)
     ids = graph.ids
     if ids.size and ids.min() < 0:
         raise GraphError(
@@ -118,10 +145,16 @@ def write_geff(
             "celltrack": {
                 "attrs": to_json_value(graph.attrs, strict="GEFF metadata"),
                 "version": _version(),
+                "lineage": check_lineage_columns(graph),
+                COMPLETE_MARK: True,
             }
         },
     )
-    with atomic_path(path) as tmp, warnings.catch_warnings():
+    import zarr
+
+    with atomic_path(path) as tmp, warnings.catch_warnings(), zarr.config.set(
+        {"array.write_empty_chunks": True}
+    ):
         # zarr v3 has no stable spec for fixed-length unicode (string columns such as
         # `tag`); zarr-python reads them back fine, so the warning is noise here
         warnings.filterwarnings("ignore", message=".*does not have a Zarr V3 specification.*")
@@ -144,7 +177,9 @@ def _version() -> str:
     return str(__version__)
 
 
-def read_geff(path: str | Path) -> TrackGraph:
+def read_geff(
+    path: str | Path, *, lineage: bool | None = None, allow_missing_chunks: bool = False
+) -> TrackGraph:
     """Read a GEFF zarr store into a :class:`TrackGraph`.
 
     Position columns are found through the GEFF axes metadata: the time axis becomes
@@ -158,6 +193,14 @@ def read_geff(path: str | Path) -> TrackGraph:
     ----------
     path : str or Path
         The GEFF zarr group (the folder whose attributes hold the ``geff`` metadata).
+    lineage : bool, optional
+        Check the lineage rules (at most one parent and two children per node). Default:
+        check unless celltrack wrote the store from a graph that is not a forest (e.g.
+        a candidate graph). False reads any directed graph.
+    allow_missing_chunks : bool
+        Read chunks whose files are missing as the fill value. By default a store that
+        celltrack wrote (it writes every chunk) must have all of them; in other stores
+        a missing chunk is allowed by Zarr (it means "all fill value") and is logged.
 
     Returns
     -------
@@ -166,24 +209,43 @@ def read_geff(path: str | Path) -> TrackGraph:
     Raises
     ------
     FormatError
-        If the store is not a valid GEFF, lacks time/space information, or the graph is
-        undirected.
+        If the store is not a valid GEFF, lacks time/space information, chunk files
+        are missing, node ids do not fit int64, covariances are not finite and positive
+        definite, or the graph is undirected or not a valid track graph.
+    GraphError
+        With ``lineage``, if a node has several parents or more than two children.
     """
     from geff.core_io import read_to_memory
 
     path = Path(path)
     if not path.exists():
         raise FormatError(f"{path}: no such GEFF store")
+    if not path.is_dir():
+        raise FormatError(f"{path}: a GEFF store is a Zarr folder, this is a file")
+    _check_store_chunks(path, allow_missing_chunks)
     try:
         data = read_to_memory(str(path), structure_validation=True)
+    except RecursionError:
+        raise FormatError(f"{path}: GEFF metadata nested too deeply to read") from None
+    except MemoryError:
+        raise FormatError(
+            f"{path}: the GEFF arrays declare more data than fits in memory"
+        ) from None
     except Exception as err:  # geff/zarr raise ValueError, KeyError, TypeError, ...
-        raise FormatError(f"{path}: not a valid GEFF store ({type(err).__name__}: {err})") from err
+        raise FormatError(
+            f"{path}: not a valid GEFF store ({type(err).__name__}: {_short(err)}); write it "
+            "again with write_geff or a GEFF tool"
+        ) from err
     meta = data["metadata"]
+    extra = dict(meta.extra or {}) if isinstance(meta.extra, dict) else {}
+    ours = extra.pop("celltrack", {})
+    ours = ours if isinstance(ours, dict) else {}
     if not meta.directed:
         raise FormatError(f"{path}: the GEFF graph is undirected; celltrack needs parent → child")
     props = {name: _column(prop) for name, prop in data["node_props"].items()}
     time_name, space_names = _axes(meta, props, path)
-    nodes: dict[str, Any] = {"id": np.asarray(data["node_ids"]).astype(np.int64)}
+    raw_ids = np.asarray(data["node_ids"])
+    nodes: dict[str, Any] = {"id": _ids(raw_ids, path, "node ids")}
     n = nodes["id"].size
     nodes["t"] = props.pop(time_name)
     if len(space_names) == 2:
@@ -194,21 +256,137 @@ def read_geff(path: str | Path) -> TrackGraph:
         if name in props:  # a property clashes with a renamed axis: keep it under a new name
             props[f"geff_{name}"] = props.pop(name)
     if meta.ellipsoid and meta.ellipsoid in props:
-        props["covariance"] = props.pop(meta.ellipsoid)
+        props["covariance"] = _covariance(props.pop(meta.ellipsoid), nodes["id"], path)
     nodes.update(props)
-    edge_ids = np.asarray(data["edge_ids"]).astype(np.int64).reshape(-1, 2)
+    edge_ids = _ids(np.asarray(data["edge_ids"]), path, "edge ids").reshape(-1, 2)
     edges: dict[str, Any] = {"source": edge_ids[:, 0], "target": edge_ids[:, 1]}
     for name, prop in data["edge_props"].items():
         edges[name if name not in EDGE_REQUIRED else f"geff_{name}"] = _column(prop)
-    extra = dict(meta.extra or {})
-    ours = extra.pop("celltrack", {})
-    attrs = dict(ours.get("attrs", {})) if isinstance(ours, dict) else {}
+    attrs_raw = ours.get("attrs", {})
+    if not isinstance(attrs_raw, dict):
+        raise FormatError(
+            f"{path}: GEFF metadata extra.celltrack.attrs must be an object, got "
+            f"{type(attrs_raw).__name__}; fix or remove it"
+        )
+    attrs = dict(attrs_raw)
     if extra:
         attrs["geff_extra"] = extra
+    if lineage is None:
+        lineage = ours.get("lineage") is not False
     try:
-        return TrackGraph(nodes, edges, attrs=attrs)
-    except GraphError as err:
+        graph = TrackGraph(nodes, edges, attrs=attrs)
+    except (GraphError, ShapeError) as err:
         raise FormatError(f"{path}: the GEFF graph is not a valid track graph: {err}") from err
+    if lineage:
+        from celltrack.io.annotations import check_lineage
+
+        try:
+            check_lineage(graph, "GEFF")
+        except GraphError as err:
+            raise GraphError(f"{path}: {err}") from None
+    return graph
+
+
+def _short(err: BaseException) -> str:
+    text = str(err)
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _ids(values: np.ndarray, path: Path, what: str) -> np.ndarray:
+    if values.dtype.kind not in "iu":
+        if values.dtype.kind == "f" and values.size and np.all(np.isfinite(values)) and np.all(
+            values == np.round(values)
+        ) and np.abs(values).max() <= 2**53:
+            return values.astype(np.int64)
+        raise FormatError(f"{path}: GEFF {what} must be integers, got dtype {values.dtype}")
+    if values.dtype.kind == "u" and values.size and values.max() > np.iinfo(np.int64).max:
+        big = values[values > np.iinfo(np.int64).max][:3].tolist()
+        raise FormatError(
+            f"{path}: GEFF {what} {big} exceed the int64 range celltrack uses; renumber the "
+            "nodes (ids < 2**63)"
+        )
+    return values.astype(np.int64)
+
+
+def _covariance(values: np.ndarray, ids: np.ndarray, path: Path) -> np.ndarray:
+    cov = np.asarray(values)
+    if cov.dtype.kind not in "iuf" or cov.shape != (ids.size, 3, 3):
+        raise FormatError(
+            f"{path}: the GEFF ellipsoid property must hold one 3x3 covariance (µm²) per node, "
+            f"got dtype {cov.dtype} and shape {cov.shape}"
+        )
+    cov = cov.astype(np.float64)
+    bad = bad_covariances(cov)
+    if np.any(bad):
+        rows = np.flatnonzero(bad)
+        raise FormatError(
+            f"{path}: nodes {ids[rows[:5]].tolist()} ({rows.size} in all) have covariances that "
+            "are not finite, symmetric and positive definite (NaN/missing, or an eigenvalue "
+            "<= 0); fix them in the ellipsoid property or remove the ellipsoid declaration"
+        )
+    return cov
+
+
+#: arrays of a GEFF store may declare at most this many bytes more than 1000x the store's
+#: size on disk (a few bytes of metadata must not make the reader allocate terabytes)
+_MAX_DECLARED = 2**30
+
+
+def _check_store_chunks(path: Path, allow: bool) -> None:
+    """Before reading: sizes the metadata declares, missing and truncated chunk files."""
+    import zarr
+
+    try:
+        root = zarr.open_group(str(path), mode="r")
+        arrays = [a for _, a in root.members(max_depth=None) if isinstance(a, zarr.Array)]
+        geff_meta = dict(root.attrs).get("geff")
+    except RecursionError:
+        raise FormatError(f"{path}: GEFF metadata nested too deeply to read") from None
+    except Exception as err:
+        raise FormatError(
+            f"{path}: not a valid GEFF store: cannot list its arrays ({type(err).__name__}: "
+            f"{_short(err)})"
+        ) from None
+    extra = geff_meta.get("extra") if isinstance(geff_meta, dict) else None
+    ours = extra.get("celltrack") if isinstance(extra, dict) else None
+    complete = isinstance(ours, dict) and ours.get(COMPLETE_MARK) is True
+    on_disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    declared = 0
+    for array in arrays:
+        check_chunks(array, f"{path}/{array.path}")
+        declared += int(np.prod(array.shape, dtype=np.float64)) * array.dtype.itemsize
+    if declared > _MAX_DECLARED + 1000 * on_disk:
+        raise FormatError(
+            f"{path}: the GEFF arrays declare {declared} bytes but the store holds {on_disk}; "
+            "its array metadata (shape) is corrupt: write the store again"
+        )
+    if allow:
+        return
+    lost = []
+    for array in arrays:
+        folder = path / array.path
+        gone = missing_chunks(array, folder)
+        if gone:
+            lost.append(f"{array.path} ({len(gone)} chunks)")
+        grid = [range(-(-int(s) // int(c))) for s, c in zip(array.shape, array.chunks)]
+        problem = truncated_chunk(array, folder, itertools.product(*grid))
+        if problem:
+            raise FormatError(
+                f"{path}: array {array.path}: {problem}; the chunk file is truncated or corrupt: "
+                "copy or write the store again"
+            )
+    if not lost:
+        return
+    if complete:
+        raise FormatError(
+            f"{path}: chunk files of {', '.join(lost[:5])} are missing; celltrack wrote every "
+            "chunk of this store, so data was lost (an interrupted copy?). Copy it again, or "
+            "pass allow_missing_chunks=True to read_geff to read them as fill values"
+        )
+    logger.warning(
+        "%s: arrays %s have no chunk files for some chunks; Zarr reads them as the fill value",
+        path, ", ".join(lost[:5]),
+    )
 
 
 def _column(prop: dict[str, Any]) -> np.ndarray:

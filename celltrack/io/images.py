@@ -31,7 +31,13 @@ from celltrack.geometry import check_voxel_size
 from celltrack.io.series import TIFF_SUFFIXES, ArrayBackend, AxisPlan, ImageSeries
 from celltrack.io.tiff import open_tiff
 from celltrack.io.tiff_folder import open_folder
-from celltrack.io.zarr_image import is_zarr, open_zarr, write_image, zarr_attr_voxel_size
+from celltrack.io.zarr_image import (
+    MetadataProblem,
+    is_zarr,
+    open_zarr,
+    write_image,
+    zarr_attr_voxel_size,
+)
 
 __all__ = ["ImageSeries", "read_image", "write_image"]
 
@@ -47,6 +53,7 @@ def read_image(
     series: int = 0,
     key: str | None = None,
     level: int = 0,
+    allow_missing_chunks: bool = False,
 ) -> ImageSeries:
     """Open a movie lazily as an :class:`ImageSeries` (T, Z, Y, X).
 
@@ -72,6 +79,10 @@ def read_image(
         Path of the array inside a Zarr group (when it is not OME-Zarr).
     level : int
         OME-Zarr resolution level (0 = full resolution).
+    allow_missing_chunks : bool
+        Zarr only: read chunks whose files are missing as the array's fill value.
+        By default a missing chunk file is an error, since it would read as zeros
+        without any sign (an interrupted copy, a lost file).
 
     Returns
     -------
@@ -80,7 +91,9 @@ def read_image(
     Raises
     ------
     FormatError
-        If the file is missing, corrupt or truncated, or frames in a folder differ in shape.
+        If the file is missing, corrupt or truncated (also: missing Zarr chunk files),
+        its metadata is broken, or frames in a folder differ in shape or dtype or skip
+        frame numbers.
     ShapeError
         If the data's dimensionality does not match its axes.
     InvalidInputError
@@ -105,7 +118,9 @@ def read_image(
                 )
             backend, shape, dtype, meta_vs = open_tiff(path, series, axes, channel)
         elif is_zarr(path):
-            backend, shape, dtype, meta_vs = open_zarr(path, axes, channel, key, level)
+            backend, shape, dtype, meta_vs = open_zarr(
+                path, axes, channel, key, level, allow_missing_chunks
+            )
         else:
             backend, shape, dtype, meta_vs = open_folder(path, axes)
         name = str(path)
@@ -113,11 +128,17 @@ def read_image(
         name = f"<{type(source).__name__} {tuple(source.shape)}>"
         plan = AxisPlan((axes or "TZYX").upper(), tuple(source.shape), channel, name)
         backend, shape, dtype = ArrayBackend(source, plan, name), plan.shape, source.dtype
-        meta_vs = zarr_attr_voxel_size(source)
+        meta_vs = zarr_attr_voxel_size(source, name)
     else:
         raise InvalidInputError(
             f"source must be a path, an ImageSeries or an array, got {type(source).__name__}"
         )
+    if isinstance(meta_vs, MetadataProblem):
+        if user_vs is None:
+            raise meta_vs.error
+        logger.info("%s: broken voxel size metadata replaced by voxel_size=%s µm",
+                    name, user_vs.tolist())
+        meta_vs = None
     if user_vs is not None:
         if meta_vs is not None and not np.allclose(meta_vs, user_vs, rtol=1e-3):
             logger.info("%s: voxel size %s µm given overrides the file's %s µm",

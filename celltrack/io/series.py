@@ -15,13 +15,24 @@ from typing import Any
 
 import numpy as np
 
-from celltrack.errors import FormatError, InvalidInputError, ShapeError
+from celltrack.errors import CelltrackError, FormatError, InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size
 
-__all__ = ["TIFF_SUFFIXES", "ArrayBackend", "AxisPlan", "ImageSeries"]
+__all__ = ["TIFF_SUFFIXES", "ArrayBackend", "AxisPlan", "ImageSeries", "MetadataProblem"]
 
 #: suffixes of TIFF files
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+
+class MetadataProblem:
+    """A voxel size that the file's metadata gives but in a broken form.
+
+    :func:`~celltrack.io.images.read_image` raises :attr:`error` unless the caller gave
+    ``voxel_size=`` (which then replaces the broken value).
+    """
+
+    def __init__(self, error: FormatError) -> None:
+        self.error = error
 
 
 # ---------------------------------------------------------------------------- axes
@@ -87,14 +98,28 @@ class AxisPlan:
 class ArrayBackend:
     """Frames from any array-like (numpy, zarr) with known axes."""
 
-    def __init__(self, array: Any, plan: AxisPlan, source: str):
-        self.array, self.plan, self.source = array, plan, source
+    def __init__(self, array: Any, plan: AxisPlan, source: str, verify: Any = None):
+        self.array, self.plan, self.source, self.verify = array, plan, source, verify
 
     def frame(self, t: int) -> np.ndarray:
+        if self.verify is not None:
+            self.verify(t)  # e.g. truncated chunk files, which decode without an error
         try:
             return self.plan.frame(self.array, t)
-        except (OSError, ValueError, KeyError, RuntimeError) as err:
-            raise FormatError(f"{self.source}: cannot read frame {t} ({err})") from err
+        except CelltrackError:
+            raise
+        except MemoryError:
+            need = int(np.prod(self.plan.shape[1:], dtype=np.float64)) * np.dtype(
+                getattr(self.array, "dtype", np.uint8)).itemsize
+            raise FormatError(
+                f"{self.source}: frame {t} needs {need} bytes, more than the memory available; "
+                "check the array shape in the store's metadata (or read it in crops)"
+            ) from None
+        except Exception as err:  # codecs and stores raise many types on corrupt chunks
+            raise FormatError(
+                f"{self.source}: cannot read frame {t} ({type(err).__name__}: {err}); a chunk "
+                "is corrupt or truncated: copy or write the data again"
+            ) from err
 
     def close(self) -> None:
         pass

@@ -16,7 +16,7 @@ import numpy as np
 
 from celltrack.errors import FormatError, InvalidInputError
 from celltrack.geometry import check_voxel_size
-from celltrack.io.series import AxisPlan
+from celltrack.io.series import AxisPlan, MetadataProblem
 from celltrack.io.units import unit_scale
 
 __all__ = ["TiffBackend", "normalise_tiff_axes", "open_tiff", "tiff_voxel_size"]
@@ -184,8 +184,22 @@ def open_tiff(
     return backend, shape, backend.array.dtype, tiff_voxel_size(backend.tif, shape)
 
 
-def tiff_voxel_size(tif: Any, shape: tuple[int, int, int, int]) -> np.ndarray | None:
-    """Voxel size (z, y, x) µm from ImageJ / OME / resolution-tag metadata, or None."""
+def _problem(tif: Any, err: Exception) -> MetadataProblem:
+    name = getattr(getattr(tif, "filehandle", None), "path", None) or "the TIFF file"
+    return MetadataProblem(FormatError(
+        f"{name}: the resolution / spacing metadata gives a bad voxel size ({err}); fix the "
+        "metadata or pass voxel_size=(z, y, x) µm"
+    ))
+
+
+def tiff_voxel_size(
+    tif: Any, shape: tuple[int, int, int, int]
+) -> np.ndarray | MetadataProblem | None:
+    """Voxel size (z, y, x) µm from ImageJ / OME / resolution-tag metadata.
+
+    None when the metadata gives none; a :class:`MetadataProblem` when it gives a bad one
+    (negative, zero, not finite).
+    """
     try:
         if tif.is_ome and tif.ome_metadata:
             vs = _ome_tiff_voxel_size(tif.ome_metadata, shape)
@@ -212,6 +226,8 @@ def tiff_voxel_size(tif: Any, shape: tuple[int, int, int, int]) -> np.ndarray | 
             return None
         z_um = float(z) * scale if shape[1] > 1 else 1.0
         return check_voxel_size([z_um, px_y * scale, px_x * scale])
+    except InvalidInputError as err:
+        return _problem(tif, err)
     except Exception as err:  # metadata is best effort: fall back to the user's value
         logger.debug("ignoring unreadable TIFF resolution metadata: %s", err)
         return None

@@ -17,8 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from celltrack.errors import FormatError, GraphError
+from celltrack.errors import FormatError, GraphError, InvalidInputError
+from celltrack.geometry import check_voxel_size
 from celltrack.graph.trackgraph import TrackGraph
+from celltrack.io.annotations import _integer, check_lineage
 from celltrack.io.units import unit_scale
 
 __all__ = ["read_trackmate"]
@@ -29,13 +31,46 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def read_trackmate(path: str | Path) -> TrackGraph:
+def _int_attr(a: dict[str, str], key: str, what: str, path: Path) -> int:
+    raw = a.get(key)
+    if raw is None:
+        raise FormatError(
+            f"{path}: {what} has no {key} attribute; every {what.split()[0]} needs one"
+        )
+    value = _integer(raw)
+    if value is None or not -(2**63) <= value <= 2**63 - 1:
+        raise FormatError(
+            f"{path}: {what} has {key}={raw[:60]!r}; {key} must be a whole number "
+            "(64-bit integer): fix the file"
+        )
+    return value
+
+
+def _float_attr(a: dict[str, str], key: str, what: str, path: Path, default: float | None) -> float:
+    raw = a.get(key)
+    if raw is None:
+        if default is None:
+            raise FormatError(f"{path}: {what} has no {key} attribute; add it")
+        return default
+    try:
+        value = float(raw)
+    except (ValueError, OverflowError):
+        value = None
+    if value is None or (default is None and not np.isfinite(value)):
+        raise FormatError(f"{path}: {what} has {key}={raw[:60]!r}; {key} must be a finite number")
+    return value
+
+
+def read_trackmate(path: str | Path, *, lineage: bool = True) -> TrackGraph:
     """Read spots and links of a TrackMate or MaMuT XML file.
 
     Parameters
     ----------
     path : str or Path
         The ``.xml`` file.
+    lineage : bool
+        Check the lineage rules (at most one parent and two children per spot). Pass
+        False to read tracks with merge events.
 
     Returns
     -------
@@ -52,10 +87,12 @@ def read_trackmate(path: str | Path) -> TrackGraph:
     Raises
     ------
     FormatError
-        If the file is not well-formed XML, holds no TrackMate model, or a spot or edge
-        lacks a required attribute.
+        If the file is not well-formed XML, holds no TrackMate model, a spot or edge
+        lacks a required attribute or has a malformed one (e.g. ``FRAME="1.5"``), a
+        radius is not a finite number > 0 or the calibration is not > 0.
     GraphError
-        On duplicate spot ids, edges to unknown spots or edges within one frame.
+        On duplicate spot ids, edges to unknown spots or edges within one frame, and
+        (with ``lineage``) spots with several parents or more than two children.
     """
     path = Path(path)
     if not path.is_file():
@@ -81,44 +118,44 @@ def read_trackmate(path: str | Path) -> TrackGraph:
                         if key in elem.attrib:
                             attrs[key.replace("units", "_units")] = elem.attrib[key]
                 elif tag == "Track":
-                    track_id = int(float(elem.attrib.get("TRACK_ID", -1)))
+                    track_id = _int_attr(
+                        {"TRACK_ID": elem.attrib.get("TRACK_ID", "-1")}, "TRACK_ID", "a track", path
+                    )
                 continue
             if tag == "Spot":
                 a = elem.attrib
-                try:
-                    ids.append(int(a["ID"]))
-                    frames.append(round(float(a["FRAME"])))
-                    pos.append((float(a.get("POSITION_Z", 0.0)), float(a["POSITION_Y"]),
-                                float(a["POSITION_X"])))
-                except (KeyError, ValueError) as err:
-                    raise FormatError(
-                        f"{path}: spot {a.get('ID', '?')} needs numeric ID, FRAME, POSITION_X, "
-                        f"POSITION_Y (and optionally POSITION_Z): {type(err).__name__} {err}"
-                    ) from None
-                radius.append(float(a.get("RADIUS", "nan")))
-                quality.append(float(a.get("QUALITY", "nan")))
+                what = f"spot {a.get('ID', '?')[:30]}"
+                ids.append(_int_attr(a, "ID", what, path))
+                frame = _int_attr(a, "FRAME", what, path)
+                if frame < 0:
+                    raise FormatError(f"{path}: {what} has FRAME={frame}; frames start at 0")
+                frames.append(frame)
+                pos.append((_float_attr(a, "POSITION_Z", what, path, 0.0),
+                            _float_attr(a, "POSITION_Y", what, path, None),
+                            _float_attr(a, "POSITION_X", what, path, None)))
+                if not np.all(np.isfinite(pos[-1])):
+                    raise FormatError(f"{path}: {what} has a position that is not finite")
+                radius.append(_float_attr(a, "RADIUS", what, path, np.nan))
+                quality.append(_float_attr(a, "QUALITY", what, path, np.nan))
                 elem.clear()
             elif tag == "Edge":
                 a = elem.attrib
-                try:
-                    src.append(int(float(a["SPOT_SOURCE_ID"])))
-                    tgt.append(int(float(a["SPOT_TARGET_ID"])))
-                except (KeyError, ValueError) as err:
-                    raise FormatError(
-                        f"{path}: an edge of track {track_id} needs numeric SPOT_SOURCE_ID and "
-                        f"SPOT_TARGET_ID: {type(err).__name__} {err}"
-                    ) from None
+                what = f"an edge of track {track_id}"
+                src.append(_int_attr(a, "SPOT_SOURCE_ID", what, path))
+                tgt.append(_int_attr(a, "SPOT_TARGET_ID", what, path))
                 track.append(track_id)
                 elem.clear()
             elif tag == "Track":
                 track_id = -1
                 elem.clear()
             elif tag == "ImageData":
-                vs = _calibration(elem.attrib)
+                vs = _calibration(elem.attrib, path)
                 if vs is not None:
                     attrs["voxel_size"] = vs
     except ET.ParseError as err:
-        raise FormatError(f"{path}: not well-formed XML ({err})") from err
+        raise FormatError(f"{path}: not well-formed XML ({err}); is the file complete?") from err
+    except RecursionError:
+        raise FormatError(f"{path}: XML nested too deeply to read") from None
     if not model_seen:
         raise FormatError(f"{path}: no <Model> element; is this a TrackMate or MaMuT XML file?")
     scale = unit_scale(attrs.get("spatial_units"))
@@ -137,9 +174,18 @@ def read_trackmate(path: str | Path) -> TrackGraph:
         "x": p[:, 2],
         "score": np.asarray(quality, float),
     }
-    r = np.asarray(radius, float) * scale
-    if r.size and np.all(np.isfinite(r) & (r > 0)):
-        nodes["covariance"] = np.eye(3)[None] * (r**2)[:, None, None]
+    with np.errstate(over="ignore"):
+        r = np.asarray(radius, float) * scale
+        given = ~np.isnan(np.asarray(radius, float))
+        bad = given & ~(np.isfinite(r**2) & (r > 0))
+        if np.any(bad):
+            row = int(np.flatnonzero(bad)[0])
+            raise FormatError(
+                f"{path}: spot {ids[row]} has RADIUS={radius[row]!r}; a radius must be a finite "
+                "number > 0 (remove it to read the spot as a point)"
+            )
+        if r.size and np.all(given):
+            nodes["covariance"] = np.eye(3)[None] * (r**2)[:, None, None]
     edges: dict[str, Any] = {
         "source": np.asarray(src, np.int64),
         "target": np.asarray(tgt, np.int64),
@@ -149,6 +195,8 @@ def read_trackmate(path: str | Path) -> TrackGraph:
     try:
         graph = TrackGraph(nodes, edges, attrs=attrs, validate=False)
         graph = _oriented(graph, nodes, edges, attrs)
+        if lineage:
+            check_lineage(graph, "TrackMate/MaMuT")
     except GraphError as err:
         raise GraphError(f"{path}: {err}") from err
     return graph
@@ -170,8 +218,14 @@ def _oriented(graph: TrackGraph, nodes: dict, edges: dict, attrs: dict) -> Track
     return TrackGraph(nodes, edges, attrs=attrs)
 
 
-def _calibration(attrib: dict[str, str]) -> list[float] | None:
-    try:
-        return [float(attrib[k]) for k in ("voxeldepth", "pixelheight", "pixelwidth")]
-    except (KeyError, ValueError):
+def _calibration(attrib: dict[str, str], path: Path) -> list[float] | None:
+    keys = ("voxeldepth", "pixelheight", "pixelwidth")
+    if not all(k in attrib for k in keys):
         return None
+    try:
+        return check_voxel_size([attrib[k] for k in keys]).tolist()
+    except InvalidInputError as err:
+        raise FormatError(
+            f"{path}: <ImageData voxeldepth/pixelheight/pixelwidth> is not a valid calibration "
+            f"({err}); fix these attributes in the file"
+        ) from None

@@ -104,7 +104,10 @@ def tracks_format(path: str | Path) -> str:
 
 
 def read_tracks(
-    path: str | Path, *, voxel_size: Sequence[float] | np.ndarray | None = None
+    path: str | Path,
+    *,
+    voxel_size: Sequence[float] | np.ndarray | None = None,
+    lineage: bool | None = None,
 ) -> TrackGraph:
     """Read tracks (or annotations) from any supported format, told by content.
 
@@ -118,6 +121,10 @@ def read_tracks(
         (default 1 µm, with a warning, so positions stay in voxels); for the other
         formats, whose positions are already in µm, it is recorded in
         ``attrs["voxel_size"]``.
+    lineage : bool, optional
+        Check the lineage rules (at most one parent and two children per node). Default
+        True, except for a GEFF store that celltrack wrote from a non-forest graph (e.g.
+        candidates). False reads any graph.
 
     Returns
     -------
@@ -144,17 +151,19 @@ def read_tracks(
                 "%s: no voxel size given for a CTC folder; positions are in voxels "
                 "(pass voxel_size=(z, y, x) µm)", path
             )
-        return read_ctc(path, voxel_size=(1.0, 1.0, 1.0) if vs is None else vs)
+        return read_ctc(
+            path, voxel_size=(1.0, 1.0, 1.0) if vs is None else vs, lineage=lineage is not False
+        )
     if fmt == "geff":
         from celltrack.io.geff_io import read_geff
 
-        graph = read_geff(path)
+        graph = read_geff(path, lineage=lineage)
         if vs is not None:
             graph.attrs["voxel_size"] = vs.tolist()
         return graph
     from celltrack.io.annotations import read_annotations
 
-    return read_annotations(path, voxel_size=vs, format=fmt)
+    return read_annotations(path, voxel_size=vs, format=fmt, lineage=lineage is not False)
 
 
 def write_tracks(
@@ -226,7 +235,7 @@ def write_tracks(
         path = path.with_suffix(f".{fmt}")
     for target in (path, links_path(path)) if fmt == "csv" else (path,):
         refuse_existing(target, overwrite)
-    return write_annotations(graph, path)
+    return write_annotations(graph, path, overwrite=overwrite)
 
 
 def _write_format(path: Path, format: str | None) -> str:

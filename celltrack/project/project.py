@@ -49,6 +49,7 @@ from celltrack.graph.tags import (
 from celltrack.io import ImageSeries, as_movie, read_image, write_image
 from celltrack.project import storage
 from celltrack.project.config import ProjectConfig, as_project_config
+from celltrack.project.journal import COMPACT_EVERY, EditJournal, graph_delta
 from celltrack.project.links import merge_links, renumber_created
 from celltrack.project.tags import merge_predictions
 from celltrack.solve.base import LinkResult
@@ -130,7 +131,11 @@ class Project:
                 f"the project's movie {path} now has shape {self.images.shape}, but the "
                 f"project was made for {tuple(manifest['shape'])}: restore the original images"
             )
-        self._annotations = storage.load_graph(self.folder / storage.ANNOTATIONS)
+        self._journal = EditJournal(self.folder / storage.JOURNAL)
+        base = storage.load_graph(self.folder / storage.ANNOTATIONS)
+        self._annotations, self._seq = self._journal.replay(base)
+        self._annotations.attrs.pop("journal_seq", None)
+        self._pending = 0
         tracks = self.folder / storage.TRACKS
         self._tracks = storage.load_graph(tracks) if tracks.exists() else None
         self._det_model: Any = None
@@ -139,6 +144,8 @@ class Project:
         self.last_predict_stats: dict[str, int] = {}
         self._defer = 0
         self._dirty = False
+        if self._journal.path.exists():  # fold what the last session journalled
+            self._compact()
 
     # ------------------------------------------------------------------ create / open
     @classmethod
@@ -206,7 +213,13 @@ class Project:
                     "voxel_size=(z, y, x) in µm is required when images is an array"
                 )
             movie = as_movie(images, axes=axes, voxel_size=voxel_size)
-            write_image(movie, folder / storage.IMAGES, voxel_size=voxel_size, progress=progress)
+            write_image(
+                movie,
+                folder / storage.IMAGES,
+                voxel_size=voxel_size,
+                progress=progress,
+                overwrite=overwrite,
+            )
             series = read_image(folder / storage.IMAGES)
             source = {"path": storage.IMAGES, "stored": True, "options": {}}
         vs = check_voxel_size(series.voxel_size if voxel_size is None else voxel_size)
@@ -224,6 +237,7 @@ class Project:
         for stale in (storage.TRACKS, storage.DETECTION_MODEL, storage.FLOW_MODEL):
             if (folder / stale).exists():
                 storage._remove(folder / stale)
+        EditJournal(folder / storage.JOURNAL).clear()
         storage.save_graph(_empty_annotations(), folder / storage.ANNOTATIONS)
         storage.write_manifest(folder, manifest)
         return cls(folder, manifest)
@@ -300,17 +314,45 @@ class Project:
         return int(t)
 
     def _commit(self, graph: TrackGraph) -> None:
-        """Validate, save atomically, then (only then) replace the in-memory graph."""
+        """Validate, save durably, then (only then) replace the in-memory graph.
+
+        The edit is appended to the fsynced journal (:mod:`celltrack.project.journal`: a
+        few ms, whatever the number of spots); every ``COMPACT_EVERY`` edits, or when an
+        edit changes the graph's columns, the whole graph is written to the store instead.
+        """
         graph.validate()
         next_id = int(graph.ids.max()) + 1 if graph.num_nodes else 0
         graph.attrs["next_id"] = max(next_id, int(self._annotations.attrs.get("next_id", 0)))
         graph.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
+        graph = graph.sorted()
         if self._defer:
             self._annotations = graph
             self._dirty = True
             return
-        storage.save_graph(graph, self.folder / storage.ANNOTATIONS)
+        delta = graph_delta(self._annotations, graph)
+        if delta is None or self._pending >= COMPACT_EVERY:
+            self._compact(graph)
+        else:
+            self._journal.append(self._seq + 1, delta)
+            self._seq += 1
+            self._pending += 1
         self._annotations = graph
+
+    def _compact(self, graph: TrackGraph | None = None) -> None:
+        """Write the whole annotation graph to the store, then empty the journal."""
+        graph = self._annotations if graph is None else graph
+        stamped = graph.copy()
+        stamped.attrs["journal_seq"] = self._seq
+        storage.save_graph(stamped, self.folder / storage.ANNOTATIONS)
+        self._journal.clear()
+        self._pending = 0
+
+    def save(self) -> None:
+        """Fold the edit journal into ``annotations.geff`` now (edits are durable anyway).
+
+        Useful before copying the project folder with tools that read the GEFF store only.
+        """
+        self._compact()
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[Project]:
@@ -332,7 +374,8 @@ class Project:
         finally:
             self._defer -= 1
             if self._defer == 0 and self._dirty:
-                storage.save_graph(self._annotations, self.folder / storage.ANNOTATIONS)
+                self._seq += 1
+                self._compact()
                 self._dirty = False
 
     def _next_id(self) -> int:

@@ -5,30 +5,31 @@
     folder/
       project.json        manifest: format version, config dump, image source, voxel size,
                           shape, frame cursor, celltrack version (atomic JSON)
-      annotations.geff    the annotation graph (GEFF zarr), rewritten atomically after
-                          every mutation
+      annotations.geff    the annotation graph (GEFF zarr), rewritten atomically when
+                          the journal is compacted
+      annotations.journal the edits since (fsynced JSON lines; see project.journal)
       images.zarr         the movie, when it was given as an array (OME-Zarr)
       models/detection.pt detection U-Net checkpoint (atomic, weights_only loading)
       models/flow.pt      flow U-Net checkpoint
       tracks.geff         the last linking result
 
-Every writer goes through :mod:`celltrack.io.atomic` (temporary sibling + rename), so a
-crash leaves either the old or the new file. Folders (zarr stores) are swapped in two
-renames (old → ``.name.old-*``, temp → name); :func:`recover` finishes a swap that a crash
-interrupted, so the last complete annotations are never lost.
+Every writer goes through :mod:`celltrack.io.atomic` (temporary sibling + rename; folders
+are exchanged atomically where the OS allows), so a crash leaves either the old or the new
+version; :func:`recover` drops what a killed writer left and finishes an interrupted swap.
+Annotation edits between two full writes live in the fsynced ``annotations.journal``
+(:mod:`celltrack.project.journal`).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 from celltrack.errors import FormatError
 from celltrack.graph import TrackGraph
-from celltrack.io.atomic import atomic_write_text
+from celltrack.io.atomic import atomic_write_text, clean_leftovers
 from celltrack.io.geff_io import read_geff, write_geff
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "FORMAT",
     "FORMAT_VERSION",
     "IMAGES",
+    "JOURNAL",
     "MANIFEST",
     "TRACKS",
     "load_graph",
@@ -53,6 +55,8 @@ FORMAT = "celltrack-project"
 FORMAT_VERSION = 1
 MANIFEST = "project.json"
 ANNOTATIONS = "annotations.geff"
+#: Append-only edit journal on top of ANNOTATIONS (see celltrack.project.journal).
+JOURNAL = "annotations.journal"
 TRACKS = "tracks.geff"
 IMAGES = "images.zarr"
 DETECTION_MODEL = "models/detection.pt"
@@ -60,31 +64,17 @@ FLOW_MODEL = "models/flow.pt"
 
 
 def recover(path: str | Path) -> bool:
-    """Finish an interrupted atomic swap of ``path`` and drop stale temporaries.
+    """Finish an interrupted atomic write of ``path`` and drop what killed writers left.
 
-    If ``path`` is missing but an ``.<name>.old-*`` sibling exists (a crash came between
-    moving the old version aside and moving the new one in), the newest old version is
-    put back. Leftover ``.<name>.tmp-*`` siblings (incomplete writes) are removed.
+    See :func:`celltrack.io.atomic.clean_leftovers` (temporaries of live writers are kept).
 
     Returns
     -------
     bool
-        True if a version was restored.
+        True if a previous version was restored under ``path``.
     """
     path = Path(path)
-    parent = path.parent
-    if not parent.is_dir():
-        return False
-    restored = False
-    olds = sorted(parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    if not path.exists() and olds:
-        os.replace(olds[-1], path)
-        olds = olds[:-1]
-        restored = True
-        logger.warning("restored %s from an interrupted write", path)
-    for stale in [*olds, *parent.glob(f".{path.name}.tmp-*")]:
-        _remove(stale)
-    return restored
+    return path in clean_leftovers(path)
 
 
 def _remove(path: Path) -> None:

@@ -133,8 +133,21 @@ def test_link_editing_keeps_a_forest_of_approved_links(project):
 def test_a_failed_write_never_loses_annotations(project, monkeypatch):
     import geff.core_io
 
+    import celltrack.project.journal as journal_mod
+
     first = project.add_spots(0, [[4.0, 10.0, 10.0], [4.0, 20.0, 20.0]])
     before = project.annotations
+
+    def disk_full(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(journal_mod.os, "fsync", disk_full)  # the journal append fails
+    with pytest.raises(OSError, match="disk full"):
+        project.add_spot(0, (4.0, 30.0, 30.0))
+    with pytest.raises(OSError, match="disk full"):
+        project.proofread(first, "accept")
+    assert project.annotations.equals(before)  # memory unchanged too
+    monkeypatch.undo()
     real = geff.core_io.write_arrays
 
     def crash_midway(path, *args, **kwargs):
@@ -143,10 +156,7 @@ def test_a_failed_write_never_loses_annotations(project, monkeypatch):
 
     monkeypatch.setattr(geff.core_io, "write_arrays", crash_midway)
     with pytest.raises(OSError, match="disk full"):
-        project.add_spot(0, (4.0, 30.0, 30.0))
-    with pytest.raises(OSError, match="disk full"):
-        project.proofread(first, "accept")
-    assert project.annotations.equals(before)  # memory unchanged too
+        project.save()  # compaction fails: the journal keeps every edit
     monkeypatch.undo()
     leftovers = [p.name for p in project.folder.iterdir() if p.name.startswith(".")]
     assert leftovers == []
