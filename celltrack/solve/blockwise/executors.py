@@ -5,7 +5,8 @@ lazily (at most ``max_in_flight`` submitted but unfinished, so the driver never 
 sub-graphs at once) and yields ``fn(task)`` results as they complete.
 
 - ``"serial"``: in the calling process (debugging, tiny problems).
-- ``"processes"``: a :class:`concurrent.futures.ProcessPoolExecutor` with ``n_workers``.
+- ``"processes"``: a :class:`concurrent.futures.ProcessPoolExecutor` with ``n_workers``,
+  whose workers exit by themselves when the driver dies (even by SIGKILL).
 - a :class:`distributed.Client`, or a scheduler address string such as
   ``"tcp://10.0.0.1:8786"`` (a client is connected and closed again): the same code runs
   on a laptop ``LocalCluster`` or an HPC cluster (e.g. started with dask-jobqueue).
@@ -16,6 +17,8 @@ from __future__ import annotations
 import concurrent.futures as cf
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -37,6 +40,28 @@ class SerialExecutor:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _die_with_driver(driver_pid: int, poll_s: float = 0.25) -> None:
+    """Worker initializer: exit as soon as the driver process is gone.
+
+    A pool's workers outlive a driver killed with SIGKILL (nothing runs in the driver to
+    stop them, and with ``forkserver`` their parent is not even the driver), each holding
+    hundreds of MiB. A daemon thread in every worker checks every ``poll_s`` seconds that
+    the driver still exists and ends the worker otherwise.
+    """
+
+    def watch() -> None:
+        while True:
+            try:
+                os.kill(driver_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pragma: no cover - a reused pid of another user
+                os._exit(1)
+            time.sleep(poll_s)
+
+    threading.Thread(target=watch, name="celltrack-die-with-driver", daemon=True).start()
 
 
 class ProcessExecutor:
@@ -65,7 +90,12 @@ class ProcessExecutor:
         if self.n_workers < 1:
             raise InvalidInputError(f"n_workers must be >= 1, got {n_workers}")
         context = multiprocessing.get_context(start_method) if start_method else None
-        self._pool = cf.ProcessPoolExecutor(max_workers=self.n_workers, mp_context=context)
+        self._pool = cf.ProcessPoolExecutor(
+            max_workers=self.n_workers,
+            mp_context=context,
+            initializer=_die_with_driver,
+            initargs=(os.getpid(),),
+        )
         self.max_in_flight = int(max_in_flight or 2 * self.n_workers)
 
     def imap_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
