@@ -7,7 +7,8 @@ config's ``kind``: :func:`make_linker` builds one from a config, a kind name or 
 :func:`linker_config` validates such a value into the kind's config (any kind registered
 with :func:`register_linker`, the user's own included), and :data:`LinkerConfig` is the
 discriminated union of the built-in configs. :func:`solve_blockwise` solves large graphs
-block by block with any linker.
+block by block with any linker. :func:`fit_costs` learns the ILP's cost weights from
+annotated lineages (a structured SVM on the exact ILP).
 
 Importing this package registers the built-in linkers; it loads no solver (OR-Tools,
 scipy.optimize) and no KD-tree code until a linker runs.
@@ -31,6 +32,7 @@ from celltrack.solve.blockwise import BlockwiseConfig, solve_blockwise
 from celltrack.solve.flow_nn import FlowNNConfig, FlowNNLinker
 from celltrack.solve.greedy import GreedyConfig, GreedyLinker
 from celltrack.solve.ilp import ILPConfig, ILPLinker
+from celltrack.solve.ilp.fit import FitResult, fit_costs
 
 #: Any built-in linker config, selected by its ``kind`` field.
 LinkerConfig = Annotated[Union[GreedyConfig, FlowNNConfig, ILPConfig], Field(discriminator="kind")]  # noqa: UP007
@@ -38,6 +40,7 @@ LinkerConfig = Annotated[Union[GreedyConfig, FlowNNConfig, ILPConfig], Field(dis
 
 __all__ = [
     "BlockwiseConfig",
+    "FitResult",
     "FlowNNConfig",
     "FlowNNLinker",
     "GreedyConfig",
@@ -49,6 +52,7 @@ __all__ = [
     "Linker",
     "LinkerConfig",
     "SolveStatus",
+    "fit_costs",
     "linker_config",
     "linker_kinds",
     "make_linker",

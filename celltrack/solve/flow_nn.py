@@ -17,14 +17,20 @@ Algorithm (after ELEPHANT's ``NearestNeighborLinkingAction``; distances in µm):
    and, in each, at up to ``n_neighbors`` nearest possible parents (never tagged ``fp``,
    ``tn``, ``tb``, ``fb``, never node ``pin == 0``), in increasing distance d from the
    query; the search in a frame stops at the first candidate with d > ``search_distance_um``.
-4. A parent may take ``max_children`` children if the child's displacement s (distance
-   from its position to its query position; d when there is no flow) exceeds
-   ``division_displacement_um`` — or if an existing child of the parent does, or if this
+4. A parent may take ``max_children`` children when the division rule allows it
+   (``division_rule``), otherwise one child. ELEPHANT's *flow* rule: the child's
+   displacement s (distance from its position to its query position; d when there is no
+   flow) exceeds ``division_displacement_um`` — or an existing child's does, or this
    candidate and an existing child are both within ``division_displacement_um`` of the
-   query; otherwise one child. A link is refused if the parent already has that many
-   approved children. If the parent is full, its longest non-approved link is replaced
-   when it is at least as long as d (the displaced child is searched again in the next
-   pass); otherwise the next candidate is tried.
+   query. The *geometry* rule looks at positions only, so a weak flow model that predicts
+   small displacements cannot veto a division: the candidate and an existing child both
+   lie farther than ``division_displacement_um`` from the parent, on opposite sides
+   (cosine of the angle between the two displacements from the parent ≤
+   ``division_max_cos``). ``"either"`` (default) allows what either rule allows. A link
+   is refused if the parent already has that many approved children. If the parent is
+   full, its longest non-approved link is replaced when it is at least as long as d (the
+   displaced child is searched again in the next pass); otherwise the next candidate is
+   tried.
 5. With ``interpolate``, every accepted link that skips frames (parent at t′ < t − 1) is
    replaced by a chain through new nodes at t′ + 1 … t − 1, linearly interpolated between
    parent and child, carrying the child's covariance and node column
@@ -77,6 +83,19 @@ class FlowNNConfig(Config):
         1.0,
         ge=0,
         description="a child displaced by more than this may be a second child (µm)",
+    )
+    division_rule: Literal["flow", "geometry", "either"] = Field(
+        "either",
+        description="when a parent may take a second child: 'flow' (ELEPHANT: the flow "
+        "displacement exceeds division_displacement_um), 'geometry' (both children farther "
+        "than division_displacement_um from the parent, on opposite sides), 'either'",
+    )
+    division_max_cos: float = Field(
+        -0.5,
+        ge=-1.0,
+        le=1.0,
+        description="geometry rule: largest cosine of the angle between the two children's "
+        "displacements from the parent (−1 … 1; −0.5 = at least 120° apart)",
     )
     max_passes: int = Field(
         5, ge=1, description="passes over the unlinked children per frame (count)"
@@ -251,7 +270,7 @@ class FlowNNLinker(Linker):
                     if child in parent_edge:
                         continue
                     edge, bumped = self._find_parent(
-                        child, i, cands, child_sqdisp, out_edges, forbidden, r2, theta2
+                        child, i, cands, child_sqdisp, out_edges, forbidden, r2, theta2, pos
                     )
                     if edge is None:
                         continue
@@ -285,7 +304,26 @@ class FlowNNLinker(Linker):
             stats=stats,
         )
 
-    def _find_parent(self, child, i, cands, child_sqdisp, out_edges, forbidden, r2, theta2):
+    def _division_allowed(self, parent, child, d2, sqdisp, existing, pos, theta2) -> bool:
+        """Whether ``child`` may be a second child of ``parent`` (see ``division_rule``)."""
+        cfg = self.config
+        if cfg.division_rule in ("flow", "either"):
+            if sqdisp > theta2:
+                return True
+            if any(e.sqdisp > theta2 or (d2 < theta2 and e.d2 < theta2) for e in existing):
+                return True
+        if cfg.division_rule in ("geometry", "either"):
+            v2 = pos[child] - pos[parent]
+            n2 = float(v2 @ v2)
+            for e in existing:
+                v1 = pos[e.child] - pos[parent]
+                n1 = float(v1 @ v1)
+                if n1 > theta2 and n2 > theta2:
+                    if float(v1 @ v2) <= cfg.division_max_cos * np.sqrt(n1 * n2):
+                        return True
+        return False
+
+    def _find_parent(self, child, i, cands, child_sqdisp, out_edges, forbidden, r2, theta2, pos):
         """One child's search: (new edge, edge it replaces) or (None, None)."""
         cfg = self.config
         for d2s, parents in cands:
@@ -297,8 +335,11 @@ class FlowNNLinker(Linker):
                 sd = child_sqdisp[child]
                 sqdisp = float(sd) if np.isfinite(sd) else d2
                 existing = out_edges.get(parent, [])
-                allowed = cfg.max_children if sqdisp > theta2 else 1
-                if any(e.sqdisp > theta2 or (d2 < theta2 and e.d2 < theta2) for e in existing):
+                allowed = 1
+                if cfg.max_children > 1 and (
+                    (sqdisp > theta2 and cfg.division_rule != "geometry")
+                    or self._division_allowed(parent, child, d2, sqdisp, existing, pos, theta2)
+                ):
                     allowed = cfg.max_children
                 if sum(e.approved for e in existing) >= allowed:
                     continue

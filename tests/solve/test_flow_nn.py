@@ -168,3 +168,29 @@ def test_bad_input():
     # a single frame: nothing to link, an honest empty edge set with all nodes
     one = FlowNNLinker().link(_xs([2, 2], [0.0, 1.0]))
     assert one.graph.num_nodes == 2 and one.graph.num_edges == 0
+
+
+def test_weak_flow_cannot_veto_a_division():
+    # a weak flow model predicts almost no motion for both daughters, which sit 3 µm on
+    # opposite sides of the mother: ELEPHANT's flow rule refuses the second child, the
+    # geometry rule (default "either") accepts it
+    g = _xs(
+        [0, 1, 1],
+        [0.0, 3.0, -3.0],
+        parent_z=[np.nan, 0, 0],
+        parent_y=[np.nan, 0, 0],
+        parent_x=[np.nan, 2.9, -2.9],
+    )
+    assert FlowNNLinker(FlowNNConfig(division_rule="flow")).link(g).graph.num_edges == 1
+    assert FlowNNLinker().link(g).graph.num_edges == 2
+    assert FlowNNLinker(FlowNNConfig(division_rule="geometry")).link(g).graph.num_edges == 2
+    # the same children on one side of the mother are no division for the geometry rule
+    g_same = _xs(
+        [0, 1, 1],
+        [0.0, 3.0, 4.5],
+        parent_z=[np.nan, 0, 0],
+        parent_y=[np.nan, 0, 0],
+        parent_x=[np.nan, 2.9, 4.4],
+    )
+    cfg = FlowNNConfig(search_distance_um=5.0)
+    assert FlowNNLinker(cfg).link(g_same).graph.num_edges == 1

@@ -1,5 +1,12 @@
 """Tree-ILP linker on OR-Tools CP-SAT (Linajea's formulation, exact and fast).
 
+Terms, one per module with its math: node/edge/appear/split/disappear costs
+(:mod:`.costs`), the tree constraints (:mod:`.constraints`), division pairs
+(:mod:`.pair_definition`, priced by :mod:`.pair_cost`), track and daughter persistence
+(:mod:`.short_track`, :mod:`.short_daughter`) and the child-count rows that keep the LP
+tight when divisions are priced (:mod:`.child_count`). :func:`.fit.fit_costs` learns all
+cost weights from annotated lineages (structured SVM on the exact ILP).
+
 Importing this package registers the linker kind ``"ilp"``. It loads neither OR-Tools nor
 the scipy solvers: those are imported when a linker runs (:mod:`.phases`) and when the
 model classes are first used (``ModelArrays``, ``StandardModel`` load lazily).

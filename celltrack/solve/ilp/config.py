@@ -18,6 +18,15 @@ Linajea errors than a tuned greedy linker. On held-out perturbations it makes fe
 than greedy and laptrack, with twice laptrack's division F1. Unlike Linajea (c_D fixed at
 1) the division cost is a parameter of its own; it is 0 here because divisions already
 pay for the daughter's edge.
+
+Division and persistence terms
+------------------------------
+The division-pair weights (``division_*_weight``) and the persistence costs
+(``short_track_cost``, ``short_daughter_cost``) are 0 by default, which leaves the model
+exactly Linajea's. They are meant to be learned (``celltrack.solve.fit_costs``, or
+``learn: true`` in a pipeline config): once any of them is nonzero, divisions are only
+possible along candidate pairs (``division_max_children``, ``division_max_cos``) and the
+dominated-edge presolve is skipped.
 """
 
 from __future__ import annotations
@@ -28,7 +37,30 @@ from pydantic import Field
 
 from celltrack.config import Config
 
-__all__ = ["ILPConfig"]
+__all__ = ["NONNEGATIVE_WEIGHTS", "PAIR_WEIGHTS", "WEIGHT_FIELDS", "ILPConfig"]
+
+#: weights of the division-pair cost (celltrack.solve.ilp.pair_cost)
+PAIR_WEIGHTS = (
+    "division_separation_weight",
+    "division_offset_weight",
+    "division_angle_weight",
+    "division_ratio_weight",
+)
+#: every cost weight that celltrack.solve.fit_costs learns (costs are linear in them)
+WEIGHT_FIELDS = (
+    "node_offset",
+    "node_score_weight",
+    "edge_weight",
+    "frame_gap_cost",
+    "appear_cost",
+    "split_cost",
+    "disappear_cost",
+    *PAIR_WEIGHTS,
+    "short_track_cost",
+    "short_daughter_cost",
+)
+#: weights that must stay ≥ 0 for the formulation to be exact
+NONNEGATIVE_WEIGHTS = ("short_track_cost", "short_daughter_cost")
 
 
 class ILPConfig(Config):
@@ -81,6 +113,60 @@ class ILPConfig(Config):
         "units); waived in the last frame, near the spatial border and where the node "
         "column 'disappear_free' is True",
     )
+    # ---------------------------------------------------------------- divisions
+    division_separation_weight: float = Field(
+        0.0,
+        description="cost per µm of distance between the two daughters of a division "
+        "(cost units / µm; negative rewards daughters that move apart); "
+        "see celltrack.solve.ilp.pair_cost",
+    )
+    division_offset_weight: float = Field(
+        0.0,
+        description="cost per µm of the mother's distance from the daughters' midpoint "
+        "(cost units / µm)",
+    )
+    division_angle_weight: float = Field(
+        0.0,
+        description="cost per unit of (1 + cos θ)/2, θ the angle between the daughters' "
+        "displacements from the mother (cost units; the feature is 0 for opposite "
+        "directions, 1 for the same)",
+    )
+    division_ratio_weight: float = Field(
+        0.0,
+        description="cost per unit of 1 − (shorter / longer daughter displacement) "
+        "(cost units; the feature is 0 when both daughters move equally far)",
+    )
+    division_max_children: int = Field(
+        8,
+        ge=2,
+        description="when a division term is active: a division may only join two of the "
+        "mother's this many cheapest candidate children (count)",
+    )
+    division_max_cos: float = Field(
+        0.5,
+        ge=-1.0,
+        le=1.0,
+        description="when a division term is active: largest cosine of the angle between the "
+        "two daughter displacements of a possible division (−1 … 1; 0.5 = at least 60°)",
+    )
+    persistence_frames: int = Field(
+        2,
+        ge=1,
+        description="k of the persistence terms: a track or daughter of at most this many "
+        "nodes counts as short (frames)",
+    )
+    short_track_cost: float = Field(
+        0.0,
+        ge=0,
+        description="c_S: cost of a track that ends within persistence_frames of its start "
+        "(cost units, ≥ 0; free starts and ends are not priced)",
+    )
+    short_daughter_cost: float = Field(
+        0.0,
+        ge=0,
+        description="c_SD: cost per daughter of a division whose track ends within "
+        "persistence_frames (cost units, ≥ 0)",
+    )
     border_distance_um: float = Field(
         0.0,
         ge=0,
@@ -89,6 +175,12 @@ class ILPConfig(Config):
     )
     free_first_frame: bool = Field(
         True, description="track starts in the first frame of the roi cost nothing"
+    )
+    # ---------------------------------------------------------------- learning
+    learn: bool = Field(
+        False,
+        description="learn the cost weights from the annotated links before linking "
+        "(celltrack.solve.fit_costs; used by the Pipeline and Project)",
     )
     # ---------------------------------------------------------------- integer scaling
     cost_scale: float = Field(
@@ -141,3 +233,19 @@ class ILPConfig(Config):
         description="extra CP-SAT SatParameters fields, applied last (name → value)",
     )
     log_search: bool = Field(False, description="print the CP-SAT search log")
+
+    @property
+    def uses_pairs(self) -> bool:
+        """Whether a division-pair term is active (the ``pair`` block exists)."""
+        return self.short_daughter_cost != 0.0 or any(
+            getattr(self, name) != 0.0 for name in PAIR_WEIGHTS
+        )
+
+    @property
+    def uses_division_terms(self) -> bool:
+        """Whether a division-pair or persistence term is active."""
+        return self.uses_pairs or self.short_track_cost != 0.0
+
+    def weights(self) -> dict[str, float]:
+        """The learnable cost weights (:data:`WEIGHT_FIELDS`) by field name."""
+        return {name: float(getattr(self, name)) for name in WEIGHT_FIELDS}

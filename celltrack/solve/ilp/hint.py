@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from celltrack.solve.ilp.model import StandardModel
+from celltrack.solve.ilp.model import StandardModel, complete_assignment
 from celltrack.solve.ilp.problem import LinkingProblem
 
 __all__ = ["assignment_from_edges", "greedy_assignment"]
@@ -19,11 +19,14 @@ def assignment_from_edges(
     """Full 0/1 assignment of all blocks from selected edges (and optionally nodes).
 
     Nodes are selected if given in ``nodes``, touched by a selected edge, pinned, or
-    cheaper selected than not (alone); split and disappear follow from the degrees.
+    cheaper selected than not (alone); the other blocks follow from the selection
+    (:func:`~celltrack.solve.ilp.model.complete_assignment`). When the model has division
+    pairs, a division along a pair that is not a candidate loses its costlier edge.
     """
     edges = np.asarray(edges, bool)
-    z = np.zeros(model.num_vars, np.int64)
-    xs, ys = model.blocks["node"], model.blocks["edge"]
+    if "pair" in model.aux:
+        edges = _drop_unlisted_divisions(model, problem, edges)
+    xs = model.blocks["node"]
     sel = np.zeros(problem.num_nodes, bool) if nodes is None else np.asarray(nodes, bool).copy()
     sel[problem.src[edges]] = True
     sel[problem.tgt[edges]] = True
@@ -32,14 +35,29 @@ def assignment_from_edges(
     if "disappear" in model.blocks:
         alone = alone + model.c[model.blocks["disappear"]]
     sel |= (alone < 0) & (model.ub[xs] == 1)
-    z[xs] = sel
-    z[ys] = edges
-    children = np.bincount(problem.src[edges], minlength=problem.num_nodes)
-    if "split" in model.blocks:
-        z[model.blocks["split"]] = children == 2
-    if "disappear" in model.blocks:
-        z[model.blocks["disappear"]] = sel & (children == 0)
-    return z
+    return complete_assignment(model, problem, sel, edges)
+
+
+def _drop_unlisted_divisions(
+    model: StandardModel, problem: LinkingProblem, edges: np.ndarray
+) -> np.ndarray:
+    """Keep only divisions along candidate pairs: drop the costlier edge of the others."""
+    pairs = model.aux["pair"]
+    chosen = np.flatnonzero(edges)
+    children = np.bincount(problem.src[chosen], minlength=problem.num_nodes)
+    two = chosen[children[problem.src[chosen]] == 2]
+    if two.size == 0:
+        return edges
+    order = np.lexsort((two, problem.src[two]))
+    e1, e2 = two[order][0::2], two[order][1::2]
+    m = max(problem.num_edges, 1)
+    listed = np.isin(np.minimum(e1, e2) * m + np.maximum(e1, e2), pairs.edge1 * m + pairs.edge2)
+    ce = model.c[model.blocks["edge"]]
+    pinned = model.lb[model.blocks["edge"]] == 1
+    drop = np.where((ce[e1] > ce[e2]) & ~pinned[e1] | pinned[e2], e1, e2)
+    edges = edges.copy()
+    edges[drop[~listed]] = False
+    return edges
 
 
 def greedy_assignment(

@@ -3,7 +3,9 @@
 Pipeline of :meth:`ILPLinker.link` (one function per phase in :mod:`.phases`):
 
 1. read the candidate graph into arrays (:class:`LinkingProblem`), add the cost and
-   constraint terms (:mod:`.costs`, :mod:`.constraints`), scale costs to integers
+   constraint terms (:mod:`.costs`, :mod:`.constraints`; with division or persistence
+   weights also :mod:`.pair_definition`, :mod:`.pair_cost`, :mod:`.short_track`,
+   :mod:`.short_daughter`, :mod:`.child_count`), scale costs to integers
    (:mod:`.scaling`);
 2. exact presolve: drop edges that can never pay off (:func:`.presolve.dominated_edges`);
 3. LP relaxation with HiGHS (``use_lp``): a certified lower bound, a start solution (the LP
@@ -37,11 +39,49 @@ from celltrack.solve.ilp.problem import LinkingProblem
 from celltrack.solve.validate import bool_mask
 
 if TYPE_CHECKING:
-    from celltrack.solve.ilp.model import StandardModel
+    from celltrack.solve.ilp.model import ModelArrays, StandardModel
 
-__all__ = ["ILPLinker", "build_model"]
+__all__ = ["ILPLinker", "build_arrays", "build_model"]
 
 logger = logging.getLogger(__name__)
+
+
+def build_arrays(
+    problem: LinkingProblem,
+    cfg: ILPConfig,
+    terms: list | None = None,
+    *,
+    pins: bool = True,
+    every: bool = False,
+) -> tuple[ModelArrays, list]:
+    """The model's arrays before integer scaling, and its cost terms.
+
+    Parameters
+    ----------
+    problem : LinkingProblem
+    cfg : ILPConfig
+    terms : list, optional
+        Further cost/constraint objects with ``name`` and ``apply(model)``.
+    pins : bool
+        Honour the node/edge ``pin`` columns (default True).
+    every : bool
+        Create every cost term, also those with weight 0 (see
+        :func:`.costs.default_costs`; for learning).
+    """
+    from celltrack.solve.ilp.constraints import Pins, default_constraints
+    from celltrack.solve.ilp.costs import default_costs
+    from celltrack.solve.ilp.model import ModelArrays
+
+    arrays = ModelArrays(problem)
+    costs = default_costs(arrays, cfg, every=every)
+    constraints = [c for c in default_constraints() if pins or not isinstance(c, Pins)]
+    if every or cfg.uses_division_terms:
+        from celltrack.solve.ilp.child_count import ChildCount
+
+        constraints.append(ChildCount())
+    for term in [*costs, *constraints, *(terms or [])]:
+        term.apply(arrays)
+    return arrays, costs
 
 
 def build_model(
@@ -63,15 +103,9 @@ def build_model(
     StandardModel
         Integer costs (scaled by ``cfg.cost_scale``), rows and pinned bounds.
     """
-    from celltrack.solve.ilp.constraints import Pins, default_constraints
-    from celltrack.solve.ilp.costs import default_costs
-    from celltrack.solve.ilp.model import ModelArrays
     from celltrack.solve.ilp.scaling import scale_costs
 
-    arrays = ModelArrays(problem)
-    constraints = [c for c in default_constraints() if pins or not isinstance(c, Pins)]
-    for term in [*default_costs(arrays, cfg), *constraints, *(terms or [])]:
-        term.apply(arrays)
+    arrays, _ = build_arrays(problem, cfg, terms, pins=pins)
     c_int = scale_costs(arrays.costs, arrays.num_vars, cfg.cost_scale)
     return arrays.finish(c_int, cfg.cost_scale)
 
@@ -85,8 +119,9 @@ class ILPLinker(Linker):
         Costs and solver settings (defaults: :class:`ILPConfig`).
     terms : list, optional
         Extra cost/constraint terms (objects with ``name`` and ``apply(model)``, see
-        :mod:`.costs` / :mod:`.constraints`) added after the config's. With extra terms the
-        dominated-edge presolve is skipped (its proof assumes the built-in terms only).
+        :mod:`.costs` / :mod:`.constraints`) added after the config's. With extra terms (or
+        an active division or persistence term) the dominated-edge presolve is skipped
+        (its proof assumes the node, edge, appear, split and disappear terms only).
 
     Examples
     --------
@@ -140,7 +175,8 @@ class ILPLinker(Linker):
         cfg = self.config
         search = phases.build(candidates, cfg, self.terms)
         hint = phases.check_hint(search.problem, hint_edges)
-        phases.presolve(search, dominance=cfg.presolve_edges and not self.terms)
+        dominance = cfg.presolve_edges and not self.terms and not cfg.uses_division_terms
+        phases.presolve(search, dominance=dominance)
         if cfg.use_lp:
             phases.relax(search)
         phases.warm_start(search, hint)
@@ -179,14 +215,10 @@ class ILPLinker(Linker):
             nodes[problem.tgt[edges]] = True
         else:
             nodes = bool_mask(selected_node_mask, problem.num_nodes, "selected_node_mask")
+        from celltrack.solve.ilp.model import complete_assignment
+
         model = build_model(problem, self.config, self.terms, pins=False)
-        z = np.zeros(model.num_vars, np.int64)
-        z[model.blocks["node"]] = nodes
-        z[model.blocks["edge"]] = edges
-        children = np.bincount(problem.src[edges], minlength=problem.num_nodes)
-        z[model.blocks["split"]] = children == 2
-        if "disappear" in model.blocks:
-            z[model.blocks["disappear"]] = nodes & (children == 0)
+        z = complete_assignment(model, problem, nodes, edges)
         out_of_bounds = np.flatnonzero((z < model.lb) | (z > model.ub))
         if out_of_bounds.size:
             block = next(k for k, b in model.blocks.items() if b.start <= out_of_bounds[0] < b.stop)

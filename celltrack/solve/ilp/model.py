@@ -8,7 +8,17 @@ nodes. Variable blocks:
 - ``edge``  y_e (E): edge e = (u → w) is selected,
 - ``split`` s_v (N): v has exactly two selected children,
 - ``disappear`` d_v (N): v is selected and has no selected child (created only when a
-  term asks for it).
+  term asks for it),
+- ``pair`` p_k (P): candidate division k (a mother and two of its candidate child edges)
+  is taken (:mod:`.pair_definition`),
+- ``short_track`` / ``short_daughter`` q_k: a short segment along candidate path k
+  (:mod:`.short_track`, :mod:`.short_daughter`).
+
+Blocks of their own size (pairs, paths) are created with ``var(name, size=...)``; the data
+describing them (which mother and edges a pair joins, which nodes a path visits) goes to
+``aux[name]`` and travels to the :class:`StandardModel`, so start solutions and
+``objective_of`` can fill every block from a selection of nodes and edges
+(:func:`complete_assignment`).
 
 The appear indicator is not a variable: it is the expression a_v = x_v − Σ_{e∈in(v)} y_e,
 which the one-parent constraint keeps in {0, 1}. Blocks other than ``node``/``edge`` are
@@ -20,14 +30,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import sparse
 
 from celltrack.solve.ilp.problem import LinkingProblem
 
-__all__ = ["CostEntry", "ModelArrays", "RowBlock", "StandardModel"]
+__all__ = ["CostEntry", "ModelArrays", "RowBlock", "StandardModel", "complete_assignment"]
 
 
 @dataclass
@@ -68,6 +78,8 @@ class StandardModel:
         Integer cost units per cost unit.
     row_names : list of (str, int)
         Constraint term name and number of rows, in row order.
+    aux : dict
+        Data of the sized blocks (``pair``, ``short_track`` …), see :class:`ModelArrays`.
     """
 
     c: np.ndarray
@@ -78,6 +90,7 @@ class StandardModel:
     blocks: dict[str, slice]
     scale: float
     row_names: list[tuple[str, int]] = field(default_factory=list)
+    aux: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_vars(self) -> int:
@@ -120,6 +133,9 @@ class ModelArrays:
 
     #: block name → function(model) that adds the block's defining constraints
     definitions: ClassVar[dict[str, Callable[[ModelArrays], None]]] = {}
+    #: block name → function(aux, problem, nodes, edges) giving the block's 0/1 values for
+    #: a selection of nodes and edges (see :func:`complete_assignment`)
+    derivations: ClassVar[dict[str, Callable[..., np.ndarray]]] = {}
 
     def __init__(self, problem: LinkingProblem) -> None:
         self.problem = problem
@@ -129,6 +145,7 @@ class ModelArrays:
         self.row_blocks: list[RowBlock] = []
         self._lb: list[np.ndarray] = []
         self._ub: list[np.ndarray] = []
+        self.aux: dict[str, Any] = {}
         self.var("node")
         self.var("edge")
 
@@ -137,10 +154,15 @@ class ModelArrays:
         """Whether variable block ``name`` exists."""
         return name in self._blocks
 
-    def var(self, name: str) -> np.ndarray:
-        """Global indices of block ``name`` (created, with its definition, on first use)."""
+    def var(self, name: str, size: int | None = None) -> np.ndarray:
+        """Global indices of block ``name`` (created, with its definition, on first use).
+
+        ``size`` is the number of variables of a new block (default: E for ``edge``, N
+        otherwise); it is ignored once the block exists.
+        """
         if name not in self._blocks:
-            size = self.problem.num_edges if name == "edge" else self.problem.num_nodes
+            if size is None:
+                size = self.problem.num_edges if name == "edge" else self.problem.num_nodes
             self._blocks[name] = slice(self._size, self._size + size)
             self._size += size
             self._lb.append(np.zeros(size, np.int64))
@@ -224,4 +246,42 @@ class ModelArrays:
             blocks=dict(self._blocks),
             scale=scale,
             row_names=names,
+            aux=dict(self.aux),
         )
+
+
+def complete_assignment(
+    model: StandardModel, problem: LinkingProblem, nodes: np.ndarray, edges: np.ndarray
+) -> np.ndarray:
+    """Full 0/1 assignment of every block from selected nodes and edges.
+
+    ``split`` is "two selected children", ``disappear`` "selected without a child"; other
+    blocks use their registered derivation (:attr:`ModelArrays.derivations`).
+
+    Parameters
+    ----------
+    model : StandardModel
+    problem : LinkingProblem
+    nodes : ndarray of bool, shape (N,)
+    edges : ndarray of bool, shape (E,)
+
+    Returns
+    -------
+    ndarray of int64, shape (V,)
+    """
+    nodes, edges = np.asarray(nodes, bool), np.asarray(edges, bool)
+    z = np.zeros(model.num_vars, np.int64)
+    z[model.blocks["node"]] = nodes
+    z[model.blocks["edge"]] = edges
+    children = np.bincount(problem.src[edges], minlength=problem.num_nodes)
+    for name, block in model.blocks.items():
+        if name in ("node", "edge"):
+            continue
+        if name == "split":
+            z[block] = children == 2
+        elif name == "disappear":
+            z[block] = nodes & (children == 0)
+        else:
+            derive = ModelArrays.derivations[name]
+            z[block] = derive(model.aux[name], problem, nodes, edges)
+    return z

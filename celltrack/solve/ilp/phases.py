@@ -55,6 +55,7 @@ __all__ = [
     "local_search",
     "presolve",
     "relax",
+    "run",
     "solve",
     "warm_start",
 ]
@@ -208,12 +209,13 @@ def _start_solutions(search: Search, hint_edges: np.ndarray | None) -> Iterator[
     if lp is not None and lp.ok:
         if lp.integral:
             yield np.rint(lp.values).astype(np.int64)
-        ys = model.blocks["edge"]
+        ys, xs = model.blocks["edge"], model.blocks["node"]
+        # the LP's nodes and edges rounded, the other blocks derived from them (often
+        # optimal when only derived indicators such as splits are fractional)
+        yield assignment_from_edges(model, problem, lp.values[ys] > 0.5, lp.values[xs] > 0.5)
         yield greedy_assignment(model, problem, priority=lp.values[ys] - 1e-9 * model.c[ys])
     else:
-        bounded = StandardModel(
-            model.c, model.A, model.b, search.lb, search.ub, model.blocks, model.scale
-        )
+        bounded = replace(model, lb=search.lb, ub=search.ub)
         yield greedy_assignment(bounded, problem)
 
 
@@ -390,3 +392,31 @@ def extract(search: Search, candidates: TrackGraph, outcome: Outcome) -> LinkRes
         timings=search.timings,
         stats=search.stats,
     )
+
+
+def run(
+    search: Search, hint_edges: np.ndarray | None = None, *, dominance: bool = False
+) -> Outcome:
+    """Phases 2–6 on a prepared :class:`Search` (e.g. a model with changed costs).
+
+    Parameters
+    ----------
+    search : Search
+        Its ``model`` may be any :class:`StandardModel` of the tree ILP.
+    hint_edges : ndarray of bool, shape (E,), optional
+        A start solution.
+    dominance : bool
+        Apply the dominated-edge presolve (only valid for the built-in terms).
+
+    Returns
+    -------
+    Outcome
+        Raises :class:`Infeasible` as the phases do.
+    """
+    presolve(search, dominance=dominance)
+    if search.cfg.use_lp:
+        relax(search)
+    warm_start(search, hint_edges)
+    local_search(search)
+    rest = fix_variables(search)
+    return solve(search, rest)
