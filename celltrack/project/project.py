@@ -55,6 +55,7 @@ from celltrack.project.tags import merge_predictions
 from celltrack.solve.base import LinkResult
 from celltrack.solve.stage import (
     field_of_view,
+    link_graph,
     link_stage,
     linkable_spots,
     resolve_linker,
@@ -926,23 +927,8 @@ class Project:
                 raise InvalidInputError("give either linker or kind, not both")
             linker = kind
         g = self._annotations
-        spots = g
-        if frames is not None:
-            lo, hi = (self._check_frame(f) for f in frames)
-            spots = g.subgraph(nodes=(g.t >= lo) & (g.t <= hi))
-        spots = linkable_spots(spots)
+        spots, candidates = self._link_inputs(frames, use_flow, progress)
         linker = self._linker(linker)
-        if use_flow and self.flow_model is not None:
-            from celltrack.flow import predict_parents
-
-            spots = predict_parents(
-                self.flow_model, self.images, spots, self.voxel_size, self.config.flow,
-                progress=progress,
-            )
-        candidates = self.config.candidates
-        if candidates.field_of_view_um is None:
-            fov = field_of_view(self.shape, self.voxel_size)
-            candidates = candidates.model_copy(update={"field_of_view_um": fov})
         result = link_stage(
             spots,
             g,
@@ -958,6 +944,91 @@ class Project:
         self._tracks = tracks
         self._commit(merge_links(g, tracks, linked))
         return dataclasses.replace(result, graph=tracks.copy())
+
+    def _link_inputs(
+        self, frames: tuple[int, int] | None, use_flow: bool, progress: bool
+    ) -> tuple[TrackGraph, Any]:
+        """The spots to link (with flow-predicted parents) and the candidate config."""
+        g = self._annotations
+        spots = g
+        if frames is not None:
+            lo, hi = (self._check_frame(f) for f in frames)
+            spots = g.subgraph(nodes=(g.t >= lo) & (g.t <= hi))
+        spots = linkable_spots(spots)
+        if use_flow and self.flow_model is not None:
+            from celltrack.flow import predict_parents
+
+            spots = predict_parents(
+                self.flow_model, self.images, spots, self.voxel_size, self.config.flow,
+                progress=progress,
+            )
+        candidates = self.config.candidates
+        if candidates.field_of_view_um is None:
+            fov = field_of_view(self.shape, self.voxel_size)
+            candidates = candidates.model_copy(update={"field_of_view_um": fov})
+        return spots, candidates
+
+    def fit_costs(
+        self,
+        *,
+        frames: tuple[int, int] | None = None,
+        use_flow: bool = True,
+        progress: bool = False,
+        **options: Any,
+    ) -> Any:
+        """Learn the ILP's cost weights from the approved links, and link with them from now on.
+
+        The approved links and their spots are the annotated lineage fragments; the rest
+        of the candidate graph is unannotated (a structured SVM in sparse mode:
+        :func:`celltrack.solve.fit_costs`). An annotated spot's other candidate links count
+        as wrong, so approve every link of a spot you annotate. The learned
+        :class:`~celltrack.solve.ILPConfig` replaces ``config.linker`` (saved in
+        ``project.json``); :meth:`link` uses it.
+
+        Parameters
+        ----------
+        frames : (int, int), optional
+            Inclusive frame range of the candidate graph (default all).
+        use_flow : bool
+            Use flow-predicted parent positions when a flow model exists (as :meth:`link`).
+        progress : bool
+            Progress bars.
+        **options
+            Passed to :func:`celltrack.solve.fit_costs` (e.g. ``max_iterations``,
+            ``time_limit_s``); ``sparse`` defaults to True.
+
+        Returns
+        -------
+        FitResult
+            ``config`` (the learned ILPConfig), ``weights`` and the loss history.
+
+        Raises
+        ------
+        InvalidInputError
+            If no link is approved.
+        """
+        from celltrack.solve import ILPConfig, fit_costs
+
+        g = self._annotations
+        approved = approved_mask(g)
+        if not approved.any():
+            raise InvalidInputError(
+                "no approved links to learn linking costs from: approve a few lineage "
+                "fragments first (approve_links / add_link)"
+            )
+        base = self.config.linker if self.config.linker.kind == "ilp" else ILPConfig()
+        spots, candidates = self._link_inputs(frames, use_flow, progress)
+        graph = link_graph(spots, g, candidates=candidates, linker=base, progress=progress)
+        # learn from free choices: the person's pins would make every annotated link trivial
+        graph.set_node_column("pin", np.full(graph.num_nodes, -1, np.int8))
+        graph.set_edge_column("pin", np.full(graph.num_edges, -1, np.int8))
+        links = g.subgraph(edges=approved)
+        truth = links.subgraph(nodes=(links.in_degree() + links.out_degree()) > 0)
+        truth = truth.subgraph(nodes=graph.has_nodes(truth.ids))
+        result = fit_costs(graph, truth, base=base, **{"sparse": True, **options})
+        self.set_config(self.config.model_copy(update={"linker": result.config}))
+        logger.info("learned ILP costs in %.1f s: %s", result.seconds, result.weights)
+        return result
 
     # ------------------------------------------------------------------ export
     def export(
