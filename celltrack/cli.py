@@ -12,24 +12,95 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
+from celltrack._version import __version__
 from celltrack.errors import CelltrackError
 
-__all__ = ["main"]
+__all__ = ["build_parser", "cli_message", "main"]
+
+
+#: Python spellings in library messages → what a CLI user changes, per command. Library
+#: errors name keyword arguments; the CLI names the config key or the flag instead.
+_CONFIG_WORDS: tuple[tuple[str, str], ...] = (
+    (r"[Pp]ass overwrite=True \(CLI: --force\)", "the pipeline replaces only its own outputs"),
+    (r"\(?pass voxel_size=\(z, y, x\)( in)? µm\)?", "set data.voxel_size_um: [z, y, x] (µm)"),
+    (r"voxel_size=\(z, y, x\)( in µm)?", "data.voxel_size_um: [z, y, x] (µm)"),
+    (r"(pass|give) axes=( \(e\.g\. axes='TZYX'\))?", "set data.axes (e.g. data.axes: TZYX)"),
+    (r"pass axes=", "set data.axes"),
+    (r"units='voxel'", "annotations in voxels"),
+    (r"use_flow='never'", "use_flow: never"),
+)
+_FLAG_WORDS: tuple[tuple[str, str], ...] = (
+    (r"[Pp]ass overwrite=True \(CLI: --force\)", "Pass --force"),
+    (r"overwrite=True", "--force"),
+    (r"\(?pass voxel_size=\(z, y, x\)( in)? µm\)?", "pass --voxel-size Z Y X (µm)"),
+    (r"voxel_size=\(z, y, x\)( in µm)?", "--voxel-size Z Y X (µm)"),
+    (r"shape=\(T, Z, Y, X\)( in voxels)?", "--shape T Z Y X (voxels)"),
+    (r"pass format= \(one of", "pass --format (one of"),
+    (r"format='ctc'", "--format ctc"),
+)
+
+
+def cli_message(message: str, words: Sequence[tuple[str, str]]) -> str:
+    """``message`` with Python keyword advice replaced by config keys or flags.
+
+    Parameters
+    ----------
+    message : str
+        A library error message.
+    words : sequence of (pattern, replacement)
+        Regular expressions and what a CLI user should read instead.
+    """
+    for pattern, replacement in words:
+        message = re.sub(pattern, replacement, message)
+    return message
+
+
+_T = TypeVar("_T")
+
+
+def _cleaning_up(out: Path, run: Callable[[], _T]) -> _T:
+    """Run ``run``; if it fails, remove ``out`` again when it was created empty by the run.
+
+    Only folders that hold no file are removed: a failed run never deletes data.
+    """
+    existed = out.exists()
+    try:
+        return run()
+    except BaseException:
+        if not existed and out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
+            for folder in sorted(out.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                folder.rmdir()
+            out.rmdir()
+        raise
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from celltrack.demo import run_demo
 
-    report = run_demo(
-        args.out, seed=args.seed, n_frames=args.frames, quick=args.quick, progress=not args.quiet
-    )
-    print(report.table())
-    print(f"\noutputs and figures in {Path(args.out).resolve()}")
-    return 0
+    def run() -> int:
+        report = run_demo(
+            args.out,
+            seed=args.seed,
+            n_frames=args.frames,
+            quick=args.quick,
+            progress=not args.quiet,
+        )
+        print(report.table())
+        if args.quick:
+            print(
+                "\n--quick is a smoke test (tiny embryo, a few training steps): its scores "
+                "say nothing about the method; run without --quick for the real demo"
+            )
+        print(f"\noutputs and figures in {Path(args.out).resolve()}")
+        return 0
+
+    return _cleaning_up(Path(args.out), run)
 
 
 def _import_plugins(modules: Sequence[str]) -> None:
@@ -54,7 +125,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
             f"config file '{config}' does not exist; write one with 'celltrack config init'"
         )
     pipeline = Pipeline(config, args.out)
-    result = pipeline.run()
+    result = _cleaning_up(pipeline.workdir, pipeline.run)
     print(
         f"status {result.link.status.value}: {result.tracks.num_nodes} nodes, "
         f"{result.tracks.num_edges} links, {result.tracks.divisions().size} divisions"
@@ -68,15 +139,21 @@ def _cmd_track(args: argparse.Namespace) -> int:
 
 def _cmd_config_init(args: argparse.Namespace) -> int:
     from celltrack.config.pipeline import PipelineConfig
-    from celltrack.config.template import commented_yaml
+    from celltrack.config.template import commented_yaml, short_yaml
     from celltrack.io.atomic import atomic_write_text
 
     path = Path(args.path)
     if path.exists() and not args.force:
         raise CelltrackError(f"'{path}' exists; pass --force to overwrite it")
     cfg = PipelineConfig.cpu() if args.cpu else PipelineConfig()
-    atomic_write_text(path, commented_yaml(cfg))
-    print(f"wrote {path} (edit data.image, data.axes, data.voxel_size_um, data.annotations)")
+    text = commented_yaml(cfg) if args.full else short_yaml(cfg)
+    atomic_write_text(path, text)
+    form = "every key" if args.full else "short form; --full writes every key"
+    print(
+        f"wrote {path} ({len(text.splitlines())} lines, {form}); edit data.image, data.axes, "
+        "data.voxel_size_um and data.annotations, then run 'celltrack track "
+        f"{path}'"
+    )
     return 0
 
 
@@ -134,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Cell lineages from 3D+t movies and sparse annotations.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"celltrack {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="run the whole method on the synthetic embryo")
@@ -158,10 +236,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="configuration files")
     config_sub = config.add_subparsers(dest="config_command", required=True)
-    init = config_sub.add_parser("init", help="write a commented default config")
+    init = config_sub.add_parser("init", help="write a short commented config (--full: every key)")
     init.add_argument("path", nargs="?", default="celltrack.yaml", help="where to write it")
     init.add_argument("--cpu", action="store_true", help="small networks for a CPU")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    init.add_argument("--full", action="store_true", help="write every key with its description")
     init.set_defaults(func=_cmd_config_init)
 
     ev = sub.add_parser("evaluate", help="score predicted tracks against ground truth")
@@ -208,10 +287,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s"
     )
+    words = _CONFIG_WORDS if args.command in ("track", "demo") else _FLAG_WORDS
     try:
         return int(args.func(args))
     except (CelltrackError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {cli_message(str(exc), words)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,27 @@ def _approved_links(annotations: TrackGraph | None) -> int:
     return int(approved_mask(annotations).sum())
 
 
+def _records(history: Any) -> list[dict[str, Any]]:
+    """``mode``, ``step`` and ``loss`` of every training record (for the loss figure)."""
+    out = []
+    for i, record in enumerate(history):
+        if isinstance(record, dict):
+            get = record.get
+        else:
+
+            def get(key: str, default: Any = None, _r: Any = record) -> Any:
+                return getattr(_r, key, default)
+
+        out.append(
+            {
+                "mode": str(get("mode", "step")),
+                "step": int(get("step", i + 1)),
+                "loss": float(get("loss", float("nan"))),
+            }
+        )
+    return out
+
+
 def _losses(history: Any) -> list[float]:
     """Per-step or per-epoch losses of a training history (records with a ``loss``)."""
     out = []
@@ -189,11 +211,39 @@ class Pipeline:
         self.workdir = Path(workdir if workdir is not None else config.output.directory)
         self.timings: dict[str, float] = {}
         self.histories: dict[str, list[float]] = {}
+        #: per model, the training records (mode, step, loss) for the loss figure
+        self.training_records: dict[str, list[dict[str, Any]]] = {}
         self._stages: dict[str, dict[str, Any]] = {}
         self._movie_digest: tuple[Any, str] | None = None
         self.spots: TrackGraph | None = None
+        self._resources_said = False
 
     # ------------------------------------------------------------------ bookkeeping
+    def _say(self, message: str) -> None:
+        """One progress line on stderr (when ``config.progress``) and in the log."""
+        log.info(message)
+        if self.config.progress:
+            print(message, file=sys.stderr, flush=True)
+
+    def _begin(self, stage: str, what: str) -> None:
+        self._say(f"== {stage}: {what}")
+
+    def _say_resources(self) -> None:
+        """Which device and how many CPU threads the networks use (once per pipeline)."""
+        if self._resources_said:
+            return
+        self._resources_said = True
+        import torch
+
+        det, flow = self.config.detection.train, self.config.flow.train
+        threads = det.num_threads or torch.get_num_threads()
+        cores = os.cpu_count() or 1
+        self._say(
+            f"   device: detection.train.device={det.device}, flow.train.device={flow.device}; "
+            f"{threads} torch CPU thread(s) on {cores} core(s) "
+            "(set detection.train.num_threads to change)"
+        )
+
     def _path(self, name: str) -> Path:
         return self.workdir / name
 
@@ -211,6 +261,11 @@ class Pipeline:
         stamp = json.loads(self._stamp_path(artifact).read_text())
         return [float(v) for v in stamp.get("loss", [])]
 
+    def _stamped_records(self, artifact: str) -> list[dict[str, Any]]:
+        """The training records (mode, step, loss) in a model's stamp (may be empty)."""
+        stamp = json.loads(self._stamp_path(artifact).read_text())
+        return list(stamp.get("records", []))
+
     def _invalidate(self, artifact: str) -> None:
         """Remove an artifact's stamp before the stage starts overwriting the artifact."""
         self._stamp_path(artifact).unlink(missing_ok=True)
@@ -223,15 +278,25 @@ class Pipeline:
         seconds: float,
         reused: bool,
         losses: list[float] | None = None,
+        records: list[dict[str, Any]] | None = None,
     ):
         """Record a finished stage; a new artifact gets its stamp (and training losses)."""
         if not reused:
             payload: dict[str, Any] = {"fingerprint": fingerprint}
             if losses is not None:
                 payload["loss"] = losses
+            if records is not None:
+                payload["records"] = records
             atomic_write_text(self._stamp_path(artifact), json.dumps(payload))
         self.timings[stage] = seconds
         self._stages[stage] = {"fingerprint": fingerprint, "seconds": seconds, "reused": reused}
+        if reused:
+            self._say(
+                f"   {stage}: reused from the cache ({self._path(artifact)}, fingerprint "
+                f"{fingerprint}); delete it to recompute"
+            )
+        else:
+            self._say(f"   {stage}: done in {seconds:.1f} s")
         self._write_provenance()
 
     def _write_provenance(self) -> None:
@@ -271,8 +336,8 @@ class Pipeline:
             voxel_size = self.config.data.voxel_size_um
         if voxel_size is None and not isinstance(images, (ImageSeries, str, Path)):
             raise InvalidInputError(
-                "voxel_size (z, y, x) µm is required with an array movie: pass voxel_size= or "
-                "set data.voxel_size_um"
+                "the voxel size is required with an array movie: set data.voxel_size_um to three "
+                "numbers [z, y, x] in µm (Python: voxel_size=(z, y, x))"
             )
         movie = as_movie(images, voxel_size=voxel_size)
         return movie, np.asarray(movie.voxel_size, dtype=np.float64)
@@ -289,11 +354,23 @@ class Pipeline:
         data = self.config.data
         if data.image is None:
             raise InvalidInputError(
-                "config.data.image is not set: give the movie's path, or pass arrays to run()"
+                "data.image is not set in the config: set data.image to the movie (TIFF, folder of "
+                "TIFFs, Zarr); from Python, Pipeline.run(images, ...) takes arrays too"
             )
         images = as_movie(data.image, axes=data.axes, voxel_size=data.voxel_size_um)
         voxel_size = np.asarray(images.voxel_size, dtype=np.float64)
-        annotations = read_tracks(data.annotations) if data.annotations else None
+        annotations = None
+        if data.annotations and data.annotation_units == "voxel":
+            from celltrack.io.annotations import read_annotations
+
+            if Path(data.annotations).suffix.lower() not in (".csv", ".json"):
+                raise InvalidInputError(
+                    f"data.annotation_units: voxel applies to CSV/JSON annotations, got "
+                    f"{data.annotations!r}; other formats carry their own units (remove the key)"
+                )
+            annotations = read_annotations(data.annotations, voxel_size=voxel_size, units="voxel")
+        elif data.annotations:
+            annotations = read_tracks(data.annotations)
         gt = read_tracks(data.ground_truth, voxel_size=voxel_size) if data.ground_truth else None
         return images, voxel_size, annotations, gt
 
@@ -314,6 +391,8 @@ class Pipeline:
             train_prior,
         )
 
+        self._begin("train_detection", "detection network (prior, then your annotations)")
+        self._say_resources()
         cfg = self.config.detection
         fp = _digest("detection", cfg, self._image_digest(images), annotations, list(voxel_size))
         artifact = "models/detection.pt"
@@ -321,6 +400,7 @@ class Pipeline:
         if self._cached(artifact, fp):
             model, _ = load_model(self._path(artifact))
             self.histories["detection"] = self._stamped_losses(artifact)
+            self.training_records["detection"] = self._stamped_records(artifact)
             self._stamp("train_detection", artifact, fp, time.perf_counter() - start, True)
             return model
         self._invalidate(artifact)
@@ -345,9 +425,15 @@ class Pipeline:
             history = train_prior(model, images, cfg, progress=self.config.progress)
             save_model(self._path(artifact), model, meta={"fingerprint": fp})
         self.histories["detection"] = _losses(history)
+        self.training_records["detection"] = _records(history)
         self._stamp(
-            "train_detection", artifact, fp, time.perf_counter() - start, False,
+            "train_detection",
+            artifact,
+            fp,
+            time.perf_counter() - start,
+            False,
             losses=self.histories["detection"],
+            records=self.training_records["detection"],
         )
         return model
 
@@ -355,6 +441,7 @@ class Pipeline:
         """Detect nuclei in every frame; reviewed annotations are kept (tags re-checked)."""
         from celltrack.detect import detect
 
+        self._begin("detect", f"nuclei in {int(images.shape[0])} frames")
         fp = _digest("detect", self._stages["train_detection"]["fingerprint"], annotations)
         return self._graph_stage(
             "detect",
@@ -387,8 +474,13 @@ class Pipeline:
         if _approved_links(annotations) == 0:
             raise InvalidInputError(
                 "flow training needs approved links (edge column 'approved'); annotate a few "
-                "links or set use_flow='never'"
+                "links or set use_flow: never in the config"
             )
+        self._begin(
+            "train_flow",
+            f"backward-flow network from {_approved_links(annotations)} approved links",
+        )
+        self._say_resources()
         cfg = self.config.flow
         fp = _digest("flow", cfg, self._image_digest(images), annotations, list(voxel_size))
         artifact = "models/flow.pt"
@@ -396,6 +488,7 @@ class Pipeline:
         if self._cached(artifact, fp):
             model = load_flow_model(self._path(artifact))
             self.histories["flow"] = self._stamped_losses(artifact)
+            self.training_records["flow"] = self._stamped_records(artifact)
             self._stamp("train_flow", artifact, fp, time.perf_counter() - start, True)
             return model
         self._invalidate(artifact)
@@ -412,9 +505,15 @@ class Pipeline:
         )
         os.replace(partial, self._path(artifact))
         self.histories["flow"] = _losses(result.history)
+        self.training_records["flow"] = _records(result.history)
         self._stamp(
-            "train_flow", artifact, fp, time.perf_counter() - start, False,
+            "train_flow",
+            artifact,
+            fp,
+            time.perf_counter() - start,
+            False,
             losses=self.histories["flow"],
+            records=self.training_records["flow"],
         )
         return result.model
 
@@ -422,6 +521,7 @@ class Pipeline:
         """Add ``parent_z/y/x`` (µm) to every spot from the predicted backward flow."""
         from celltrack.flow import predict_parents
 
+        self._begin("predict_flow", "parent positions of every spot")
         fp = _digest(
             "parents",
             self._stages["train_flow"]["fingerprint"],
@@ -456,6 +556,7 @@ class Pipeline:
         if cfg.field_of_view_um is None and field_of_view_um is not None:
             cfg = cfg.model_copy(update={"field_of_view_um": tuple(field_of_view_um)})
         linker = resolve_linker(self.config.linker)
+        self._begin("candidates", "the graph the linker chooses from")
         fp = _digest("candidates", cfg, links_spots(linker), upstream or spots, annotations)
         return self._graph_stage(
             "candidates",
@@ -472,6 +573,11 @@ class Pipeline:
         Block-wise results go to ``blockwise.store`` or ``blocks/<fingerprint>`` in the work
         folder, so an interrupted run of the same problem resumes.
         """
+        self._begin(
+            "link",
+            f"linker kind: {getattr(self.config.linker, 'kind', '?')}"
+            + (" (block-wise)" if self.config.blockwise is not None else ""),
+        )
         start = time.perf_counter()
         blockwise = self.config.blockwise
         store = None
@@ -489,6 +595,7 @@ class Pipeline:
             log.warning("linker finished with status %s: no tracks", result.status.value)
         write_geff(result.graph, self._path("tracks.geff"), overwrite=True)
         self.timings["link"] = time.perf_counter() - start
+        self._say(f"   link: {result.status.value} in {self.timings['link']:.1f} s")
         self._stages["link"] = {"seconds": self.timings["link"], "status": result.status.value}
         self._write_provenance()
         return result
@@ -496,16 +603,21 @@ class Pipeline:
     def export(
         self, tracks: TrackGraph, shape: tuple[int, ...], voxel_size: Any
     ) -> dict[str, Path]:
-        """Write the tracks in every configured format (:func:`celltrack.io.write_tracks`).
+        """Write the tracks in every configured format.
 
-        The files are the pipeline's own (``tracks.geff``, ``tracks.csv``, ``ctc/01_RES``)
-        and are replaced on every run. Returns the paths by format.
+        GEFF and CTC go through :func:`celltrack.io.write_tracks`; ``tracks.csv`` is the
+        track table napari's Tracks layer and TrackMate users expect
+        (:func:`celltrack.io.track_table.write_track_table`: ``track_id, t, z, y, x,
+        parent_track_id, id, parent_id, lineage_id, …``, sorted by track then time). The
+        files are the pipeline's own (``tracks.geff``, ``tracks.csv``, ``ctc/01_RES``) and
+        are replaced on every run. Returns the paths by format.
         """
         from celltrack.io import write_tracks
 
         names = {"geff": "tracks.geff", "csv": "tracks.csv", "ctc": "ctc/01_RES"}
-        return {
-            fmt: write_tracks(
+        out: dict[str, Path] = {}
+        for fmt in self.config.output.formats:
+            out[fmt] = write_tracks(
                 tracks,
                 self._path(names[fmt]),
                 fmt,
@@ -514,8 +626,7 @@ class Pipeline:
                 voxel_size=voxel_size,
                 radius_um=self.config.output.ctc_radius_um,
             )
-            for fmt in self.config.output.formats
-        }
+        return out
 
     def evaluate(self, ground_truth: TrackGraph, tracks: TrackGraph) -> TrackingScores:
         """Score ``tracks`` against ``ground_truth`` and save ``scores.json``."""
@@ -636,7 +747,11 @@ class Pipeline:
             plot_lineage_tree(tracks), self._path("figures/lineages.png")
         )
         if self.histories:
+            curves = {
+                name: self.training_records.get(name) or losses
+                for name, losses in self.histories.items()
+            }
             out["figure_losses"] = save_figure(
-                plot_loss_curves(self.histories), self._path("figures/losses.png")
+                plot_loss_curves(curves), self._path("figures/losses.png")
             )
         return out

@@ -16,7 +16,13 @@ from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
 
-__all__ = ["plot_lineage_tree", "plot_loss_curves", "plot_tracks_projection", "save_figure"]
+__all__ = [
+    "add_scale_bar",
+    "plot_lineage_tree",
+    "plot_loss_curves",
+    "plot_tracks_projection",
+    "save_figure",
+]
 
 
 def _pyplot():
@@ -53,6 +59,48 @@ def save_figure(ax: Any, path: str | Path, dpi: int = 120) -> Path:
     return path
 
 
+def _nice_length(length: float) -> float:
+    """A round scale-bar length (1, 2 or 5 × 10^k) close to ``length``."""
+    if length <= 0:
+        return 1.0
+    exp = np.floor(np.log10(length))
+    for m in (5.0, 2.0, 1.0):
+        if m * 10**exp <= length:
+            return float(m * 10**exp)
+    return float(10**exp)
+
+
+def add_scale_bar(ax: Any, width_um: float, height_um: float) -> float:
+    """Draw a white scale bar (≈ 1/5 of the width, a round number of µm) bottom left.
+
+    Parameters
+    ----------
+    ax : matplotlib Axes
+        Axes whose data coordinates are µm (y pointing down).
+    width_um, height_um : float
+        Extent of the image (µm).
+
+    Returns
+    -------
+    float
+        The bar's length (µm).
+    """
+    length = _nice_length(width_um / 5)
+    x0, y0 = 0.05 * width_um, 0.93 * height_um
+    ax.plot([x0, x0 + length], [y0, y0], color="white", linewidth=3, solid_capstyle="butt")
+    label = f"{length:g} µm"
+    ax.text(
+        x0 + length / 2,
+        y0 - 0.02 * height_um,
+        label,
+        color="white",
+        ha="center",
+        va="bottom",
+        fontsize=9,
+    )
+    return length
+
+
 def plot_tracks_projection(
     image: np.ndarray,
     graph: TrackGraph,
@@ -65,6 +113,10 @@ def plot_tracks_projection(
 ) -> Any:
     """Maximum-intensity projection along z with track tails and detections overlaid.
 
+    Axes are in µm with a scale bar; each cell present in ``frame`` is a dot, and its
+    path over the last ``tail`` frames a line, coloured by lineage. Tracks that ended
+    before ``frame`` are not drawn (no floating tails).
+
     Parameters
     ----------
     image : ndarray, shape (T, Z, Y, X) or (Z, Y, X)
@@ -72,7 +124,7 @@ def plot_tracks_projection(
     graph : TrackGraph
         Tracks in µm; coloured by lineage.
     voxel_size : sequence of 3 float
-        (z, y, x) µm, to place µm positions on the pixel grid.
+        (z, y, x) µm, to place the image on the µm grid of the positions.
     frame : int, optional
         Frame to show (default: the movie's last frame, or the graph's last frame when
         ``image`` is one volume).
@@ -98,24 +150,70 @@ def plot_tracks_projection(
         volume = np.asarray(image[frame])
     else:
         raise ShapeError(f"image must be (T, Z, Y, X) or (Z, Y, X), got shape {image.shape}")
-    ax = _axes(ax, (6, 6))
-    ax.imshow(volume.max(axis=0), cmap="gray", interpolation="nearest")
+    ax = _axes(ax, (6.5, 6.5))
+    height_um, width_um = volume.shape[1] * vs[1], volume.shape[2] * vs[2]
+    ax.imshow(
+        volume.max(axis=0),
+        cmap="gray",
+        interpolation="nearest",
+        extent=(0.0, width_um, height_um, 0.0),
+    )
+    n_now = 0
     if graph.num_nodes:
+        plt = _pyplot()
+        from matplotlib.lines import Line2D
+
         lineage = graph.lineages()
-        colors = _pyplot().get_cmap("tab20")(lineage % 20)
-        yx = graph.positions[:, 1:] / vs[1:]
+        colors = plt.get_cmap("tab20")(lineage % 20)
+        yx = graph.positions[:, 1:]
         t = graph.t
+        now = t == frame
+        n_now = int(now.sum())
         if graph.num_edges:
             src, tgt = graph.edge_index()
-            recent = (t[tgt] <= frame) & (t[tgt] > frame - tail)
+            # nodes on the path of a cell present now, up to ``tail`` frames back
+            alive = now.copy()
+            parent = np.full(graph.num_nodes, -1, np.int64)
+            parent[tgt] = src
+            frontier = np.flatnonzero(now)
+            for _ in range(max(int(tail), 0)):
+                frontier = parent[frontier]
+                frontier = frontier[frontier >= 0]
+                if frontier.size == 0:
+                    break
+                alive[frontier] = True
+            recent = alive[tgt] & alive[src] & (t[tgt] <= frame) & (t[tgt] > frame - tail)
             from matplotlib.collections import LineCollection
 
             segments = np.stack([yx[src[recent]][:, ::-1], yx[tgt[recent]][:, ::-1]], axis=1)
-            ax.add_collection(LineCollection(segments, colors=colors[tgt[recent]], linewidths=1))
-        now = t == frame
-        ax.scatter(yx[now, 1], yx[now, 0], s=12, c=colors[now], edgecolors="white", linewidths=0.3)
-    ax.set_title(title or f"max projection, frame {frame}")
-    ax.set_axis_off()
+            ax.add_collection(LineCollection(segments, colors=colors[tgt[recent]], linewidths=1.2))
+        ax.scatter(yx[now, 1], yx[now, 0], s=16, c=colors[now], edgecolors="white", linewidths=0.4)
+        handles = [
+            Line2D(
+                [],
+                [],
+                marker="o",
+                linestyle="",
+                markerfacecolor="tab:orange",
+                markeredgecolor="white",
+                label=f"cell in frame {frame} ({n_now})",
+            ),
+            Line2D([], [], color="tab:orange", label=f"its path, last {tail} frames"),
+        ]
+        ax.legend(
+            handles=handles,
+            loc="upper right",
+            fontsize=8,
+            framealpha=0.8,
+            title="colour = lineage",
+            title_fontsize=8,
+        )
+    add_scale_bar(ax, width_um, height_um)
+    ax.set_xlim(0, width_um)
+    ax.set_ylim(height_um, 0)
+    ax.set_xlabel("x (µm)")
+    ax.set_ylabel("y (µm)")
+    ax.set_title(title or f"frame {frame}: tracked cells (brightest z shown)")
     return ax
 
 
@@ -191,26 +289,103 @@ def plot_lineage_tree(
             p = parent_track[k]
             ax.plot([x[p], x[k]], [end[p], start[k]], color=color, linewidth=0.8)
     ax.invert_yaxis()
-    ax.set_ylabel("frame")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("frame (time point)")
+    ax.set_xlabel("cells side by side; a fork is a division, colour = lineage")
     ax.set_xticks([])
-    ax.set_title(title or f"lineage trees ({len(keep)} largest)")
+    ax.set_title(title or f"lineage trees (the {len(keep)} largest of {sizes.size})")
     return ax
+
+
+def _field(record: Any, key: str, default: Any = None) -> Any:
+    if isinstance(record, Mapping):
+        return record.get(key, default)
+    return getattr(record, key, default)
+
+
+def _records(values: Any) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(step, loss, mode) of a history: plain losses (one per step) or training records."""
+    values = list(values)
+    if not values or isinstance(values[0], (int, float, np.floating, np.integer)):
+        loss = np.asarray(values, dtype=float)
+        return np.arange(1, loss.size + 1, dtype=float), loss, ["step"] * loss.size
+    step, loss, mode = [], [], []
+    for i, record in enumerate(values):
+        step.append(float(_field(record, "step", i + 1)))
+        loss.append(float(_field(record, "loss")))
+        mode.append(str(_field(record, "mode", "step")))
+    return np.asarray(step), np.asarray(loss), mode
 
 
 def plot_loss_curves(
-    histories: Mapping[str, Sequence[float]], *, ax: Any = None, title: str = "training loss"
+    histories: Mapping[str, Sequence[Any]], *, ax: Any = None, title: str = "training loss"
 ) -> Any:
-    """Plot one loss curve per named history (e.g. ``{"detection": [...], "flow": [...]}``)."""
-    ax = _axes(ax, (6, 4))
-    for name, values in histories.items():
-        values = np.asarray(values, dtype=float)
-        if values.size:
-            ax.plot(np.arange(1, values.size + 1), values, label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    if any(len(v) for v in histories.values()):
-        ax.legend()
-        if all(np.all(np.asarray(v) > 0) for v in histories.values() if len(v)):
-            ax.set_yscale("log")
-    ax.set_title(title)
-    return ax
+    """Plot each named training history in its own panel against optimisation steps.
+
+    Parameters
+    ----------
+    histories : mapping of str to sequence
+        Per model (e.g. ``"detection"``, ``"flow"``) either plain losses, one per
+        optimisation step, or training records (:class:`celltrack.nn.history.TrainRecord`
+        or dicts with ``mode``, ``step``, ``loss``). Records of one mode (``prior``,
+        ``batch``, ``incremental``, ``flow``) are drawn together; a dotted line marks
+        where one mode ends and the next begins (e.g. where prior training ends). Epoch
+        means are drawn as dots at the step that ends the epoch.
+    ax : matplotlib Axes, optional
+        Draw every history into this one Axes (default: one panel per history).
+    title : str
+        Figure title.
+
+    Returns
+    -------
+    matplotlib Axes
+        The first panel (``ax.figure`` holds them all).
+    """
+    named = {k: _records(v) for k, v in histories.items() if len(v)}
+    if ax is None:
+        plt = _pyplot()
+        n = max(len(named), 1)
+        fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.8), squeeze=False)
+        axes = list(axes[0])
+        fig.suptitle(title)
+    else:
+        axes = [ax] * max(len(named), 1)
+        ax.set_title(title)
+    for panel, (name, (step, loss, mode)) in zip(axes, named.items()):
+        modes = list(dict.fromkeys(mode))
+        mode_arr = np.asarray(mode)
+        for m in modes:
+            sel = mode_arr == m
+            per_epoch = m in ("batch", "flow") and np.any(np.diff(step[sel]) > 1)
+            style = {"marker": "o", "markersize": 3} if per_epoch else {}
+            what = "mean per epoch" if per_epoch else "per step"
+            if m == "step":
+                label = name
+            else:  # one panel per model names it in the title; a shared Axes in the label
+                label = f"{m} ({what})" if ax is None else f"{name}: {m} ({what})"
+            panel.plot(step[sel], loss[sel], label=label, **style)
+        for m in modes[:-1]:  # where one mode ends
+            end = float(step[mode_arr == m].max())
+            panel.axvline(end + 0.5, color="grey", linestyle=":", linewidth=1)
+            panel.annotate(
+                f"{m} ends",
+                (end + 0.5, 1.0),
+                xycoords=("data", "axes fraction"),
+                xytext=(3, -12),
+                textcoords="offset points",
+                fontsize=8,
+                color="grey",
+            )
+        panel.set_xlabel("optimisation step")
+        panel.set_ylabel("loss")
+        if np.all(loss > 0):
+            panel.set_yscale("log")
+        from matplotlib.ticker import MaxNLocator
+
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))
+        panel.legend(fontsize=8)
+        if ax is None:
+            panel.set_title(name)
+    return axes[0]

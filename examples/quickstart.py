@@ -15,7 +15,8 @@ What it does (a simulated person stands in for you; with real data you would cli
 5. score the tracks against the truth (CTC DET/TRA/LNK, divisions) and export GEFF.
 
 The project folder ``DIR/embryo.ctproj`` can be reopened with ``Project.open``: every
-edit was saved as it happened. ``--tiny`` runs in seconds (for tests).
+edit was saved as it happened. ``--tiny`` (a 3-frame embryo, one round, short training:
+about 20 s of CPU) still reaches DET ≥ 0.8; the default takes a few minutes.
 """
 
 from __future__ import annotations
@@ -38,19 +39,23 @@ MATCH_UM = 3.0  # a spot within this distance of a true nucleus counts as that n
 
 
 def tiny_config() -> ProjectConfig:
-    """The CPU presets cut down to a couple of optimisation steps (seconds per call)."""
+    """The CPU presets with a short prior and 30-step updates (≈ 20 s of CPU in all).
+
+    Still a real result: on the tiny embryo it finds ≥ 80 % of the nuclei in every frame
+    (DET ≥ 0.8, checked by ``tests/test_examples.py``). The flow model gets a token
+    training (2 epochs): the tiny embryo barely moves, so linking does not need it.
+    """
     base = ProjectConfig()
     det = base.detection.model_copy(
         update={
             "train": base.detection.train.model_copy(
-                update={"incremental_steps": 2, "prior_learning_rates": (1e-2,),
-                        "prior_crops": 1, "crop_shape": (8, 32, 32)}
+                update={"incremental_steps": 30, "prior_crops": 4}
             )
         }
     )
     flow = base.flow.model_copy(
         update={"train": base.flow.train.model_copy(
-            update={"epochs": 1, "crops_per_frame": 1, "batch_size": 1, "crop_shape": (8, 32, 32)}
+            update={"epochs": 2, "crops_per_frame": 2, "batch_size": 2, "crop_shape": (8, 32, 32)}
         )}
     )
     return base.model_copy(update={"detection": det, "flow": flow})
@@ -109,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=8, help="frames of the synthetic movie")
     parser.add_argument("--rounds", type=int, default=2, help="proofreading rounds on frame 0")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tiny", action="store_true", help="tiny data and training (seconds)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="3-frame embryo, short training (≈ 20 s CPU)"
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="celltrack-quickstart-"))
     start = time.perf_counter()
@@ -155,6 +162,10 @@ def main(argv: list[str] | None = None) -> int:
     # 5. score and export
     scores = evaluate(data.gt, project.tracks, max_distance=MATCH_UM)
     print(scores.table())
+    print(f"DET {scores.det:.3f} (share of true nuclei found, 1 = all), TRA {scores.tra:.3f}")
+    if scores.det < 0.8:
+        print(f"WARNING: DET {scores.det:.3f} < 0.8: the detector did not learn enough; "
+              "run more --rounds or without --tiny")
     path = project.export(out / "tracks.geff", overwrite=True)  # like create(overwrite=True)
     print(f"wrote {path}; project folder {project.folder} "
           f"({time.perf_counter() - start:.1f} s in all)")

@@ -15,7 +15,9 @@ embryo, so you can see the expected format (``DEMO/movie.tif``, ``DEMO/spots.csv
 Steps (plain stage API, no project folder): read the movie lazily and the annotations →
 self-supervised prior → batch training over every annotated frame (checkpoint after each
 epoch, atomic) → detection in every frame → candidate graph → linking → GEFF and Cell
-Tracking Challenge outputs. With ``--demo`` the result is scored against the truth.
+Tracking Challenge outputs. With ``--demo`` the result is scored against the truth;
+``--demo --tiny`` (3 frames, 40 training steps, ≈ 20 s of CPU) still finds ≥ 80 % of the
+nuclei (DET ≥ 0.8) and warns when a run does not.
 """
 
 from __future__ import annotations
@@ -59,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: temp)")
     parser.add_argument("--epochs", type=int, default=10, help="batch training epochs")
     parser.add_argument("--demo", action="store_true", help="make a synthetic TIFF + CSV first")
-    parser.add_argument("--tiny", action="store_true", help="tiny demo and training (seconds)")
+    parser.add_argument(
+        "--tiny", action="store_true", help="3-frame demo, short training (≈ 20 s CPU)"
+    )
     args = parser.parse_args(argv)
     if not args.demo and (args.images is None or args.annotations is None):
         parser.error("give --images and --annotations, or --demo")
@@ -88,9 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg = DetectionConfig.cpu()
     train = {"epochs": args.epochs}
     if args.tiny:
-        train = {"epochs": 1, "prior_learning_rates": (1e-2,), "prior_crops": 1,
-                 "crops_per_frame": 1, "crop_shape": (8, 32, 32)}
+        # a short prior and 40 optimisation steps: still DET ≥ 0.8 on the tiny demo
+        train = {"epochs": 8, "prior_crops": 4}
     cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update=train)})
+    if args.demo:  # the synthetic movie's background is dark: label it from intensity
+        cfg = cfg.model_copy(
+            update={"labels": cfg.labels.model_copy(update={"background_threshold": 0.15})}
+        )
     # an interrupted run resumes from the checkpoint; at the end it holds the finished model
     trained = train_detection(movie, annotations, vs, cfg, checkpoint=out / "detection.pt",
                               resume=True)
@@ -116,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         scores = evaluate(data.gt, tracks, max_distance=3.0)
         print(f"against the truth: DET {scores.det:.3f}, TRA {scores.tra:.3f}, "
               f"LNK {scores.lnk:.3f}")
+        if scores.det < 0.8:
+            print(f"WARNING: DET {scores.det:.3f} < 0.8: the detector did not learn enough; "
+                  "train longer (--epochs) or annotate more nuclei")
     return 0
 
 

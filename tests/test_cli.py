@@ -72,6 +72,8 @@ def test_demo_quick_prints_side_by_side_table_and_writes_outputs(tmp_path, capsy
     assert header == ["greedy", "flow_nn", "ilp"]
     for row in ("DET", "TRA", "LNK", "division F1", "error-free tracks (L=5)", "time per stage"):
         assert row in out
+    assert "--quick is a smoke test" in out
+    assert (tmp_path / "tracks.csv").read_text().startswith("track_id,t,z,y,x,parent_track_id")
     for name in ("tracks.geff", "tracks.csv", "ctc/01_RES/res_track.txt", "demo_scores.json"):
         assert (tmp_path / name).exists(), name
     for fig in ("tracks", "lineages", "losses", "error_free_tracks", "errors"):
@@ -99,8 +101,22 @@ def test_export_ctc_into_a_folder_with_files_needs_force(tmp_path, capsys):
     folder = tmp_path / "mine"
     folder.mkdir()
     (folder / "notes.txt").write_text("a person's file")
-    args = ["export", str(tmp_path / "gt.geff"), str(folder), "--format", "ctc",
-            "--shape", "6", "12", "48", "48", "--voxel-size", "2", "1", "1"]
+    args = [
+        "export",
+        str(tmp_path / "gt.geff"),
+        str(folder),
+        "--format",
+        "ctc",
+        "--shape",
+        "6",
+        "12",
+        "48",
+        "48",
+        "--voxel-size",
+        "2",
+        "1",
+        "1",
+    ]
     assert main(args) == 2
     assert "error:" in capsys.readouterr().err
     assert (folder / "notes.txt").read_text() == "a person's file"
@@ -115,8 +131,13 @@ def _flat_movie(tmp_path):
     import tifffile
 
     data = make_embryo(
-        SynthConfig.tiny(shape=(1, 32, 32), n_frames=4, voxel_size=(1.0, 1.0, 1.0),
-                         n_nuclei=4, min_spacing_um=7.0)
+        SynthConfig.tiny(
+            shape=(1, 32, 32),
+            n_frames=4,
+            voxel_size=(1.0, 1.0, 1.0),
+            n_nuclei=4,
+            min_spacing_um=7.0,
+        )
     )
     movie = tmp_path / "movie.tif"
     tifffile.imwrite(movie, np.asarray(data.image)[:, 0], photometric="minisblack")
@@ -129,7 +150,9 @@ def _flat_movie(tmp_path):
             "progress": False,
             "use_flow": "never",
             "data": DataConfig(
-                image=str(movie), axes="TYX", voxel_size_um=(1.0, 1.0, 1.0),
+                image=str(movie),
+                axes="TYX",
+                voxel_size_um=(1.0, 1.0, 1.0),
                 annotations=str(ann),
             ),
             "output": OutputConfig(directory=str(out), formats=("geff", "ctc"), figures=False),
@@ -189,3 +212,101 @@ def test_track_with_a_users_linker_from_a_plugin_module(tmp_path, capsys, monkey
     assert loaded.linker.kind == "cli_test_closest"
     assert main(["track", str(path), "--plugin", "no_such_module_xyz"]) == 2
     assert "no_such_module_xyz" in capsys.readouterr().err
+
+
+def test_version(capsys):
+    from celltrack import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"celltrack {__version__}"
+
+
+def test_config_init_short_by_default_full_on_request(tmp_path, capsys):
+    short, full = tmp_path / "short.yaml", tmp_path / "full.yaml"
+    assert main(["config", "init", str(short)]) == 0
+    assert "short form" in capsys.readouterr().out
+    assert main(["config", "init", str(full), "--full"]) == 0
+    short_text, full_text = short.read_text(), full.read_text()
+    keys = [s for s in map(str.strip, short_text.splitlines()) if s and not s.startswith("#")]
+    assert len(keys) <= 25, short_text  # the keys that matter (with their section headers)
+    for key in ("image:", "axes:", "voxel_size_um:", "annotations:", "kind: ilp", "formats:"):
+        assert key in short_text
+    assert len(full_text.splitlines()) > 3 * len(short_text.splitlines())
+    assert load_config(short, PipelineConfig) == PipelineConfig()
+    assert load_config(full, PipelineConfig) == PipelineConfig()
+
+
+def test_greedy_on_an_ilp_config_names_the_ilp_keys(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    assert main(["config", "init", str(path), "--full"]) == 0
+    path.write_text(path.read_text().replace("  kind: ilp", "  kind: greedy"))
+    assert main(["track", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "linker.kind is 'greedy'" in err and "of ilp only: appear_cost" in err
+    assert "linker: {kind: greedy}" in err
+    assert err.count("Extra inputs are not permitted") == 0
+    assert len(err) < 2000
+
+
+@pytest.mark.parametrize("value", ["2.0", "[2.0, 0.5]", "[1, 0, 1]", "abc"])
+def test_voxel_size_error_says_three_numbers(tmp_path, capsys, value):
+    path = tmp_path / "c.yaml"
+    path.write_text(f"data:\n  voxel_size_um: {value}\n")
+    assert main(["track", str(path)]) == 2
+    assert "three" in (err := capsys.readouterr().err) and "[z, y, x] in µm" in err
+
+
+def test_cli_messages_name_flags_and_config_keys(tmp_path, capsys):
+    from celltrack.cli import _CONFIG_WORDS, _FLAG_WORDS, cli_message
+
+    exists = "x exists (a file); nothing was written. Pass overwrite=True (CLI: --force) to replace"
+    assert "Pass --force" in cli_message(exists, _FLAG_WORDS)
+    assert "overwrite=True" not in cli_message(exists, _CONFIG_WORDS)
+    axes = "pass axes= (e.g. axes='TZYX') with one letter per dimension"
+    assert cli_message(axes, _CONFIG_WORDS).startswith("set data.axes")
+    vs = "the voxel size is not in the file's metadata; pass voxel_size=(z, y, x) µm"
+    assert "data.voxel_size_um: [z, y, x]" in cli_message(vs, _CONFIG_WORDS)
+    assert "--voxel-size Z Y X" in cli_message(vs, _FLAG_WORDS)
+    # end to end: export refuses to replace a file and names the flag
+    gt = make_embryo(SynthConfig.tiny()).gt
+    write_geff(gt, tmp_path / "gt.geff")
+    (tmp_path / "out.csv").write_text("x\n")
+    assert main(["export", str(tmp_path / "gt.geff"), str(tmp_path / "out.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "--force" in err and "overwrite=True" not in err
+    # a config-driven run without an image names the config key
+    path = tmp_path / "c.yaml"
+    path.write_text("output:\n  directory: out\n")
+    assert main(["track", str(path), "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "data.image" in err and "run()" not in err.split("from Python")[0]
+
+
+def test_failed_run_leaves_no_empty_output_folder(tmp_path, capsys, monkeypatch):
+    from celltrack.errors import InvalidInputError
+    from celltrack.pipeline import Pipeline
+
+    def failing_run(self, *args, **kwargs):
+        (self.workdir / "models").mkdir(parents=True)
+        raise InvalidInputError("bad movie")
+
+    monkeypatch.setattr(Pipeline, "run", failing_run)
+    path = tmp_path / "c.yaml"
+    path.write_text("data:\n  image: movie.tif\n")
+    out = tmp_path / "out"
+    assert main(["track", str(path), "--out", str(out)]) == 2
+    assert "bad movie" in capsys.readouterr().err
+    assert not out.exists()
+    # a folder that existed before, or holds a file, is left alone
+    out.mkdir()
+    assert main(["track", str(path), "--out", str(out)]) == 2
+    assert out.is_dir()
+
+
+def test_gitignore_ignores_demo_output():
+    from pathlib import Path
+
+    ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
+    assert "/demo-out/" in ignored or "demo-out/" in ignored

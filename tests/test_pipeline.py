@@ -26,7 +26,8 @@ def quick_config(tmp_path, **overrides) -> PipelineConfig:
     return cfg.model_copy(update={"progress": False, "linker": GreedyConfig(), **overrides})
 
 
-def test_run_writes_outputs_provenance_and_reuses_stages(tmp_path, tiny):
+def test_run_writes_outputs_provenance_and_reuses_stages(tmp_path, tiny, caplog):
+    caplog.set_level("INFO", logger="celltrack.pipeline")
     data, annotations = tiny
     cfg = quick_config(tmp_path)
     first = Pipeline(cfg, tmp_path).run(
@@ -38,6 +39,22 @@ def test_run_writes_outputs_provenance_and_reuses_stages(tmp_path, tiny):
     assert first.scores is not None and 0 <= first.scores.det <= 1
     for key in ("geff", "csv", "ctc", "figure_tracks", "figure_lineages", "figure_losses"):
         assert first.outputs[key].exists(), key
+    # tracks.csv is the napari / TrackMate track table and reads back as the same forest
+    header = first.outputs["csv"].read_text().splitlines()[0].split(",")
+    assert header[:9] == [
+        "track_id",
+        "t",
+        "z",
+        "y",
+        "x",
+        "parent_track_id",
+        "id",
+        "parent_id",
+        "lineage_id",
+    ]
+    from celltrack.io import read_tracks
+
+    assert read_tracks(first.outputs["csv"]).num_edges == first.tracks.num_edges
     prov = json.loads((tmp_path / "provenance.json").read_text())
     assert prov["config"]["linker"]["kind"] == "greedy"
     assert not any(stage["reused"] for name, stage in prov["stages"].items() if name != "link")
@@ -49,6 +66,9 @@ def test_run_writes_outputs_provenance_and_reuses_stages(tmp_path, tiny):
     prov = json.loads((tmp_path / "provenance.json").read_text())
     reused = [name for name, stage in prov["stages"].items() if stage.get("reused")]
     assert {"train_detection", "detect", "train_flow", "predict_flow", "candidates"} <= set(reused)
+    said = caplog.text
+    assert "== train_detection" in said and "torch CPU thread" in said
+    assert "train_detection: reused from the cache" in said
     assert second.tracks.equals(first.tracks)
 
     # a changed candidate config redoes the candidates but reuses the networks
@@ -77,12 +97,46 @@ def test_run_from_files_named_in_config(tmp_path, tiny):
     assert "parent_z" not in result.spots.node_columns
 
 
+def test_annotations_in_voxels_are_converted(tmp_path, tiny):
+    from celltrack.io import write_annotations
+
+    data, annotations = tiny
+    image = write_image(data.image, tmp_path / "movie.zarr", voxel_size=data.voxel_size)
+    from celltrack import TrackGraph
+
+    nodes = dict(annotations.nodes)
+    for axis, size in zip("zyx", data.voxel_size):
+        nodes[axis] = annotations.nodes[axis] / size
+    if "covariance" in nodes:
+        scale = 1.0 / np.asarray(data.voxel_size)
+        nodes["covariance"] = annotations.nodes["covariance"] * np.outer(scale, scale)
+    in_voxels = TrackGraph(nodes, dict(annotations.edges))
+    ann = write_annotations(in_voxels, tmp_path / "ann_px.csv")
+    cfg = quick_config(
+        tmp_path, data=DataConfig(image=str(image), annotations=str(ann), annotation_units="voxel")
+    )
+    _, _, loaded, _ = Pipeline(cfg, tmp_path).load_inputs()
+    rows = loaded.index_of(annotations.ids)
+    np.testing.assert_allclose(loaded.positions[rows], annotations.positions, atol=1e-6)
+    geff = tmp_path / "ann.geff"
+    from celltrack.io import write_geff
+
+    write_geff(annotations, geff)
+    bad = quick_config(
+        tmp_path, data=DataConfig(image=str(image), annotations=str(geff), annotation_units="voxel")
+    )
+    with pytest.raises(InvalidInputError, match="annotation_units: voxel applies to CSV/JSON"):
+        Pipeline(bad, tmp_path).load_inputs()
+
+
 def test_bad_input(tmp_path, tiny):
     data, _ = tiny
     cfg = quick_config(tmp_path)
-    with pytest.raises(InvalidInputError, match=r"config\.data\.image"):
+    with pytest.raises(InvalidInputError, match=r"data\.image is not set in the config"):
         Pipeline(cfg).run()
-    with pytest.raises(InvalidInputError, match="voxel_size"):
+    with pytest.raises(
+        InvalidInputError, match=r"data\.voxel_size_um to three numbers \[z, y, x\]"
+    ):
         Pipeline(cfg, tmp_path).run(data.image)
     with pytest.raises(InvalidInputError, match="T, Z, Y, X"):
         Pipeline(cfg, tmp_path).run(np.zeros((4, 4)), voxel_size=(1, 1, 1))
@@ -99,7 +153,10 @@ def test_bad_input(tmp_path, tiny):
 def flat():
     """A 2D+t movie (T, Y, X) of 4 frames of 32 × 32 pixels, and its ground truth."""
     cfg = SynthConfig.tiny(
-        shape=(1, 32, 32), n_frames=4, voxel_size=(1.0, 1.0, 1.0), n_nuclei=4,
+        shape=(1, 32, 32),
+        n_frames=4,
+        voxel_size=(1.0, 1.0, 1.0),
+        n_nuclei=4,
         min_spacing_um=7.0,
     )
     return make_embryo(cfg)
@@ -162,7 +219,9 @@ def test_pipeline_runs_blockwise_end_to_end(flat, flat_workdir):
         flat.image[:, 0], ann, voxel_size=flat.voxel_size
     )
     bw = BlockwiseConfig(
-        block_size=(2, None, None, None), context=(2, None, None, None), executor="serial",
+        block_size=(2, None, None, None),
+        context=(2, None, None, None),
+        executor="serial",
         progress=False,
     )
     cfg = flat_config(flat_workdir, blockwise=bw)

@@ -48,9 +48,33 @@ class DataConfig(Config):
     annotations: str | None = Field(
         None, description="Sparse annotations: CSV, JSON, TrackMate/MaMuT XML or GEFF (µm)."
     )
+    annotation_units: Literal["um", "voxel"] = Field(
+        "um",
+        description="Units of the positions in a CSV/JSON annotation file: 'um' (µm), or "
+        "'voxel' for pixel coordinates (e.g. exported from Fiji), converted with the voxel size.",
+    )
     ground_truth: str | None = Field(
         None, description="Ground truth for scoring: GEFF, CTC folder, CSV or JSON (µm)."
     )
+
+    @field_validator("voxel_size_um", mode="before")
+    @classmethod
+    def _check_voxel_size(cls, value: Any) -> Any:
+        if value is None:
+            return value
+        hint = (
+            "voxel_size_um must be three numbers [z, y, x] in µm, e.g. [2.0, 0.5, 0.5] "
+            f"(2D+t: [1, y, x]); got {value!r}"
+        )
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 3:
+            raise ValueError(hint)
+        try:
+            numbers = tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(hint) from None
+        if not all(v > 0 for v in numbers):
+            raise ValueError(hint.replace("three numbers", "three positive numbers"))
+        return numbers
 
     @field_validator("axes")
     @classmethod
@@ -90,6 +114,40 @@ class EvaluationConfig(Config):
     sparse_gt: bool = Field(False, description="Ground truth annotates only some cells.")
 
 
+def _check_linker_keys(value: dict[str, Any]) -> None:
+    """Name the keys of another linker kind (e.g. ILP costs left under ``kind: greedy``).
+
+    Raises
+    ------
+    ValueError
+        Listing each foreign key with the kinds it belongs to, instead of one validation
+        error per key.
+    """
+    from celltrack.solve.base import linker_kinds
+
+    if "kind" not in value:
+        return  # linker_config explains a missing kind
+    kind = value["kind"]
+    kinds = linker_kinds()
+    if not isinstance(kind, str) or kind not in kinds:
+        return  # linker_config explains unknown kinds
+    fields = {k: set(type(linker_config(k)).model_fields) for k in kinds}
+    foreign = sorted(set(value) - fields[kind] - {"kind"})
+    if not foreign:
+        return
+    groups: dict[str, list[str]] = {}
+    for key in foreign:
+        owner = "/".join(k for k in kinds if key in fields[k]) or "no linker"
+        groups.setdefault(owner, []).append(key)
+    listed = "; ".join(f"of {owner} only: {', '.join(keys)}" for owner, keys in groups.items())
+    raise ValueError(
+        f"linker.kind is {kind!r}, but the linker section also has {len(foreign)} keys that "
+        f"{kind!r} does not take ({listed}). Replace the section by 'linker: {{kind: {kind}}}' "
+        f"(then add any of {', '.join(sorted(fields[kind] - {'kind'}))}), or set linker.kind "
+        "back"
+    )
+
+
 class PipelineConfig(Config):
     """Root configuration: one nested config per stage."""
 
@@ -122,6 +180,8 @@ class PipelineConfig(Config):
     @field_validator("linker", mode="before")
     @classmethod
     def _check_linker(cls, value: Any) -> Config:
+        if isinstance(value, dict):
+            _check_linker_keys(value)
         return linker_config(value)
 
     @classmethod

@@ -1,14 +1,36 @@
-"""Commented YAML for configs: every key preceded by its field description (with units)."""
+"""Commented YAML for configs: every key preceded by its field description (with units).
+
+:func:`commented_yaml` writes every key (``celltrack config init --full``);
+:func:`short_yaml` writes the keys a first run changes plus whatever differs from the
+defaults (``celltrack config init``), and loads back to the same config.
+"""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
 
-__all__ = ["commented_yaml"]
+__all__ = ["SHORT_KEYS", "commented_yaml", "short_yaml"]
+
+#: The keys of a pipeline config most first runs set (dotted paths), in the short config.
+SHORT_KEYS = (
+    "data.image",
+    "data.axes",
+    "data.voxel_size_um",
+    "data.annotations",
+    "data.annotation_units",
+    "data.ground_truth",
+    "use_flow",
+    "detection.train.epochs",
+    "detection.train.device",
+    "linker.kind",
+    "output.directory",
+    "output.formats",
+)
 
 
 def _scalar(value: Any) -> str:
@@ -17,18 +39,58 @@ def _scalar(value: Any) -> str:
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
-def _lines(model: BaseModel, indent: int) -> list[str]:
+def _default_of(model: BaseModel) -> BaseModel | None:
+    """A default-constructed instance of ``model``'s class (None if it has required fields)."""
+    try:
+        return type(model)()
+    except (TypeError, ValueError):  # a config with required fields has no default
+        return None
+
+
+def _lines(
+    model: BaseModel,
+    indent: int,
+    keys: set[str] | None = None,
+    prefix: str = "",
+    default: BaseModel | None = None,
+) -> list[str]:
+    """YAML lines of ``model``; with ``keys``, only those keys and values unlike ``default``."""
     pad = " " * indent
     out: list[str] = []
     data = model.model_dump(mode="json")
     for name, field in type(model).model_fields.items():
-        if field.description:
-            out.append(f"{pad}# {field.description}")
+        path = f"{prefix}{name}"
         value = getattr(model, name)
+        if keys is not None:
+            wanted = path in keys or any(k.startswith(path + ".") for k in keys)
+            base = getattr(default, name, None) if default is not None else None
+            differs = default is None or (type(base) is not type(value) or base != value)
+            if not (wanted or differs):
+                continue
         if isinstance(value, BaseModel):
+            sub_default = None
+            if keys is not None and default is not None:
+                base = getattr(default, name, None)
+                sub_default = base if type(base) is type(value) else None
+                if sub_default is None:  # another class (e.g. linker kind): all of it
+                    inner = _lines(value, indent + 2)
+                else:
+                    inner = _lines(value, indent + 2, keys, path + ".", sub_default)
+            else:
+                inner = (
+                    _lines(value, indent + 2, keys, path + ".", None)
+                    if keys
+                    else (_lines(value, indent + 2))
+                )
+            if not inner:
+                continue
+            if field.description:
+                out.append(f"{pad}# {field.description}")
             out.append(f"{pad}{name}:")
-            out.extend(_lines(value, indent + 2))
+            out.extend(inner)
         else:
+            if field.description:
+                out.append(f"{pad}# {field.description}")
             out.append(f"{pad}{name}: {_scalar(json.loads(json.dumps(data[name])))}")
     return out
 
@@ -40,3 +102,24 @@ def commented_yaml(model: BaseModel) -> str:
     """
     header = f"# celltrack {type(model).__name__}: edit the values; comments explain each key."
     return "\n".join([header, *_lines(model, 0)]) + "\n"
+
+
+def short_yaml(model: BaseModel, keys: Iterable[str] = SHORT_KEYS) -> str:
+    """Commented YAML with only ``keys`` (dotted paths) and the values unlike the defaults.
+
+    Every other key keeps its default, so loading the text back with
+    :func:`celltrack.config.load_config` gives ``model`` again.
+
+    Parameters
+    ----------
+    model : BaseModel
+        The config (its class must be constructible without arguments).
+    keys : iterable of str
+        Dotted keys always written (default :data:`SHORT_KEYS`).
+    """
+    header = (
+        f"# celltrack {type(model).__name__}, short form: the keys a first run sets. Every "
+        "key not\n# listed keeps its default; 'celltrack config init --full' writes them all."
+    )
+    default = _default_of(model)
+    return "\n".join([header, *_lines(model, 0, set(keys), "", default)]) + "\n"

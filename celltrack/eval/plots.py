@@ -11,7 +11,7 @@ import numpy as np
 from celltrack.errors import DependencyError, InvalidInputError
 from celltrack.eval.scores import TrackingScores
 
-__all__ = ["plot_error_counts", "plot_error_free_segments", "plot_scores"]
+__all__ = ["ERROR_LABELS", "plot_error_counts", "plot_error_free_segments", "plot_scores"]
 
 
 def _pyplot():
@@ -71,14 +71,35 @@ def plot_error_free_segments(
         x = s.linajea.segment_lengths.astype(float)
         if frames_per_unit:
             x = x / float(frames_per_unit)
-        ax.plot(x, s.linajea.error_free_fraction, label=name)
-    ax.set_xlabel("segment length" + (" (units)" if frames_per_unit else " (edges)"))
-    ax.set_ylabel("fraction error-free")
+        ax.plot(x, s.linajea.error_free_fraction, marker="o", markersize=3, label=name)
+    if frames_per_unit:
+        ax.set_xlabel("length of a true track stretch (time units)")
+    else:
+        ax.set_xlabel("length of a true track stretch (links, i.e. frame-to-frame steps)")
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("fraction tracked without any error")
+    ax.set_title("error-free tracks: longer stretches are harder", fontsize=10)
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    if len(runs) > 1:
-        ax.legend()
+    ax.legend(title="linker" if len(runs) > 1 else None, fontsize=8)
     return ax
+
+
+#: Error types of the bar chart: (plain-language label, field), CTC / Linajea names kept in
+#: parentheses so the numbers can be looked up in the papers.
+ERROR_LABELS = (
+    ("nucleus to split (NS)", "ns"),
+    ("missed nucleus (FN)", "fn_nodes"),
+    ("false detection (FP)", "fp_nodes"),
+    ("wrong link (ED)", "ed"),
+    ("missing link (EA)", "ea"),
+    ("link with wrong division flag (EC)", "ec"),
+    ("identity switch (IS)", "identity_switches"),
+    ("false division (FP div)", "fp_divisions"),
+    ("missed division (FN div)", "fn_divisions"),
+)
 
 
 def plot_error_counts(scores: TrackingScores | dict[str, TrackingScores], ax: Any = None) -> Any:
@@ -91,20 +112,22 @@ def plot_error_counts(scores: TrackingScores | dict[str, TrackingScores], ax: An
     runs = _scores_list(scores)
     plt = _pyplot()
     if ax is None:
-        _, ax = plt.subplots(figsize=(7, 3.5))
-    names = ["NS", "FN nodes", "FP nodes", "ED", "EA", "EC", "IS", "FP div", "FN div"]
-    width = 0.8 / len(runs)
-    x = np.arange(len(names))
+        _, ax = plt.subplots(figsize=(8, 4.5))
+    names = [label for label, _ in ERROR_LABELS]
+    height = 0.8 / len(runs)
+    y = np.arange(len(names))
     for k, (name, s) in enumerate(runs.items()):
         a, lin = s.aogm, s.linajea
         vals = [a.ns, a.fn_nodes, a.fp_nodes, a.ed, a.ea, a.ec]
         vals += [lin.identity_switches, lin.fp_divisions, lin.fn_divisions] if lin else [0, 0, 0]
-        ax.bar(x + k * width - 0.4 + width / 2, vals, width, label=name)
-    ax.set_xticks(x)
-    ax.set_xticklabels(names, rotation=30, ha="right")
-    ax.set_ylabel("count")
-    if len(runs) > 1:
-        ax.legend()
+        bars = ax.barh(y + k * height - 0.4 + height / 2, vals, height, label=name)
+        ax.bar_label(bars, fmt="%d", fontsize=7, padding=2)
+    ax.set_yticks(y)
+    ax.set_yticklabels(names)
+    ax.invert_yaxis()
+    ax.set_xlabel("number of errors against the ground truth (fewer is better)")
+    ax.set_title("tracking errors by type (Cell Tracking Challenge / Linajea names)", fontsize=10)
+    ax.legend(title="linker" if len(runs) > 1 else None, fontsize=8)
     return ax
 
 

@@ -12,10 +12,15 @@ format     on disk                               read by (written by)
 ========== ===================================== ==========================
 ``geff``   Zarr store (``.geff`` / ``.zarr``)    ``read_geff`` (``write_geff``)
 ``ctc``    folder: track file + label masks      ``read_ctc`` (``write_ctc``)
-``csv``    ``x.csv`` + ``x_links.csv``           ``read_annotations`` (``write_annotations``)
+``csv``    ``x.csv`` (+ ``x_links.csv``)         ``read_annotations`` (see below)
 ``json``   one ``.json`` file                    ``read_annotations`` (``write_annotations``)
 ``xml``    TrackMate / MaMuT ``.xml``            ``read_trackmate`` (read only)
 ========== ===================================== ==========================
+
+A lineage forest is written as CSV in one file, the track table napari's Tracks layer and
+TrackMate users expect (:func:`~celltrack.io.track_table.write_track_table`: ``track_id,
+t, z, y, x, parent_track_id, id, parent_id, …``); any other graph (a candidate graph with
+several parents per node) as spots plus a links file (``write_annotations``).
 """
 
 from __future__ import annotations
@@ -235,6 +240,12 @@ def write_tracks(
         path = path.with_suffix(f".{fmt}")
     for target in (path, links_path(path)) if fmt == "csv" else (path,):
         refuse_existing(target, overwrite)
+    if fmt == "csv" and graph.in_degree().max(initial=0) <= 1:
+        # a lineage forest: the track table napari and TrackMate users expect, one file
+        from celltrack.io.track_table import write_track_table
+
+        links_path(path).unlink(missing_ok=True)  # it would be read instead of parent_id
+        return write_track_table(graph, path, overwrite=overwrite)
     return write_annotations(graph, path, overwrite=overwrite)
 
 
