@@ -47,6 +47,7 @@ from celltrack.io.geff_io import read_geff, write_geff
 from celltrack.solve.base import LinkResult
 from celltrack.solve.stage import (
     field_of_view,
+    learn_costs,
     link_graph,
     links_spots,
     resolve_linker,
@@ -567,12 +568,51 @@ class Pipeline:
             ),
         )
 
-    def link(self, graph: TrackGraph) -> LinkResult:
+    def learned_linker(self, graph: TrackGraph, annotations: TrackGraph | None) -> Any:
+        """The configured linker; with ``linker.learn: true`` (ILP), its costs learned first.
+
+        Costs are learned from the approved annotation links on ``graph``
+        (:func:`celltrack.solve.stage.learn_costs`) and saved as ``linker_learned.yaml``
+        (reused while graph, annotations and linker config are unchanged).
+        """
+        linker = self.config.linker
+        if not getattr(linker, "learn", False):
+            return linker
+        from celltrack.config import load_config, save_config
+        from celltrack.solve import ILPConfig
+
+        artifact = "linker_learned.yaml"
+        fp = _digest("learn", linker, graph, annotations)
+        start = time.perf_counter()
+        self._begin("learn costs", "structured SVM on the approved links")
+        if self._cached(artifact, fp):
+            learned = load_config(self._path(artifact), ILPConfig)
+            self._stamp("learn_costs", artifact, fp, time.perf_counter() - start, True)
+            return learned
+        if annotations is None:
+            raise InvalidInputError(
+                "linker.learn is true but there are no annotations: set data.annotations "
+                "(with approved links) or linker.learn: false"
+            )
+        self._invalidate(artifact)
+        result = learn_costs(graph, annotations, linker)
+        save_config(result.config, self._path(artifact))
+        self._stamp("learn_costs", artifact, fp, time.perf_counter() - start, False)
+        self._stages["learn_costs"].update(
+            {"weights": result.weights, "loss": [float(v) for v in result.loss_history]}
+        )
+        self._write_provenance()
+        return result.config
+
+    def link(self, graph: TrackGraph, annotations: TrackGraph | None = None) -> LinkResult:
         """Link the graph of :meth:`link_graph` with the configured linker (block-wise if set).
 
-        Block-wise results go to ``blockwise.store`` or ``blocks/<fingerprint>`` in the work
-        folder, so an interrupted run of the same problem resumes.
+        With ``linker.learn: true`` the ILP's costs are learned from ``annotations``' approved
+        links first (:meth:`learned_linker`). Block-wise results go to ``blockwise.store`` or
+        ``blocks/<fingerprint>`` in the work folder, so an interrupted run of the same
+        problem resumes.
         """
+        linker = self.learned_linker(graph, annotations)
         self._begin(
             "link",
             f"linker kind: {getattr(self.config.linker, 'kind', '?')}"
@@ -582,11 +622,11 @@ class Pipeline:
         blockwise = self.config.blockwise
         store = None
         if blockwise is not None:
-            key = _digest("blocks", graph, self.config.linker, blockwise)
+            key = _digest("blocks", graph, linker, blockwise)
             store = blockwise.store or self._path(f"blocks/{key}")
         result = solve_links(
             graph,
-            self.config.linker,
+            linker,
             blockwise=blockwise,
             store=store,
             progress=self.config.progress,
@@ -713,7 +753,7 @@ class Pipeline:
             ground_truth = ground_truth if ground_truth is not None else file_gt
         images, voxel_size = self.movie(images, voxel_size)
         graph = self.candidates_for(images, voxel_size, annotations)
-        result = self.link(graph)
+        result = self.link(graph, annotations)
         shape = tuple(int(s) for s in images.shape)
         outputs = self.export(result.graph, shape, voxel_size)
         scores = None

@@ -10,7 +10,14 @@ from celltrack.demo import demo_config
 from celltrack.errors import ConfigError, InvalidInputError
 from celltrack.io import read_geff, write_image
 from celltrack.pipeline import DataConfig, OutputConfig, Pipeline, PipelineConfig
-from celltrack.solve import BlockwiseConfig, GreedyConfig, Linker, make_linker, register_linker
+from celltrack.solve import (
+    BlockwiseConfig,
+    GreedyConfig,
+    ILPConfig,
+    Linker,
+    make_linker,
+    register_linker,
+)
 from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
 
@@ -322,3 +329,21 @@ def test_a_registered_user_linker_runs_through_the_pipeline(flat, flat_workdir):
     assert result.link.ok and approved in _pairs(result.tracks)
     prov = json.loads((flat_workdir / "provenance.json").read_text())
     assert prov["config"]["linker"] == {"kind": "test_user_nearest", "max_cost_um": 6.0}
+
+
+def test_linker_learn_fits_ilp_costs_from_approved_links_and_caches_them(flat, flat_workdir):
+    frames = flat.gt.subgraph(nodes=flat.gt.t <= 1)
+    ann = frames.copy()
+    ann.set_node_column("tag", np.full(ann.num_nodes, "tp"))
+    ann.set_edge_column("approved", np.ones(ann.num_edges, bool))
+    cfg = flat_config(flat_workdir, linker=ILPConfig(learn=True))
+    result = Pipeline(cfg, flat_workdir).run(flat.image[:, 0], ann, voxel_size=flat.voxel_size)
+    assert result.link.ok
+    learned = load_config(flat_workdir / "linker_learned.yaml", ILPConfig)
+    assert not learned.learn and learned != ILPConfig()
+    assert result.link.parameters["config"] == learned.model_dump(mode="json")
+    prov = json.loads((flat_workdir / "provenance.json").read_text())
+    assert prov["stages"]["learn_costs"]["loss"] and not prov["stages"]["learn_costs"]["reused"]
+    again = Pipeline(cfg, flat_workdir).run(flat.image[:, 0], ann, voxel_size=flat.voxel_size)
+    prov = json.loads((flat_workdir / "provenance.json").read_text())
+    assert prov["stages"]["learn_costs"]["reused"] and again.tracks.equals(result.tracks)

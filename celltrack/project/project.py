@@ -55,6 +55,7 @@ from celltrack.project.tags import merge_predictions
 from celltrack.solve.base import LinkResult
 from celltrack.solve.stage import (
     field_of_view,
+    learn_costs,
     link_graph,
     link_stage,
     linkable_spots,
@@ -1007,11 +1008,10 @@ class Project:
         InvalidInputError
             If no link is approved.
         """
-        from celltrack.solve import ILPConfig, fit_costs
+        from celltrack.solve import ILPConfig
 
         g = self._annotations
-        approved = approved_mask(g)
-        if not approved.any():
+        if not approved_mask(g).any():
             raise InvalidInputError(
                 "no approved links to learn linking costs from: approve a few lineage "
                 "fragments first (approve_links / add_link)"
@@ -1019,13 +1019,7 @@ class Project:
         base = self.config.linker if self.config.linker.kind == "ilp" else ILPConfig()
         spots, candidates = self._link_inputs(frames, use_flow, progress)
         graph = link_graph(spots, g, candidates=candidates, linker=base, progress=progress)
-        # learn from free choices: the person's pins would make every annotated link trivial
-        graph.set_node_column("pin", np.full(graph.num_nodes, -1, np.int8))
-        graph.set_edge_column("pin", np.full(graph.num_edges, -1, np.int8))
-        links = g.subgraph(edges=approved)
-        truth = links.subgraph(nodes=(links.in_degree() + links.out_degree()) > 0)
-        truth = truth.subgraph(nodes=graph.has_nodes(truth.ids))
-        result = fit_costs(graph, truth, base=base, **{"sparse": True, **options})
+        result = learn_costs(graph, g, base, **options)
         self.set_config(self.config.model_copy(update={"linker": result.config}))
         logger.info("learned ILP costs in %.1f s: %s", result.seconds, result.weights)
         return result

@@ -39,6 +39,7 @@ from celltrack.solve.base import LinkResult, make_linker
 __all__ = [
     "approved_pairs",
     "field_of_view",
+    "learn_costs",
     "link_graph",
     "link_stage",
     "linkable_spots",
@@ -293,3 +294,47 @@ def link_stage(
     linker = resolve_linker(linker)
     graph = link_graph(spots, annotations, candidates=candidates, linker=linker, progress=progress)
     return solve_links(graph, linker, blockwise=blockwise, store=store, progress=progress)
+
+
+def learn_costs(graph: TrackGraph, annotations: TrackGraph, base: Any, **options: Any) -> Any:
+    """Learn ILP costs on the graph of :func:`link_graph` from the approved links.
+
+    The approved links and their end spots are the annotated lineage fragments (sparse
+    ground truth); the pins are dropped for the fit, since pinned links would make every
+    annotated decision trivial. See :func:`celltrack.solve.fit_costs`.
+
+    Parameters
+    ----------
+    graph : TrackGraph
+        Output of :func:`link_graph` (spot ids are the annotations' ids).
+    annotations : TrackGraph
+        A person's annotations with approved links.
+    base : ILPConfig
+        Starting weights and fixed settings.
+    **options
+        Passed to :func:`celltrack.solve.fit_costs` (``sparse`` defaults to True).
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    InvalidInputError
+        If no approved link has both ends in ``graph``.
+    """
+    from celltrack.solve import fit_costs
+
+    approved = approved_mask(annotations)
+    links = annotations.subgraph(edges=approved)
+    truth = links.subgraph(nodes=(links.in_degree() + links.out_degree()) > 0)
+    truth = truth.subgraph(nodes=graph.has_nodes(truth.ids))
+    if truth.num_edges == 0:
+        raise InvalidInputError(
+            "no approved links to learn linking costs from: approve a few lineage fragments "
+            "first (or set linker.learn to false)"
+        )
+    free = graph.copy()
+    free.set_node_column("pin", np.full(free.num_nodes, -1, np.int8))
+    free.set_edge_column("pin", np.full(free.num_edges, -1, np.int8))
+    return fit_costs(free, truth, base=base, **{"sparse": True, **options})
