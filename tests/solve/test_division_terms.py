@@ -247,3 +247,65 @@ def _has_short_segment(p: LinkingProblem, edges, nodes) -> bool:
     has_parent[p.tgt[edges]] = True
     inner = (p.t > p.t.min()) & (p.t < p.t.max())
     return bool(np.any(nodes & inner & (children == 0) & has_parent))
+
+
+#: costs under which far daughters cannot pay for their division (pairs get dropped)
+PRESOLVE_WEIGHTS = [
+    dict(division_separation_weight=-0.1, division_angle_weight=1.0, short_track_cost=0.5,
+         short_daughter_cost=0.5, split_cost=-0.5),
+    dict(division_ratio_weight=1.5, short_track_cost=1.0, persistence_frames=2,
+         split_cost=-1.5),
+    dict(division_separation_weight=-0.3, short_daughter_cost=1.0, split_cost=-2.0),
+]
+
+
+@pytest.mark.parametrize("seed", [6, 7, 8])
+@pytest.mark.parametrize("weights", range(len(PRESOLVE_WEIGHTS)))
+def test_dominated_pairs_keep_the_brute_force_optimum(seed, weights):
+    cfg = ILPConfig(
+        node_offset=-5.0, edge_weight=0.8, appear_cost=1.5, disappear_cost=1.0,
+        division_max_cos=1.0, division_max_children=4, **PRESOLVE_WEIGHTS[weights],
+    )
+    graph = tiny_graph(seed)
+    best, _ = brute_force_minimum(cfg, graph)
+    result = ILPLinker(cfg).link(graph)
+    assert result.stats["presolve_dropped_pairs"] > 0
+    assert result.status.value == "optimal"
+    assert result.objective == pytest.approx(best, abs=1e-4)
+    off = ILPLinker(cfg.model_copy(update={"presolve_edges": False})).link(graph)
+    assert "presolve_dropped_pairs" not in off.stats
+    assert off.objective == pytest.approx(best, abs=1e-4)
+
+
+def test_dominated_pairs_respects_the_short_track_slack():
+    # with a large short-track cost, dropping a daughter edge may create two short
+    # tracks; the rule must then keep the pairs that pay for it
+    from celltrack.solve.ilp.linker import build_model
+    from celltrack.solve.ilp.presolve import dominated_pairs
+
+    graph = tiny_graph(6)
+    p = LinkingProblem.from_graph(graph)
+    base = dict(node_offset=-4.0, edge_weight=0.5, appear_cost=1.5, disappear_cost=1.0,
+                division_max_cos=1.0, division_max_children=4, split_cost=-0.5,
+                division_angle_weight=1.0)
+    cheap = dominated_pairs(build_model(p, ILPConfig(**base, short_track_cost=0.1)), p)
+    dear = dominated_pairs(build_model(p, ILPConfig(**base, short_track_cost=50.0)), p)
+    assert cheap.sum() > 0
+    assert dear.sum() == 0
+    # a pinned daughter edge is never dropped
+    pinned = TrackGraph(graph.nodes, {**graph.edges, "pin": np.ones(graph.num_edges, np.int8)})
+    model = build_model(LinkingProblem.from_graph(pinned), ILPConfig(**base, short_track_cost=0.1))
+    assert dominated_pairs(model, p).sum() == 0
+
+
+def test_refine_factor_is_a_bounded_power_of_two():
+    from celltrack.solve.ilp.local import refine_factor
+
+    for costs in (np.zeros(3), np.full(10, 1e3), np.full(1000, 1e9), np.full(10, 1e15)):
+        f = refine_factor(costs)
+        assert f & (f - 1) == 0
+        assert 2**10 <= f <= 2**20
+        if f > 2**10:
+            assert f * (np.abs(costs).sum() + 1) <= 2.0**52
+    assert refine_factor(np.full(10, 1e3)) == 2**20
+    assert refine_factor(np.full(10, 1e15)) == 2**10

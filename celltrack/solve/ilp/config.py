@@ -200,7 +200,8 @@ class ILPConfig(Config):
     random_seed: int = Field(0, description="CP-SAT random seed")
     presolve_edges: bool = Field(
         True,
-        description="drop edges whose cost can never pay off (an exact dominance rule)",
+        description="drop edges and candidate divisions whose cost can never pay off "
+        "(exact dominance rules)",
     )
     use_lp: bool = Field(
         True,

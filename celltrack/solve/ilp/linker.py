@@ -176,7 +176,7 @@ class ILPLinker(Linker):
         search = phases.build(candidates, cfg, self.terms)
         hint = phases.check_hint(search.problem, hint_edges)
         dominance = cfg.presolve_edges and not self.terms and not cfg.uses_division_terms
-        phases.presolve(search, dominance=dominance)
+        phases.presolve(search, dominance=dominance, pairs=cfg.presolve_edges and not self.terms)
         if cfg.use_lp:
             phases.relax(search)
         phases.warm_start(search, hint)

@@ -29,10 +29,29 @@ from celltrack.solve.ilp.cpsat import solve_cpsat
 from celltrack.solve.ilp.lp import float_margin
 from celltrack.solve.ilp.presolve import Restricted
 
-#: extra integer resolution of the neighbourhood problem's costs
-_REFINE = 1024
+#: extra integer resolution of the neighbourhood problem's costs: at least 2¹⁰, at most
+#: 2²⁰, the largest power of two that keeps Σ|costs| within float64's exact integers (2⁵²)
+_REFINE_MIN, _REFINE_MAX = 2**10, 2**20
 
-__all__ = ["LocalBound", "fractional_neighbourhood", "local_lagrangian_bound", "local_repair"]
+
+def refine_factor(costs: np.ndarray) -> int:
+    """Integer resolution for the neighbourhood costs ``costs`` (see ``_REFINE_MIN``).
+
+    Rounding every cost down loses less than ``1 / factor`` per variable, so a fine
+    resolution keeps the local bound from falling short of an integral optimum by a
+    few units just through rounding.
+    """
+    total = float(np.sum(np.abs(costs))) + 1.0
+    factor = 2 ** max(0, math.floor(52 - math.log2(total)))
+    return int(min(_REFINE_MAX, max(_REFINE_MIN, factor)))
+
+__all__ = [
+    "LocalBound",
+    "fractional_neighbourhood",
+    "local_lagrangian_bound",
+    "local_repair",
+    "refine_factor",
+]
 
 
 def fractional_neighbourhood(
@@ -143,9 +162,11 @@ def local_lagrangian_bound(
     separable = float(np.sum(np.minimum(0.0, r[~inside])))
     magnitude = float(np.sum(np.abs(c)) + np.sum(abs(A).T @ mu_out) + np.dot(mu_out, np.abs(b)))
     # integer costs for CP-SAT at a finer resolution, rounded down so its optimum bounds
-    # the float one from below (loss < 1 / _REFINE per variable)
+    # the float one from below (loss < 1 / refine per variable; refine is a power of two,
+    # so refine · r is exact, and float_margin covers the rounding of r itself)
     r_in = r[variables]
-    c_in = np.floor(_REFINE * r_in - 1e-9 * np.abs(_REFINE * r_in) - 1e-6).astype(np.int64)
+    refine = refine_factor(r_in)
+    c_in = np.floor(refine * r_in - 1e-12 * np.abs(refine * r_in) - 1e-6).astype(np.int64)
     A_in = rest.A[rows][:, variables].tocsr()
     out = solve_cpsat(
         c_in,
@@ -158,9 +179,9 @@ def local_lagrangian_bound(
     if out.status == "INFEASIBLE":
         return None
     if out.bound is None:  # no bound: fall back to relaxing the neighbourhood too
-        local = float(np.sum(np.minimum(0, c_in))) / _REFINE
+        local = float(np.sum(np.minimum(0, c_in))) / refine
     else:
-        local = float(out.bound) / _REFINE
+        local = float(out.bound) / refine
     bound = -float(np.dot(mu_out, b)) + separable + local - float_margin(magnitude)
     reduced = np.where(inside, 0.0, r)
     return LocalBound(

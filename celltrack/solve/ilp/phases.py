@@ -42,7 +42,7 @@ from celltrack.solve.ilp.local import (
 )
 from celltrack.solve.ilp.lp import LPResult, reduced_cost_fixing, solve_lp
 from celltrack.solve.ilp.model import StandardModel
-from celltrack.solve.ilp.presolve import Restricted, dominated_edges, restrict
+from celltrack.solve.ilp.presolve import Restricted, dominated_edges, dominated_pairs, restrict
 from celltrack.solve.ilp.problem import LinkingProblem
 from celltrack.solve.validate import bool_mask
 
@@ -61,6 +61,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: :func:`local_search` doubles its neighbourhood only while it grows by at most this
+#: factor or stays below ``LOCAL_SMALL`` variables
+LOCAL_GROWTH, LOCAL_SMALL = 4, 5000
 
 
 @dataclass
@@ -167,8 +171,9 @@ def build(candidates: TrackGraph, cfg: ILPConfig, terms: list) -> Search:
     return search
 
 
-def presolve(search: Search, dominance: bool) -> None:
-    """Phase 2: pin contradictions (raise :class:`Infeasible`), dominated edges (``presolve``).
+def presolve(search: Search, dominance: bool, pairs: bool = False) -> None:
+    """Phase 2: pin contradictions (raise :class:`Infeasible`), dominated edges and
+    divisions (timing ``presolve``).
 
     Parameters
     ----------
@@ -176,6 +181,9 @@ def presolve(search: Search, dominance: bool) -> None:
     dominance : bool
         Drop dominated edges (:func:`.presolve.dominated_edges`; valid for the built-in
         terms only).
+    pairs : bool
+        Drop dominated candidate divisions (:func:`.presolve.dominated_pairs`; valid for
+        the config's own terms, it checks the blocks itself).
     """
     model = search.model
     pinned = restrict(model, search.lb, search.ub)
@@ -186,6 +194,10 @@ def presolve(search: Search, dominance: bool) -> None:
         drop = dominated_edges(model, search.problem)
         search.ub[np.flatnonzero(drop) + model.blocks["edge"].start] = 0
         search.stats["presolve_dropped_edges"] = int(drop.sum())
+    if pairs and "pair" in model.blocks:
+        drop = dominated_pairs(model, search.problem)
+        search.ub[np.flatnonzero(drop) + model.blocks["pair"].start] = 0
+        search.stats["presolve_dropped_pairs"] = int(drop.sum())
     search.timings["presolve"] = time.perf_counter() - t0
 
 
@@ -242,7 +254,9 @@ def local_search(search: Search) -> None:
 
     Solves the neighbourhood of the fractional values exactly (a start solution) and
     inside a Lagrangian bound that keeps those rows integral; the neighbourhood doubles
-    up to twice while the gap stays open (timing ``local``). Does nothing unless the LP
+    up to twice while the gap stays open and the neighbourhood stays local (it grows by
+    at most ``LOCAL_GROWTH`` or stays under ``LOCAL_SMALL`` variables; stat
+    ``local_stopped`` when it did not) (timing ``local``). Does nothing unless the LP
     optimum is fractional and ``cfg.local_hops > 0``.
     """
     cfg, lp, rest = search.cfg, search.lp, search.lp_rest
@@ -253,10 +267,17 @@ def local_search(search: Search) -> None:
     hops = cfg.local_hops
     budget = min(10.0, 0.2 * cfg.time_limit_s)
     options = dict(time_limit_s=budget, num_workers=cfg.num_workers, random_seed=cfg.random_seed)
+    previous = 0
     for _ in range(3):
         if search.gap_closed:
             break
         rows, variables = fractional_neighbourhood(rest, values, hops)
+        if previous and variables.size > max(LOCAL_GROWTH * previous, LOCAL_SMALL):
+            # the doubled neighbourhood is no longer local: CP-SAT on what the fixing
+            # leaves free is cheaper than two time-limited solves of it
+            search.stats["local_stopped"] = int(variables.size)
+            break
+        previous = int(variables.size)
         search.stats["local_hops"], search.stats["local_variables"] = hops, int(variables.size)
         z = local_repair(rest, values, variables, **options)
         if z is not None:

@@ -1,6 +1,7 @@
 """Exact reductions of the tree ILP before solving.
 
 - :func:`dominated_edges`: an edge whose total coefficient can never pay off is fixed to 0.
+- :func:`dominated_pairs`: a candidate division that can never pay off is fixed to 0.
 - :func:`restrict`: substitute fixed variables, drop empty and redundant rows.
 """
 
@@ -14,7 +15,7 @@ from scipy import sparse
 from celltrack.solve.ilp.model import StandardModel
 from celltrack.solve.ilp.problem import LinkingProblem
 
-__all__ = ["Restricted", "dominated_edges", "restrict"]
+__all__ = ["Restricted", "dominated_edges", "dominated_pairs", "restrict"]
 
 
 def dominated_edges(model: StandardModel, problem: LinkingProblem) -> np.ndarray:
@@ -40,6 +41,64 @@ def dominated_edges(model: StandardModel, problem: LinkingProblem) -> np.ndarray
     e = model.blocks["edge"]
     free = model.lb[e] == 0
     return free & (ce >= worst[problem.src])
+
+
+#: blocks whose costs :func:`dominated_pairs` accounts for
+PAIR_DOMINANCE_BLOCKS = frozenset(
+    {"node", "edge", "split", "disappear", "pair", "short_track", "short_daughter"}
+)
+
+
+def dominated_pairs(model: StandardModel, problem: LinkingProblem) -> np.ndarray:
+    """Candidate divisions (``pair`` variables) that some optimal solution leaves out, bool (P,).
+
+    Take any feasible solution in which mother u divides along pair k = (u; e₁, e₂),
+    e_i = (u → w_i), and drop edge e_i: w_i becomes a track start, u keeps one child. It
+    stays feasible (p_k, s_u → 0, no other pair of u is taken, d_u stays 0) and the
+    objective changes by ``−c_{e_i} − c_{p_k} − c_{s_u} + ΔS`` where ``c_{e_i}`` is the
+    edge's total coefficient (its cost minus w_i's track-start cost, which the appear
+    expression moves onto edges). Only two segments change shape — w_i's new track and
+    u's track, now continuing into the other daughter — so the short-track variables add
+    at most ``ΔS ≤ 2 · max(0, max c_q)``; the short-daughter variables only lose
+    daughters (their costs are ≥ 0: they can only fall). If
+    ``c_{p_k} + c_{s_u} + c_{e_i} ≥ 2 · max(0, max c_q)`` for i = 1 or 2 the change is
+    ≤ 0, and applying the move to every taken dominated pair in turn (each move removes a
+    division and creates none) turns an optimal solution into one without them, so
+    ``p_k = 0`` may be fixed for all of them at once. Only valid for the blocks in
+    :data:`PAIR_DOMINANCE_BLOCKS`; pairs with a pinned edge or split are never touched.
+
+    Parameters
+    ----------
+    model : StandardModel
+        Integer model with a ``pair`` block (its ``aux["pair"]`` a
+        :class:`~celltrack.solve.ilp.pair_definition.PairSet`).
+    problem : LinkingProblem
+
+    Returns
+    -------
+    ndarray of bool, shape (P,)
+        True where ``p_k = 0`` may be fixed (all False without a ``pair`` block or with
+        blocks the argument does not cover).
+    """
+    if "pair" not in model.blocks:
+        return np.zeros(0, bool)
+    pairs = model.aux["pair"]
+    if not PAIR_DOMINANCE_BLOCKS.issuperset(model.blocks) or pairs.size == 0:
+        return np.zeros(pairs.size, bool)
+    c, lb = model.c, model.lb
+    if "short_daughter" in model.blocks and np.any(c[model.blocks["short_daughter"]] < 0):
+        return np.zeros(pairs.size, bool)
+    slack = 0
+    if "short_track" in model.blocks:
+        q = c[model.blocks["short_track"]]
+        slack = 2 * max(0, int(q.max())) if q.size else 0
+    e, s, pv = model.blocks["edge"].start, model.blocks["split"].start, model.blocks["pair"]
+    base = c[pv] + c[s + pairs.mother]
+    movable = (lb[pv] == 0) & (lb[s + pairs.mother] == 0)
+    drop = np.zeros(pairs.size, bool)
+    for edge in (pairs.edge1, pairs.edge2):
+        drop |= (lb[e + edge] == 0) & (base + c[e + edge] >= slack)
+    return drop & movable
 
 
 @dataclass
