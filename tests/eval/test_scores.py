@@ -97,7 +97,8 @@ def test_plots_draw_on_agg(case, tmp_path):
     assert len(ax.lines) == 2
     np.testing.assert_allclose(ax.lines[1].get_ydata(), 1.0)
     ax = plot_error_counts(s)
-    assert [round(p.get_height()) for p in ax.patches][:3] == [0, s.aogm.fn_nodes, s.aogm.fp_nodes]
+    # horizontal bars, one per error type: the length is the count
+    assert [round(p.get_width()) for p in ax.patches][:3] == [0, s.aogm.fn_nodes, s.aogm.fp_nodes]
     fig = plot_scores(s)
     fig.savefig(tmp_path / "scores.png")
     assert (tmp_path / "scores.png").stat().st_size > 1000
