@@ -9,6 +9,7 @@ from celltrack.config import Config, config_from_dict, load_config, save_config
 from celltrack.demo import demo_config
 from celltrack.errors import ConfigError, InvalidInputError
 from celltrack.io import read_geff, write_image
+from celltrack.io.track_table import TRACK_TABLE_COLUMNS
 from celltrack.pipeline import DataConfig, OutputConfig, Pipeline, PipelineConfig
 from celltrack.solve import (
     BlockwiseConfig,
@@ -48,17 +49,7 @@ def test_run_writes_outputs_provenance_and_reuses_stages(tmp_path, tiny, caplog)
         assert first.outputs[key].exists(), key
     # tracks.csv is the napari / TrackMate track table and reads back as the same forest
     header = first.outputs["csv"].read_text().splitlines()[0].split(",")
-    assert header[:9] == [
-        "track_id",
-        "t",
-        "z",
-        "y",
-        "x",
-        "parent_track_id",
-        "id",
-        "parent_id",
-        "lineage_id",
-    ]
+    assert header[:9] == list(TRACK_TABLE_COLUMNS)  # track_id, t, z, y, x, parent_track_id, …
     from celltrack.io import read_tracks
 
     assert read_tracks(first.outputs["csv"]).num_edges == first.tracks.num_edges

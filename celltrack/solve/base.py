@@ -278,7 +278,8 @@ class Linker(abc.ABC):
         Raises
         ------
         InvalidInputError
-            Always, for linkers without an objective (check :attr:`has_objective`).
+            Here always (check :attr:`has_objective`); in linkers with costs, when a mask
+            has the wrong shape or the selection breaks the linker's forest rules.
         """
         raise InvalidInputError(
             f"{self.name} has no objective function, so it cannot score a selection; use a "

@@ -338,19 +338,9 @@ class GreedyLinker(Linker):
     ) -> float:
         """Sum of the costs (cost units) of the selected edges; nodes cost nothing.
 
-        Parameters
-        ----------
-        candidates : TrackGraph
-            The candidate graph the selection refers to.
-        selected_edge_mask : array_like of bool, shape (E,)
-        selected_node_mask : array_like of bool, shape (N,), optional
-            Selected nodes (only checked: every selected edge needs both of its nodes).
-
-        Raises
-        ------
-        InvalidInputError
-            If a mask has the wrong shape or the selection breaks the forest rules
-            (> 1 parent, > ``max_children`` children, an edge without its nodes).
+        Parameters and errors as :meth:`Linker.objective_of`; the node mask is only
+        checked (every selected edge needs both its nodes), and the forest rules allow
+        ``max_children`` children.
         """
         edges = bool_mask(selected_edge_mask, candidates.num_edges, "selected_edge_mask")
         nodes = None

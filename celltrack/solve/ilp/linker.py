@@ -191,21 +191,10 @@ class ILPLinker(Linker):
         selected_edge_mask: Any,
         selected_node_mask: Any | None = None,
     ) -> float:
-        """Objective (cost units) of a given selection under this linker's costs.
+        """Objective (cost units) of a given selection under the ILP's costs.
 
-        Parameters
-        ----------
-        candidates : TrackGraph
-            The candidate graph the selection refers to.
-        selected_edge_mask : array_like of bool, shape (E,)
-        selected_node_mask : array_like of bool, shape (N,), optional
-            Selected nodes; default: the endpoints of the selected edges.
-
-        Raises
-        ------
-        InvalidInputError
-            If a mask has the wrong shape or the selection breaks the tree rules (edge
-            without its nodes, > 1 parent, > 2 children). Pins are not checked.
+        Parameters and errors as :meth:`Linker.objective_of` (tree rules: ≤ 1 parent,
+        ≤ 2 children, every selected edge with its nodes); pins are not checked.
         """
         problem = LinkingProblem.from_graph(candidates)
         edges = bool_mask(selected_edge_mask, problem.num_edges, "selected_edge_mask")
