@@ -3,7 +3,7 @@
 Compares, in one run, the edit journal (one fsynced append per edit; the default) with a
 full rewrite of the GEFF store after every edit (how projects saved edits before the
 journal; forced here with ``COMPACT_EVERY = 0``). Prints a table of median milliseconds per
-edit and writes ``benchmarks/results/bench_annotation_edits.json``.
+edit and writes ``benchmarks/results/annotation_edits.json``.
 
 Usage: ``python benchmarks/bench_annotation_edits.py [--edits 20]``
 """
@@ -64,7 +64,7 @@ def main() -> None:
     for r in rows:
         print(f"{r['spots']:>7} {r['rewrite_ms']:>16.1f} {r['journal_ms']:>11.1f} "
               f"{r['speedup']:>8.0f}x")
-    out = Path(__file__).parent / "results" / "bench_annotation_edits.json"
+    out = Path(__file__).parent / "results" / "annotation_edits.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))
 

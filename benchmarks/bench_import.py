@@ -2,7 +2,7 @@
 
 Each import runs in a fresh interpreter, ``--repeats`` times; the table gives the median wall
 time and its ratio to the ``numpy, pydantic`` baseline, plus the heavy modules each import
-pulled in (there should be none). Writes ``benchmarks/results/bench_import.json``.
+pulled in (there should be none). Writes ``benchmarks/results/import.json``.
 
 Usage: ``python benchmarks/bench_import.py [--repeats 15]``
 """
@@ -60,7 +60,7 @@ def main() -> None:
         row["ratio"] = row["median_s"] / base
         heavy = ", ".join(row["heavy_modules"]) or "none"
         print(f"{name:<40} {1e3 * row['median_s']:>10.1f} {row['ratio']:>11.2f}  {heavy}")
-    out = Path(__file__).parent / "results" / "bench_import.json"
+    out = Path(__file__).parent / "results" / "import.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(rows, indent=2))
 
