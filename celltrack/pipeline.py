@@ -28,6 +28,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,36 +155,6 @@ def _approved_links(annotations: TrackGraph | None) -> int:
     return int(approved_mask(annotations).sum())
 
 
-def _records(history: Any) -> list[dict[str, Any]]:
-    """``mode``, ``step`` and ``loss`` of every training record (for the loss figure)."""
-    out = []
-    for i, record in enumerate(history):
-        if isinstance(record, dict):
-            get = record.get
-        else:
-
-            def get(key: str, default: Any = None, _r: Any = record) -> Any:
-                return getattr(_r, key, default)
-
-        out.append(
-            {
-                "mode": str(get("mode", "step")),
-                "step": int(get("step", i + 1)),
-                "loss": float(get("loss", float("nan"))),
-            }
-        )
-    return out
-
-
-def _losses(history: Any) -> list[float]:
-    """Per-step or per-epoch losses of a training history (records with a ``loss``)."""
-    out = []
-    for record in history:
-        value = record["loss"] if isinstance(record, dict) else getattr(record, "loss", record)
-        out.append(float(value))
-    return out
-
-
 class Pipeline:
     """Run celltrack's stages with caching in a work folder.
 
@@ -224,7 +195,9 @@ class Pipeline:
         """One progress line on stderr (when ``config.progress``) and in the log."""
         log.info(message)
         if self.config.progress:
-            print(message, file=sys.stderr, flush=True)
+            from tqdm.auto import tqdm
+
+            tqdm.write(message, file=sys.stderr)  # between, not through, the progress bars
 
     def _begin(self, stage: str, what: str) -> None:
         self._say(f"== {stage}: {what}")
@@ -257,15 +230,48 @@ class Pipeline:
             return False
         return json.loads(stamp.read_text()).get("fingerprint") == fingerprint
 
-    def _stamped_losses(self, artifact: str) -> list[float]:
-        """The training losses recorded in a model's stamp."""
-        stamp = json.loads(self._stamp_path(artifact).read_text())
-        return [float(v) for v in stamp.get("loss", [])]
-
     def _stamped_records(self, artifact: str) -> list[dict[str, Any]]:
         """The training records (mode, step, loss) in a model's stamp (may be empty)."""
         stamp = json.loads(self._stamp_path(artifact).read_text())
         return list(stamp.get("records", []))
+
+    def _model_stage(
+        self,
+        stage: str,
+        name: str,
+        fingerprint: str,
+        load: Callable[[Path], Any],
+        train: Callable[[Path, Path], tuple[Any, Any]],
+    ) -> Any:
+        """A training stage: reuse ``models/<name>.pt`` while its stamp matches, else train.
+
+        ``load(path)`` reads the saved model; ``train(partial, final)`` trains with the
+        resumable checkpoint ``partial`` (:meth:`_partial`), leaves the model at ``final``
+        and returns ``(model, TrainingHistory)``. The training records (mode, step, loss)
+        go into the stamp, so a reused model keeps its loss curve.
+        """
+        artifact = f"models/{name}.pt"
+        start = time.perf_counter()
+        reused = self._cached(artifact, fingerprint)
+        if reused:
+            model = load(self._path(artifact))
+            records = self._stamped_records(artifact)
+        else:
+            self._invalidate(artifact)
+            model, history = train(self._partial(name, fingerprint), self._path(artifact))
+            records = [{"mode": r.mode, "step": r.step, "loss": float(r.loss)} for r in history]
+        self.training_records[name] = records
+        self.histories[name] = [r["loss"] for r in records]
+        self._stamp(
+            stage,
+            artifact,
+            fingerprint,
+            time.perf_counter() - start,
+            reused,
+            losses=self.histories[name],
+            records=records,
+        )
+        return model
 
     def _invalidate(self, artifact: str) -> None:
         """Remove an artifact's stamp before the stage starts overwriting the artifact."""
@@ -396,47 +402,32 @@ class Pipeline:
         self._say_resources()
         cfg = self.config.detection
         fp = _digest("detection", cfg, self._image_digest(images), annotations, list(voxel_size))
-        artifact = "models/detection.pt"
-        start = time.perf_counter()
-        if self._cached(artifact, fp):
-            model, _ = load_model(self._path(artifact))
-            self.histories["detection"] = self._stamped_losses(artifact)
-            self.training_records["detection"] = self._stamped_records(artifact)
-            self._stamp("train_detection", artifact, fp, time.perf_counter() - start, True)
-            return model
-        self._invalidate(artifact)
-        reviewed = _reviewed(annotations)
-        if reviewed is not None and reviewed.num_nodes:
-            partial = self._partial("detection", fp)
-            result = train_detection(
-                images,
-                reviewed,
-                voxel_size,
-                cfg,
-                checkpoint=partial,
-                resume=True,
-                progress=self.config.progress,
-            )
-            os.replace(partial, self._path(artifact))
-            model, history = result.model, result.history
-        else:  # nothing annotated: the self-supervised prior alone
+
+        def train(partial: Path, final: Path) -> tuple[Any, Any]:
+            reviewed = _reviewed(annotations)
+            if reviewed is not None and reviewed.num_nodes:
+                result = train_detection(
+                    images,
+                    reviewed,
+                    voxel_size,
+                    cfg,
+                    checkpoint=partial,
+                    resume=True,
+                    progress=self.config.progress,
+                )
+                os.replace(partial, final)
+                return result.model, result.history
+            # nothing annotated: the self-supervised prior alone
             model = build_model(
                 cfg.model, voxel_size, two_d=int(images.shape[1]) == 1, seed=cfg.train.seed
             )
             history = train_prior(model, images, cfg, progress=self.config.progress)
-            save_model(self._path(artifact), model, meta={"fingerprint": fp})
-        self.histories["detection"] = _losses(history)
-        self.training_records["detection"] = _records(history)
-        self._stamp(
-            "train_detection",
-            artifact,
-            fp,
-            time.perf_counter() - start,
-            False,
-            losses=self.histories["detection"],
-            records=self.training_records["detection"],
+            save_model(final, model, meta={"fingerprint": fp})
+            return model, history
+
+        return self._model_stage(
+            "train_detection", "detection", fp, lambda path: load_model(path)[0], train
         )
-        return model
 
     def detect(self, images: Any, voxel_size: Any, model: Any, annotations: TrackGraph | None):
         """Detect nuclei in every frame; reviewed annotations are kept (tags re-checked)."""
@@ -484,39 +475,22 @@ class Pipeline:
         self._say_resources()
         cfg = self.config.flow
         fp = _digest("flow", cfg, self._image_digest(images), annotations, list(voxel_size))
-        artifact = "models/flow.pt"
-        start = time.perf_counter()
-        if self._cached(artifact, fp):
-            model = load_flow_model(self._path(artifact))
-            self.histories["flow"] = self._stamped_losses(artifact)
-            self.training_records["flow"] = self._stamped_records(artifact)
-            self._stamp("train_flow", artifact, fp, time.perf_counter() - start, True)
-            return model
-        self._invalidate(artifact)
-        partial = self._partial("flow", fp)
-        links = annotations.subgraph(edges=approved_mask(annotations))
-        result = train_flow(
-            images,
-            links,
-            voxel_size,
-            cfg,
-            checkpoint=partial,
-            resume=True,
-            progress=self.config.progress,
-        )
-        os.replace(partial, self._path(artifact))
-        self.histories["flow"] = _losses(result.history)
-        self.training_records["flow"] = _records(result.history)
-        self._stamp(
-            "train_flow",
-            artifact,
-            fp,
-            time.perf_counter() - start,
-            False,
-            losses=self.histories["flow"],
-            records=self.training_records["flow"],
-        )
-        return result.model
+
+        def train(partial: Path, final: Path) -> tuple[Any, Any]:
+            links = annotations.subgraph(edges=approved_mask(annotations))
+            result = train_flow(
+                images,
+                links,
+                voxel_size,
+                cfg,
+                checkpoint=partial,
+                resume=True,
+                progress=self.config.progress,
+            )
+            os.replace(partial, final)
+            return result.model, result.history
+
+        return self._model_stage("train_flow", "flow", fp, load_flow_model, train)
 
     def predict_parents(self, images: Any, voxel_size: Any, spots: TrackGraph, model: Any):
         """Add ``parent_z/y/x`` (µm) to every spot from the predicted backward flow."""
