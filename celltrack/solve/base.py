@@ -159,6 +159,9 @@ class Linker(abc.ABC):
 
     #: the config model of this linker (a :class:`~celltrack.config.Config` with ``kind``).
     config_class: ClassVar[type[Config]]
+    #: True for a linker that searches parents itself and takes the spots (their only
+    #: edges the approved links), not a candidate graph; the link stage asks this.
+    links_spots: ClassVar[bool] = False
 
     def __init__(self, config: Config | None = None) -> None:
         config_class = getattr(type(self), "config_class", None)

@@ -140,6 +140,7 @@ class FlowNNLinker(Linker):
 
     config_class = FlowNNConfig
     config: FlowNNConfig
+    links_spots = True  # it searches parents around flow-displaced positions itself
 
     # ---------------------------------------------------------------- inputs
     def _node_roles(self, graph: TrackGraph) -> tuple[np.ndarray, np.ndarray]:

@@ -97,10 +97,11 @@ def resolve_linker(linker: Any) -> Any:
 
 
 def links_spots(linker: Any) -> bool:
-    """True for a linker that searches parents itself and links spots, not candidate edges."""
-    from celltrack.solve.flow_nn import FlowNNLinker
+    """True for a linker that searches parents itself and links spots, not candidate edges.
 
-    return isinstance(linker, FlowNNLinker)
+    Asks the linker's class attribute :attr:`Linker.links_spots` (``flow_nn``: True).
+    """
+    return bool(getattr(linker, "links_spots", False))
 
 
 def linkable_spots(spots: TrackGraph) -> TrackGraph:

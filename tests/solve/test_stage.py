@@ -139,3 +139,22 @@ def test_a_registered_user_linker_gets_the_candidate_graph_with_pins():
     assert {"pin", "approved", "distance"} <= set(seen.edge_columns)
     assert seen.nodes["pin"].tolist() == [-1, 1, -1, 1]
     assert (2, 3) in _links(result)
+
+
+class SpotRecordingLinker(RecordingLinker):
+    """A user's linker that searches parents itself: the stage hands it the spots."""
+
+    links_spots = True
+
+    def _link(self, candidates: TrackGraph) -> LinkResult:
+        RecordingLinker.seen.append(candidates)
+        return make_linker("flow_nn").link(candidates)
+
+
+def test_a_users_spot_linker_gets_the_spots_not_a_candidate_graph():
+    RecordingLinker.seen.clear()
+    result = link_stage(_spots(), _annotations(1), candidates=CAND, linker=SpotRecordingLinker())
+    (graph,) = RecordingLinker.seen
+    assert result.ok
+    # only the approved link between linkable spots, no candidate edges
+    assert list(zip(graph.edges["source"].tolist(), graph.edges["target"].tolist())) == [(1, 3)]
