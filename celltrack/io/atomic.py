@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write_text",
     "clean_leftovers",
     "refuse_existing",
+    "remove_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,9 +78,10 @@ def refuse_existing(path: str | Path, overwrite: bool) -> None:
     )
 
 
-def _remove(path: Path) -> None:
+def remove_path(path: Path, *, ignore_errors: bool = False) -> None:
+    """Delete a file, link or folder tree (nothing if ``path`` does not exist)."""
     if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
+        shutil.rmtree(path, ignore_errors=ignore_errors)
     elif path.exists() or path.is_symlink():
         path.unlink()
 
@@ -141,7 +143,7 @@ def clean_leftovers(final: str | Path) -> list[Path]:
         olds = olds[:-1]
     for kind, path in stale:
         if kind == "tmp" or path in olds:
-            _remove(path)
+            remove_path(path)
             touched.append(path)
     return touched
 
@@ -202,17 +204,17 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     try:
         yield tmp
     except BaseException:
-        _remove(tmp)
+        remove_path(tmp)
         raise
     if tmp.is_dir() and final.exists():
         # os.replace cannot replace a non-empty folder: exchange the two, then drop the old
         if _exchange(tmp, final):
-            _remove(tmp)
+            remove_path(tmp)
             return
         old = final.with_name(f".{final.name}.old-{tag}")
         os.replace(final, old)
         os.replace(tmp, final)
-        _remove(old)
+        remove_path(old)
     else:
         os.replace(tmp, final)
 

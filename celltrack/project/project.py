@@ -47,6 +47,7 @@ from celltrack.graph.tags import (
     reviewed_mask,
 )
 from celltrack.io import ImageSeries, as_movie, read_image, write_image
+from celltrack.io.atomic import remove_path
 from celltrack.project import storage
 from celltrack.project.config import ProjectConfig, as_project_config
 from celltrack.project.journal import COMPACT_EVERY, EditJournal, graph_delta
@@ -238,7 +239,7 @@ class Project:
         }
         for stale in (storage.TRACKS, storage.DETECTION_MODEL, storage.FLOW_MODEL):
             if (folder / stale).exists():
-                storage._remove(folder / stale)
+                remove_path(folder / stale, ignore_errors=True)
         EditJournal(folder / storage.JOURNAL).clear()
         storage.save_graph(_empty_annotations(), folder / storage.ANNOTATIONS)
         storage.write_manifest(folder, manifest)

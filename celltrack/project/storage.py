@@ -77,15 +77,6 @@ def recover(path: str | Path) -> bool:
     return path in clean_leftovers(path)
 
 
-def _remove(path: Path) -> None:
-    import shutil
-
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def save_graph(graph: TrackGraph, path: str | Path) -> Path:
     """Write ``graph`` to the GEFF store ``path`` atomically (replacing it)."""
     return write_geff(graph, path, overwrite=True)
