@@ -16,6 +16,8 @@ from celltrack.config.base import Config, config_from_dict, load_config, save_co
 _LAZY = {
     "AugmentConfig": "celltrack.config.nn",
     "TilingConfig": "celltrack.config.nn",
+    "NormalizeConfig": "celltrack.config.nn",
+    "ClassicalConfig": "celltrack.config.classical",
     "DetectionConfig": "celltrack.config.detection",
     "LabelConfig": "celltrack.config.detection",
     "ModelConfig": "celltrack.config.detection",

@@ -12,7 +12,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from celltrack.config.base import Config
-from celltrack.config.nn import AugmentConfig, TilingConfig
+from celltrack.config.classical import ClassicalConfig
+from celltrack.config.nn import AugmentConfig, NormalizeConfig, TilingConfig
 
 __all__ = [
     "PRESET_WIDTHS",
@@ -61,6 +62,27 @@ class LabelConfig(Config):
         le=1.0,
         description="If set, voxels of the min-max normalised frame below this value become "
         "background before the ellipsoids are drawn (fraction of the intensity range); None = off",
+    )
+    auto_background: Literal["off", "intensity"] = Field(
+        "intensity",
+        description="Negative evidence that is safe with sparse positives: 'intensity' trains "
+        "as background the voxels of an annotated frame that are darker than the annotated "
+        "nuclei (below auto_background_fraction of their low intensity percentile, after "
+        "smoothing) and farther than auto_background_margin_um from any bright voxel; 'off' "
+        "trains only what was annotated",
+    )
+    auto_background_fraction: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        description="'intensity' rule: background below this fraction of the annotated nuclei's "
+        "10th intensity percentile, measured above the frame's background level (fraction)",
+    )
+    auto_background_margin_um: float = Field(
+        2.0,
+        ge=0.0,
+        description="'intensity' rule: keep this distance from any voxel brighter than the "
+        "threshold, so the dim rims of unannotated nuclei stay unlabelled (µm)",
     )
 
 
@@ -184,11 +206,29 @@ class SpotConfig(Config):
         description="Spots closer than this are duplicates: human annotations win, then the "
         "larger nucleus (µm); 0 = off",
     )
+    calibrate: bool = Field(
+        True,
+        description="When annotations are given, derive r_min_um, r_max_um and the "
+        "suppression distance from the annotated nuclei's radii (and warn when predictions "
+        "per frame are far from the density the annotations imply); False = the values above",
+    )
 
 
 class DetectionConfig(Config):
     """Root configuration of :mod:`celltrack.detect`."""
 
+    kind: Literal["ellipsoid", "classical"] = Field(
+        "ellipsoid",
+        description="'ellipsoid': ELEPHANT's 3-class U-Net trained from the annotations; "
+        "'classical': threshold + distance-transform watershed, no training (see classical)",
+    )
+    classical: ClassicalConfig = Field(
+        default_factory=ClassicalConfig, description="Classical detector (kind: classical)"
+    )
+    normalize: NormalizeConfig = Field(
+        default_factory=NormalizeConfig,
+        description="Per-frame intensity normalisation of the network input",
+    )
     labels: LabelConfig = Field(default_factory=LabelConfig, description="Label rendering")
     model: ModelConfig = Field(default_factory=ModelConfig, description="U-Net architecture")
     loss: LossConfig = Field(default_factory=LossConfig, description="Loss weights")

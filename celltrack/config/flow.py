@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from celltrack.config.base import Config
-from celltrack.config.nn import AugmentConfig, TilingConfig
+from celltrack.config.nn import AugmentConfig, NormalizeConfig, TilingConfig
 
 __all__ = [
     "FlowConfig",
@@ -213,6 +213,10 @@ class FlowConfig(Config):
     train: FlowTrainConfig = Field(default_factory=FlowTrainConfig, description="Training.")
     predict: FlowPredictConfig = Field(
         default_factory=FlowPredictConfig, description="Tiled prediction."
+    )
+    normalize: NormalizeConfig = Field(
+        default_factory=NormalizeConfig,
+        description="Per-frame intensity normalisation of the two input frames.",
     )
 
     @classmethod

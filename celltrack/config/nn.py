@@ -1,17 +1,20 @@
 """Configuration shared by the deep-learning stages (detection and flow).
 
 :class:`AugmentConfig` (random augmentation of training crops, :mod:`celltrack.nn.augment`)
-and :class:`TilingConfig` (tiled prediction, :func:`celltrack.nn.predict_tiled`). Nothing
-here imports torch.
+and :class:`TilingConfig` (tiled prediction, :func:`celltrack.nn.predict_tiled`), and
+:class:`NormalizeConfig` (per-frame intensity normalisation of network inputs,
+:func:`celltrack.nn.normalize_frame`). Nothing here imports torch.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
 
 from celltrack.config.base import Config
 
-__all__ = ["AugmentConfig", "TilingConfig"]
+__all__ = ["AugmentConfig", "NormalizeConfig", "TilingConfig"]
 
 
 class AugmentConfig(Config):
@@ -42,6 +45,26 @@ class AugmentConfig(Config):
         description="Global gain/offset jitter: I -> I*U(1-a, 1+a) + U(-a, a)/2 "
         "(fraction); 0 = off",
     )
+    noise: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Additive Gaussian noise with a standard deviation drawn from U(0, n), "
+        "in units of the normalised intensity range (fraction); 0 = off",
+    )
+    blur_um: float = Field(
+        0.0,
+        ge=0.0,
+        description="Gaussian blur with a sigma drawn from U(0, b) per crop, anisotropy-aware "
+        "(µm); 0 = off",
+    )
+    gradient: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Uneven illumination: the crop is multiplied by a linear ramp of random "
+        "in-plane direction from 1 - g/2 to 1 + g/2 across it (fraction); 0 = off",
+    )
 
 
 class TilingConfig(Config):
@@ -55,6 +78,12 @@ class TilingConfig(Config):
     )
     batch_size: int = Field(1, ge=1, description="Tiles per forward pass")
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'")
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads during prediction (None = chosen from the cores that "
+        "are free now, see celltrack.nn.threads)",
+    )
 
     @field_validator("tile_shape")
     @classmethod
@@ -69,3 +98,29 @@ class TilingConfig(Config):
         if any(s < 0 for s in v):
             raise ValueError(f"overlap must be ≥ 0 voxels per axis, got {v}")
         return v
+
+
+class NormalizeConfig(Config):
+    """Per-frame intensity normalisation of network inputs (training and prediction alike)."""
+
+    mode: Literal["percentile", "minmax"] = Field(
+        "percentile",
+        description="'percentile': map the low/high percentiles of each frame to 0/1 (robust "
+        "to hot pixels and uneven background, values outside are kept); 'minmax': map the "
+        "frame's minimum/maximum to 0/1",
+    )
+    low_percentile: float = Field(
+        1.0, ge=0.0, lt=50.0, description="'percentile' mode: intensity mapped to 0 (percent)"
+    )
+    high_percentile: float = Field(
+        99.8, gt=50.0, le=100.0, description="'percentile' mode: intensity mapped to 1 (percent)"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NormalizeConfig:
+        if self.low_percentile >= self.high_percentile:
+            raise ValueError(
+                f"low_percentile ({self.low_percentile}) must be below high_percentile "
+                f"({self.high_percentile})"
+            )
+        return self
