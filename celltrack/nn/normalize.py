@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from celltrack.config.nn import NormalizeConfig
 from celltrack.errors import InvalidInputError, ShapeError
 
 __all__ = ["median_correct", "normalize_frame"]
@@ -30,22 +31,32 @@ def median_correct(frame: np.ndarray) -> np.ndarray:
     return frame + shift[:, None, None]
 
 
-def normalize_frame(frame: np.ndarray, *, median_correction: bool = False) -> np.ndarray:
-    """Min–max normalise a ``(Z, Y, X)`` frame to [0, 1] (float32), optionally median-corrected.
+def normalize_frame(
+    frame: np.ndarray,
+    cfg: NormalizeConfig | None = None,
+    *,
+    median_correction: bool = False,
+) -> np.ndarray:
+    """Normalise a ``(Z, Y, X)`` frame (float32), optionally median-corrected first.
 
-    A constant frame becomes all zeros.
+    ``cfg.mode == "minmax"`` maps the minimum and maximum to 0 and 1; ``"percentile"``
+    (the default) maps the low and high percentiles to 0 and 1 and keeps values outside
+    (hot pixels above 1), which holds on real microscopy with uneven background. A
+    constant frame becomes all zeros.
 
     Parameters
     ----------
     frame : ndarray, shape (Z, Y, X)
         One raw frame (2D data: Z = 1).
+    cfg : NormalizeConfig, optional
+        Mode and percentiles (default percentile 1 – 99.8).
     median_correction : bool
         Apply :func:`median_correct` first.
 
     Returns
     -------
     ndarray, shape (Z, Y, X), float32
-        Values in [0, 1].
+        Values in [0, 1] ('minmax'), mostly in [0, 1] ('percentile').
 
     Raises
     ------
@@ -64,7 +75,13 @@ def normalize_frame(frame: np.ndarray, *, median_correction: bool = False) -> np
         raise InvalidInputError("frame contains NaN or infinite values; clean the image first")
     if median_correction:
         frame = median_correct(frame)
-    lo, hi = float(frame.min()), float(frame.max())
+    cfg = cfg or NormalizeConfig()
+    if cfg.mode == "percentile":
+        lo, hi = (float(v) for v in np.percentile(frame, (cfg.low_percentile, cfg.high_percentile)))
+        if hi <= lo:  # a frame dominated by one value: fall back to its full range
+            lo, hi = float(frame.min()), float(frame.max())
+    else:
+        lo, hi = float(frame.min()), float(frame.max())
     if hi <= lo:
         return np.zeros_like(frame)
-    return (frame - lo) / (hi - lo)
+    return (frame - lo) / np.float32(hi - lo)
