@@ -18,30 +18,45 @@ __all__ = ["ClassicalConfig"]
 
 
 class ClassicalConfig(Config):
-    """Threshold + distance-transform watershed detection (scikit-image)."""
+    """Threshold + distance-transform watershed detection (scikit-image).
+
+    Radii are those of the sphere of equal volume (in 2D+t the disc of equal area) of a
+    region's core: its voxels above half its height over the threshold
+    (:mod:`celltrack.detect.classical`).
+    """
 
     sigma_um: float | None = Field(
         None,
         ge=0.0,
-        description="Gaussian blur before thresholding, anisotropy-aware (µm); None = a "
-        "quarter of the annotated nuclei's median radius, else 1 µm",
+        description="Gaussian blur before thresholding, anisotropy-aware (µm); None = 0.15 x "
+        "the annotated nuclei's median radius, else 1 µm",
     )
     threshold: Literal["otsu", "triangle", "li"] | float = Field(
-        "otsu",
-        description="Foreground threshold: a scikit-image method computed per frame, or a "
-        "value of the normalised frame (fraction of the percentile range)",
+        "triangle",
+        description="Foreground threshold of the blurred, normalised frame: a scikit-image "
+        "method computed per frame ('triangle' keeps dim nuclei on a dark background; "
+        "'otsu' and 'li' lie higher), or a value of the normalised frame (fraction of the "
+        "percentile range)",
     )
     min_distance_um: float | None = Field(
         None,
         gt=0.0,
         description="Minimum distance between two nucleus centres, the watershed seeds' "
-        "separation (µm); None = 0.8 x the annotated median radius, else 3 µm",
+        "separation (µm); None = 0.55 x the annotated median radius, else 3 µm",
+    )
+    min_depth_um: float | None = Field(
+        None,
+        ge=0.0,
+        description="A maximum of the distance transform seeds a nucleus of its own only if "
+        "it rises at least this far above the saddle towards a deeper one (h-maxima "
+        "dynamic, µm): bumps of one irregular nucleus stay one seed, touching nuclei with a "
+        "neck get two; 0 = every maximum; None = 0.2 x the annotated median radius, else 0.5 µm",
     )
     min_radius_um: float | None = Field(
         None,
         ge=0.0,
         description="Regions whose equivalent-sphere radius is below this are dropped (µm); "
-        "None = half the smallest annotated radius, else 1 µm",
+        "None = half the smallest annotated radius, else 1 µm (2D+t: equivalent-disc radius)",
     )
     max_radius_um: float | None = Field(
         None,

@@ -67,16 +67,19 @@ class LabelConfig(Config):
         "intensity",
         description="Negative evidence that is safe with sparse positives: 'intensity' trains "
         "as background the voxels of an annotated frame that are darker than the annotated "
-        "nuclei (below auto_background_fraction of their low intensity percentile, after "
-        "smoothing) and farther than auto_background_margin_um from any bright voxel; 'off' "
-        "trains only what was annotated",
+        "nuclei (after percentile normalisation and smoothing, below the background level + "
+        "auto_background_fraction × (dimmest annotated nucleus' 10th percentile − level)) and "
+        "farther than auto_background_margin_um from any brighter voxel; frames with only "
+        "rejected marks use the other annotated frames' statistics "
+        "(celltrack.detect.evidence); 'off' trains only what was annotated",
     )
     auto_background_fraction: float = Field(
-        0.5,
+        0.25,
         gt=0.0,
         lt=1.0,
-        description="'intensity' rule: background below this fraction of the annotated nuclei's "
-        "10th intensity percentile, measured above the frame's background level (fraction)",
+        description="'intensity' rule: background below this fraction of the way from the "
+        "frame's background level up to the dimmest annotated nucleus' 10th intensity "
+        "percentile (fraction; lower = safer for nuclei dimmer than the annotated ones)",
     )
     auto_background_margin_um: float = Field(
         2.0,
@@ -133,7 +136,9 @@ class TrainConfig(Config):
     learning_rate: float = Field(1e-3, gt=0.0, description="Adam learning rate")
     crop_shape: tuple[int, int, int] = Field(
         (16, 96, 96),
-        description="Training crop (z, y, x) in voxels; clipped to the image",
+        description="Training crop (z, y, x) in voxels; clipped to the image. On 2D+t data "
+        "(Z = 1) a crop with z > 1 becomes an in-plane crop of the same voxel budget, rounded "
+        "to multiples of 16 (e.g. 8×64×64 → 1×176×176); a crop with z = 1 is used as given",
     )
     batch_size: int = Field(1, ge=1, description="Crops per optimisation step")
     incremental_steps: int = Field(
@@ -191,9 +196,18 @@ class SpotConfig(Config):
         "ratio)",
     )
     r_min_um: float = Field(
-        1.0, ge=0.0, description="Spots with a semi-axis below this are dropped (µm)"
+        1.5,
+        ge=0.0,
+        description="Spots with a semi-axis below this are dropped (µm); the default drops "
+        "one-voxel fragments at ~1 µm voxels. Calibrated (0.5 × the 5th percentile of the "
+        "annotated semi-axes) when calibrate is on and annotations are given",
     )
-    r_max_um: float = Field(10.0, gt=0.0, description="Semi-axes are clamped to this (µm)")
+    r_max_um: float = Field(
+        10.0,
+        gt=0.0,
+        description="Semi-axes are clamped to this (µm); calibrated (1.5 × the 95th percentile "
+        "of the annotated semi-axes) when calibrate is on and annotations are given",
+    )
     nms_radius_um: float = Field(
         2.0, gt=0.0, description="'maxima' mode: neighbourhood radius of a local maximum (µm)"
     )
@@ -208,9 +222,12 @@ class SpotConfig(Config):
     )
     calibrate: bool = Field(
         True,
-        description="When annotations are given, derive r_min_um, r_max_um and the "
-        "suppression distance from the annotated nuclei's radii (and warn when predictions "
-        "per frame are far from the density the annotations imply); False = the values above",
+        description="When annotations are given to detect(), derive r_min_um, r_max_um and "
+        "the suppression distance (0.5 × the median radius) from the annotated nuclei, the "
+        "threshold from processed annotated frames (≥ 5 nuclei; grid 0.2–0.8, kept unless "
+        "clearly better), and warn when predictions per frame are over 3× or under 1/3 of "
+        "the density the annotations imply (celltrack.detect.calibrate); False = the values "
+        "above",
     )
 
 

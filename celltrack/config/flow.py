@@ -162,7 +162,9 @@ class FlowTrainConfig(Config):
     batch_size: int = Field(2, ge=1, description="Crops per optimisation step (count).")
     crop_shape: IntTriple = Field(
         (16, 128, 128),
-        description="Training crop size (z, y, x) in voxels, clipped to the image.",
+        description="Training crop size (z, y, x) in voxels, clipped to the image. On 2D+t "
+        "data (Z = 1) a crop with z > 1 becomes an in-plane crop of the same voxel budget "
+        "(e.g. 8×64×64 → 1×176×176); a crop with z = 1 is used as given.",
     )
     learning_rate: float = Field(1e-3, gt=0, description="Adam learning rate (1/step).")
     final_lr_fraction: float = Field(
@@ -193,7 +195,10 @@ class FlowPredictConfig(TilingConfig):
     """Tiled flow prediction (larger default tiles than detection's)."""
 
     tile_shape: IntTriple = Field(
-        (32, 256, 256), description="Tile size (z, y, x) in voxels, clipped to the volume."
+        (32, 256, 256),
+        description="Tile size (z, y, x) in voxels, clipped to the volume. On 2D+t data "
+        "(Z = 1) a tile with z > 1 becomes an in-plane tile of the same voxel budget; a tile "
+        "with z = 1 is used as given.",
     )
     overlap: IntTriple = Field(
         (4, 32, 32), description="Overlap (z, y, x) between neighbouring tiles (voxels)."

@@ -71,7 +71,11 @@ class TilingConfig(Config):
     """Tiled prediction (:func:`celltrack.nn.predict_tiled`), shared by detection and flow."""
 
     tile_shape: tuple[int, int, int] = Field(
-        (32, 192, 192), description="Tile (z, y, x) in voxels; memory is bounded by it"
+        (32, 192, 192),
+        description="Tile (z, y, x) in voxels, clipped to the volume; memory is bounded by it. "
+        "On 2D+t data (Z = 1) a tile with z > 1 becomes an in-plane tile of the same voxel "
+        "budget, rounded to multiples of 16 (e.g. 32×128×128 → 1×720×720); a tile with z = 1 "
+        "is used as given",
     )
     overlap: tuple[int, int, int] = Field(
         (4, 16, 16), description="Overlap (z, y, x) between tiles, blended by ramps (voxels)"

@@ -31,8 +31,11 @@ from celltrack.config.detection import (
 )
 from celltrack.config.nn import AugmentConfig
 from celltrack.detect.api import detect
+from celltrack.detect.calibrate import calibrate_spot_sizes, calibrate_threshold
+from celltrack.detect.classical import calibrate_classical, detect_classical
 from celltrack.detect.detector import Detector, check_detector
-from celltrack.detect.labels import label_classes, label_is_false, render_labels
+from celltrack.detect.evidence import intensity_background, nucleus_statistics
+from celltrack.detect.labels import label_classes, label_is_false, label_summary, render_labels
 from celltrack.detect.losses import DetectionLoss, prior_loss
 from celltrack.detect.model import DetectionUNet, build_model, load_model, save_model
 from celltrack.detect.predict import predict_probabilities
@@ -65,13 +68,20 @@ __all__ = [
     "Transform",
     "apply",
     "build_model",
+    "calibrate_classical",
+    "calibrate_spot_sizes",
+    "calibrate_threshold",
     "check_detector",
     "detect",
+    "detect_classical",
     "extract_spots",
+    "intensity_background",
     "label_classes",
     "label_is_false",
+    "label_summary",
     "load_model",
     "normalize_frame",
+    "nucleus_statistics",
     "predict_probabilities",
     "prior_loss",
     "random_transform",

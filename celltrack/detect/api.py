@@ -1,4 +1,11 @@
-"""Detection over a movie: predict every requested frame and collect the spots."""
+"""Detection over a movie: predict every requested frame and collect the spots.
+
+With annotations and ``cfg.spots.calibrate`` (the default), the spot settings come from
+the annotations (:mod:`celltrack.detect.calibrate`): sizes and suppression distance from
+the annotated radii, the centre threshold from the processed frames that have
+annotations (predicted first), and a warning when the spots per frame are far from the
+density the annotations imply.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +19,25 @@ from tqdm.auto import tqdm
 
 from celltrack._version import __version__
 from celltrack.config.detection import DetectionConfig
+from celltrack.detect.calibrate import (
+    calibrate_spot_sizes,
+    calibrate_threshold,
+    check_density,
+    expected_count,
+)
 from celltrack.detect.detector import check_detector, check_detector_input
+from celltrack.detect.evidence import (
+    DRAWN_NUCLEUS_TAGS,
+    intensity_background,
+    nucleus_statistics,
+    pool_statistics,
+)
 from celltrack.detect.predict import predict_probabilities
 from celltrack.detect.spots import extract_spots, suppress_duplicates
 from celltrack.errors import InvalidInputError
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
-from celltrack.graph.tags import TAG_DTYPE, Tag, tags_of
+from celltrack.graph.tags import LINKABLE, REVIEWED, TAG_DTYPE, Tag, tags_of
 from celltrack.graph.trackgraph import concat
 from celltrack.io import ImageSeries, as_movie
 
@@ -83,7 +102,10 @@ def detect(
         kept, predictions closer than ``cfg.spots.suppression_distance_um`` to one are
         dropped, and their tags are re-checked as ELEPHANT does (fn → tp when the model
         finds it, tn → fp when it still fires there, ...). Annotation ids are kept and
-        new spots get ids above them.
+        new spots get ids above them. With ``cfg.spots.calibrate`` they also set the
+        spot sizes, the suppression distance and (from processed annotated frames with
+        enough nuclei) the centre threshold, and predictions per frame far off the
+        annotated density are warned about (:mod:`celltrack.detect.calibrate`).
     progress : bool
         Show a tqdm bar over frames.
 
@@ -91,7 +113,9 @@ def detect(
     -------
     TrackGraph
         Nodes only: ``t``, ``z, y, x`` (µm), ``covariance`` (µm²), ``score`` and ``tag``
-        (``"unlabeled"`` for predictions). ``attrs`` holds ``voxel_size`` and the config.
+        (``"unlabeled"`` for predictions). ``attrs`` holds ``voxel_size``, the config
+        actually used (calibrated values included) and, when calibrated, ``calibration``
+        (threshold, sizes, expected and found spots per frame).
     """
     cfg = cfg or DetectionConfig()
     model = check_detector(model)
@@ -115,10 +139,57 @@ def detect(
         )
     check_detector_input(model, (1, 1, *images.shape[1:]))
 
-    per_frame = []
-    for t in tqdm(frame_list, desc="detect", disable=not progress, leave=False):
-        prob = predict_probabilities(model, np.asarray(images[t]), cfg.predict)
-        per_frame.append(extract_spots(prob, vs, cfg.spots, t=t))
+    two_d = images.shape[1] == 1
+    calibration: dict[str, Any] = {}
+    nuclei = None
+    if annotations is not None and annotations.num_nodes and cfg.spots.calibrate:
+        rows = np.isin(tags_of(annotations, default=Tag.TP), DRAWN_NUCLEUS_TAGS)
+        if rows.any():
+            nuclei = annotations.subgraph(nodes=rows)
+    if nuclei is not None:
+        spots_cfg = calibrate_spot_sizes(cfg.spots, nuclei, two_d=two_d)
+        cfg = cfg.model_copy(update={"spots": spots_cfg})
+    annotated: list[int] = []
+    if nuclei is not None and annotations is not None:
+        reviewed = np.isin(tags_of(annotations, default=Tag.TP), REVIEWED)
+        with_marks = set(np.unique(annotations.t[reviewed]).tolist())
+        annotated = [t for t in frame_list if t in with_marks]
+    rest = [t for t in frame_list if t not in set(annotated)]
+
+    bar = tqdm(total=len(frame_list), desc="detect", disable=not progress, leave=False)
+    by_frame: dict[int, TrackGraph] = {}
+    centre_maps: dict[int, np.ndarray] = {}
+    for t in annotated:  # calibration frames first: their centre maps choose the threshold
+        centre_maps[t] = predict_probabilities(model, np.asarray(images[t]), cfg)[2]
+        bar.update()
+    if centre_maps and annotations is not None:
+        backgrounds = {}
+        if cfg.labels.auto_background == "intensity":
+            for t in centre_maps:
+                ev = intensity_background(
+                    np.asarray(images[t]), annotations.subgraph(nodes=annotations.t == t),
+                    vs, cfg.labels,
+                )
+                if ev is not None:
+                    backgrounds[t] = ev.background
+        cal = calibrate_threshold(
+            centre_maps, annotations, vs, cfg.spots, backgrounds=backgrounds,
+            default_radius_um=cfg.labels.point_radius_um,
+        )
+        if cal.calibrated:
+            cfg = cfg.model_copy(
+                update={"spots": cfg.spots.model_copy(update={"threshold": cal.threshold})}
+            )
+        calibration["threshold_calibrated"] = cal.calibrated
+    for t, pc in centre_maps.items():
+        by_frame[t] = extract_spots(pc, vs, cfg.spots, t=t)
+    centre_maps.clear()
+    for t in rest:
+        prob = predict_probabilities(model, np.asarray(images[t]), cfg)
+        by_frame[t] = extract_spots(prob, vs, cfg.spots, t=t)
+        bar.update()
+    bar.close()
+    per_frame = [by_frame[t] for t in frame_list]
     predictions = concat(per_frame, offset_ids=True) if per_frame else TrackGraph.empty()
     if predictions.num_nodes == 0:
         predictions = TrackGraph.from_positions(
@@ -130,10 +201,73 @@ def detect(
         )
     if annotations is not None and annotations.num_nodes:
         predictions = _merge_annotations(predictions, annotations, frame_list, cfg, vs)
+    if nuclei is not None:
+        calibration.update(
+            threshold=cfg.spots.threshold,
+            r_min_um=cfg.spots.r_min_um,
+            r_max_um=cfg.spots.r_max_um,
+            suppression_distance_um=cfg.spots.suppression_distance_um,
+        )
+        calibration.update(_density(images, nuclei, predictions, frame_list, cfg, vs))
+        predictions.attrs["calibration"] = calibration
     predictions.attrs["voxel_size"] = [float(v) for v in vs]
     predictions.attrs["detection_config"] = cfg.model_dump(mode="json")
     predictions.attrs["celltrack_version"] = __version__
     return predictions
+
+
+def _density(
+    images: ImageSeries,
+    nuclei: TrackGraph,
+    spots: TrackGraph,
+    frames: list[int],
+    cfg: DetectionConfig,
+    vs: np.ndarray,
+    *,
+    max_frames: int = 4,
+) -> dict[str, float]:
+    """Expected vs found spots per frame (on up to ``max_frames`` processed frames); warns.
+
+    The expected count of a frame is the foreground volume of the 'intensity' rule (with
+    statistics pooled over up to ``max_frames`` annotated frames) divided by the mean
+    annotated nucleus volume.
+    """
+    annotated = [int(t) for t in np.unique(nuclei.t) if 0 <= t < images.shape[0]]
+    pick = np.linspace(0, len(annotated) - 1, min(max_frames, len(annotated))).round()
+    stats = pool_statistics(
+        [
+            nucleus_statistics(
+                np.asarray(images[annotated[int(i)]]),
+                nuclei.subgraph(nodes=nuclei.t == annotated[int(i)]),
+                vs,
+                default_radius_um=cfg.labels.point_radius_um,
+            )
+            for i in np.unique(pick)
+        ]
+    )
+    if stats is None or not frames:
+        return {}
+    spread = np.unique(np.linspace(0, len(frames) - 1, max_frames).round())
+    chosen = [frames[int(i)] for i in spread]
+    expected, found = [], []
+    linkable = np.isin(tags_of(spots, default=Tag.UNLABELED), LINKABLE)
+    for t in chosen:
+        ev = intensity_background(
+            np.asarray(images[t]), nuclei.subgraph(nodes=nuclei.t == t), vs, cfg.labels,
+            statistics=stats,
+        )
+        if ev is None:
+            return {}
+        expected.append(expected_count(ev.foreground, vs, stats.volume_um3))
+        found.append(int(np.sum(linkable & (spots.t == t))))
+    exp, got = float(np.mean(expected)), float(np.mean(found))
+    logger.info(
+        "detection: %.1f spots per frame; the annotations imply about %.1f nuclei per frame",
+        got,
+        exp,
+    )
+    check_density(got, exp)
+    return {"expected_per_frame": exp, "found_per_frame": got}
 
 
 def _merge_annotations(

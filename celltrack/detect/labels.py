@@ -14,6 +14,7 @@ code  meaning                         class
 4     periphery, false annotation     1
 5     centre                          2
 6     centre, false annotation        2
+7     background, automatic           0
 ====  ==============================  =====
 
 Tags follow ELEPHANT: ``tp``/``fn`` draw a nucleus (whole ellipsoid periphery, the
@@ -21,6 +22,12 @@ centre ellipsoid — semi-axes × centre ratio — dilated by one voxel as perip
 the centre ellipsoid as centre); ``tb``/``fb`` draw periphery only; ``tn``/``fp`` draw
 background only. ``fn``, ``fb`` and ``fp`` are corrections of the model ("false" tags)
 and carry the loss' ``false_weight``; ``unlabeled`` spots are never drawn.
+
+Automatic background (code 7: the 'intensity' rule of :mod:`celltrack.detect.evidence`
+and ``background_threshold``) is painted last and only on voxels no annotation drew, so
+it never overrides a mark. It trains like background (class 0, normal weight); the
+trainer hands the loss :func:`training_codes`, where it is code 1, and
+:func:`label_summary` counts it apart from the manual background.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ import numpy as np
 from scipy import ndimage
 
 from celltrack.config.detection import LabelConfig
+from celltrack.detect.evidence import NucleusStatistics, intensity_background
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
 from celltrack.graph import TrackGraph
@@ -40,14 +48,17 @@ from celltrack.graph.tags import CORRECTIONS, REVIEWED, Tag, tags_of
 from celltrack.graph.tags import PERIPHERY as PERIPHERY_TAGS
 
 __all__ = [
+    "AUTO_BACKGROUND",
     "BACKGROUND",
     "CENTRE",
     "PERIPHERY",
     "UNLABELLED",
     "label_classes",
     "label_is_false",
+    "label_summary",
     "render_labels",
     "spot_arrays",
+    "training_codes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -56,19 +67,65 @@ UNLABELLED = 0
 BACKGROUND = 1
 PERIPHERY = 3
 CENTRE = 5
+AUTO_BACKGROUND = 7
 
+
+def training_codes(labels: np.ndarray) -> np.ndarray:
+    """The label codes the loss takes: automatic background (7) becomes background (1).
+
+    Parameters
+    ----------
+    labels : ndarray of uint8, shape (Z, Y, X)
+        Codes of :func:`render_labels`.
+
+    Returns
+    -------
+    ndarray of uint8, shape (Z, Y, X)
+        Codes 0..6.
+    """
+    labels = np.asarray(labels)
+    return np.where(labels == AUTO_BACKGROUND, np.uint8(BACKGROUND), labels).astype(np.uint8)
 
 
 def label_classes(labels: np.ndarray) -> np.ndarray:
     """Class per voxel: -1 unlabelled, 0 background, 1 periphery, 2 centre (int64)."""
-    labels = np.asarray(labels).astype(np.int64)
+    labels = training_codes(labels).astype(np.int64)
     return np.where(labels > 0, (labels - 1) // 2, -1)
 
 
 def label_is_false(labels: np.ndarray) -> np.ndarray:
     """True where the label comes from a false (correcting) annotation."""
-    labels = np.asarray(labels).astype(np.int64)
+    labels = training_codes(labels).astype(np.int64)
     return (labels > 0) & ((labels - 1) % 2 == 1)
+
+
+def label_summary(labels: np.ndarray) -> dict[str, int]:
+    """Voxels per kind of label: what a model is trained on.
+
+    Parameters
+    ----------
+    labels : ndarray of uint8, any shape
+        Codes of :func:`render_labels` (one frame or several stacked).
+
+    Returns
+    -------
+    dict of str to int
+        ``centre``, ``periphery``, ``background`` (all of it), ``background_manual``
+        (rejected marks tn/fp), ``background_automatic`` (code 7), ``false`` (voxels
+        of corrections fn/fb/fp, which carry ``false_weight``) and ``unlabelled``.
+    """
+    counts = np.bincount(np.asarray(labels, np.uint8).ravel(), minlength=8)
+    manual = int(counts[BACKGROUND] + counts[BACKGROUND + 1])
+    automatic = int(counts[AUTO_BACKGROUND])
+    return {
+        "centre": int(counts[CENTRE] + counts[CENTRE + 1]),
+        "periphery": int(counts[PERIPHERY] + counts[PERIPHERY + 1]),
+        "background": manual + automatic,
+        "background_manual": manual,
+        "background_automatic": automatic,
+        "false": int(counts[BACKGROUND + 1] + counts[PERIPHERY + 1] + counts[CENTRE + 1]),
+        "unlabelled": int(counts[UNLABELLED]),
+    }
 
 
 def spot_arrays(
@@ -127,6 +184,7 @@ def render_labels(
     *,
     image: np.ndarray | None = None,
     frame: int | None = None,
+    statistics: NucleusStatistics | None = None,
 ) -> np.ndarray:
     """Render one frame's annotations into a uint8 label volume.
 
@@ -141,11 +199,18 @@ def render_labels(
     voxel_size : sequence of 3 float
         Voxel size (z, y, x) in µm.
     cfg : LabelConfig, optional
-        Centre ratio, minimum voxel counts, point radius, background threshold.
+        Centre ratio, minimum voxel counts, point radius, background threshold,
+        automatic background.
     image : ndarray, shape (Z, Y, X), optional
-        The frame; required when ``cfg.background_threshold`` is set.
+        The frame (raw or normalised); required when ``cfg.background_threshold`` is
+        set. With ``cfg.auto_background == "intensity"`` (the default) it gives the
+        automatic background (:func:`celltrack.detect.evidence.intensity_background`);
+        without it there is none.
     frame : int, optional
         Use only the spots with ``t == frame``; if omitted all spots must share one frame.
+    statistics : NucleusStatistics, optional
+        Annotated-nucleus statistics of other frames, for the automatic background of a
+        frame without annotated nuclei (:func:`celltrack.detect.evidence.pool_statistics`).
 
     Returns
     -------
@@ -177,17 +242,26 @@ def render_labels(
 
     shape_t = tuple(int(s) for s in shape_arr)
     labels = np.zeros(shape_t, np.uint8)
+    automatic = np.zeros(shape_t, bool)
+    if image is not None:
+        image = np.asarray(image, dtype=np.float32)
+        if image.shape != shape_t:
+            raise ShapeError(f"image must have shape {shape_t}, got {image.shape}")
     if cfg.background_threshold is not None:
         if image is None:
             raise InvalidInputError(
                 "cfg.background_threshold is set: pass the frame as image= to threshold it"
             )
-        image = np.asarray(image, dtype=np.float32)
-        if image.shape != shape_t:
-            raise ShapeError(f"image must have shape {shape_t}, got {image.shape}")
         lo, hi = float(image.min()), float(image.max())
         norm = (image - lo) / (hi - lo) if hi > lo else np.zeros_like(image)
-        labels[norm < cfg.background_threshold] = BACKGROUND
+        automatic |= norm < cfg.background_threshold
+    if cfg.auto_background == "intensity":
+        if image is None:
+            logger.debug("no image given: no automatic background")
+        else:
+            evidence = intensity_background(image, spots, vs, cfg, statistics=statistics)
+            if evidence is not None:
+                automatic |= evidence.background
 
     structure = np.ones((1, 3, 3) if shape_t[0] == 1 else (3, 3, 3), bool)
     for p, c, tag in zip(pos, cov, tags):  # one rasterisation per annotation
@@ -215,6 +289,7 @@ def render_labels(
         grown = ndimage.binary_dilation(grown, structure)
         _paint(labels, tuple(slice(a, b) for a, b in zip(lo, hi)), grown, PERIPHERY + false)
         _paint(labels, sl, inner, CENTRE + false)
+    labels[automatic & (labels == UNLABELLED)] = AUTO_BACKGROUND
     return labels
 
 

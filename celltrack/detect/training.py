@@ -31,7 +31,19 @@ import torch.nn.functional as F
 from celltrack.config.detection import DetectionConfig
 from celltrack.detect.api import open_movie
 from celltrack.detect.detector import check_detector, check_detector_input, class_scores
-from celltrack.detect.labels import PERIPHERY, render_labels, spot_arrays
+from celltrack.detect.evidence import (
+    DRAWN_NUCLEUS_TAGS,
+    NucleusStatistics,
+    nucleus_statistics,
+    pool_statistics,
+)
+from celltrack.detect.labels import (
+    PERIPHERY,
+    label_summary,
+    render_labels,
+    spot_arrays,
+    training_codes,
+)
 from celltrack.detect.losses import DetectionLoss, prior_loss
 from celltrack.detect.model import ARCH_NAME, DetectionUNet, build_model, model_from_payload
 from celltrack.errors import CheckpointError, InvalidInputError
@@ -66,7 +78,28 @@ logger = logging.getLogger(__name__)
 
 _TRAINING_TAGS = REVIEWED
 #: config sections whose values shape training (a resume must not mix them)
-_TRAINING_SECTIONS = ("labels", "model", "loss", "augment", "train")
+_TRAINING_SECTIONS = ("labels", "model", "loss", "augment", "train", "normalize")
+
+
+def _minmax_per_crop(x: torch.Tensor) -> torch.Tensor:
+    """The prior's target: each crop's intensity min–max scaled to [0, 1].
+
+    The prior asks the centre probability to follow the intensity, so its target must be a
+    probability-like [0, 1] map whatever the input normalisation (percentile normalisation
+    puts bright voxels above 1 and stretches the background); scaling per crop makes the
+    prior the same for every NormalizeConfig (it is invariant to gain and offset).
+    """
+    flat = x.flatten(1)
+    lo = flat.min(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
+    hi = flat.max(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
+    return (x - lo) / (hi - lo).clamp(min=1e-6)
+
+
+def _digest(annotations: TrackGraph, t: int) -> int:
+    """A cheap fingerprint of one frame's annotations (positions and tags)."""
+    rows = annotations.t == t
+    tags = tags_of(annotations, default=Tag.TP)[rows]
+    return hash((annotations.positions[rows].round(6).tobytes(), tuple(tags.tolist())))
 
 
 @dataclass(frozen=True)
@@ -77,6 +110,7 @@ class _Frame:
     labels: np.ndarray  # (Z, Y, X) label codes
     foreground: np.ndarray  # (Z, Y, X) bool: periphery or centre
     centres: np.ndarray  # (K, 3) voxels of the reviewed spots
+    summary: dict[str, int]  # label_summary of the rendered labels
 
 
 @dataclass
@@ -94,9 +128,13 @@ class DetectionTrainResult(TrainResult):
         The checkpoint; at the end it holds the finished model (:func:`load_model`).
     frames : list of int
         Annotated frames trained on.
+    label_summary : dict of str to int
+        Voxels trained as centre, periphery, background (manual and automatic) and left
+        unlabelled over those frames (:func:`celltrack.detect.labels.label_summary`).
     """
 
     frames: list[int] | None = None
+    label_summary: dict[str, int] | None = None
 
 
 class DetectionTrainer:
@@ -149,6 +187,9 @@ class DetectionTrainer:
             np.random.default_rng(tc.seed),
         )
         self._frames: dict[tuple[int, int], tuple[Any, np.ndarray]] = {}
+        self._stats: dict[tuple[Any, ...], NucleusStatistics | None] = {}
+        #: voxels per label kind of the last incremental / batch call (label_summary)
+        self.label_summary: dict[str, int] = {}
 
     @property
     def history(self) -> TrainingHistory:
@@ -179,20 +220,56 @@ class DetectionTrainer:
             if len(self._frames) > 64:
                 self._frames.clear()
             norm = normalize_frame(
-                np.asarray(movie[int(t)]), median_correction=self.cfg.predict.median_correction
+                np.asarray(movie[int(t)]),
+                self.cfg.normalize,
+                median_correction=self.cfg.predict.median_correction,
             )
             cached = self._frames[key] = (owner, norm[None])
         return cached[1]
+
+    def _nucleus_statistics(
+        self, movie: ImageSeries, owner: Any, annotations: TrackGraph, t: int
+    ) -> NucleusStatistics | None:
+        """Annotated-nucleus intensity statistics of frame ``t`` (cached; None without nuclei)."""
+        key = (id(owner), int(t), annotations.num_nodes, _digest(annotations, t))
+        if key not in self._stats:
+            if len(self._stats) > 256:
+                self._stats.clear()
+            spots = annotations.subgraph(nodes=annotations.t == t)
+            self._stats[key] = nucleus_statistics(
+                self._frame(movie, owner, t)[0],
+                spots,
+                self.voxel_size,
+                default_radius_um=self.cfg.labels.point_radius_um,
+            )
+        return self._stats[key]
+
+    def _pooled_statistics(
+        self, movie: ImageSeries, owner: Any, annotations: TrackGraph, exclude: int
+    ) -> NucleusStatistics | None:
+        """Statistics of up to 8 other frames with annotated nuclei (for a frame without)."""
+        rows = np.isin(tags_of(annotations, default=Tag.TP), DRAWN_NUCLEUS_TAGS)
+        frames = [int(f) for f in np.unique(annotations.t[rows]) if f != exclude]
+        frames = [f for f in frames if 0 <= f < movie.shape[0]][:8]
+        return pool_statistics(
+            [self._nucleus_statistics(movie, owner, annotations, f) for f in frames]
+        )
 
     def _annotated_frame(
         self, movie: ImageSeries, owner: Any, annotations: TrackGraph, t: int
     ) -> _Frame:
         image = self._frame(movie, owner, t)
         spots = annotations.subgraph(nodes=annotations.t == t)
+        lc = self.cfg.labels
+        pooled = None
+        if lc.auto_background == "intensity" and not np.any(
+            np.isin(tags_of(spots, default=Tag.TP), DRAWN_NUCLEUS_TAGS)
+        ):
+            pooled = self._pooled_statistics(movie, owner, annotations, t)
         labels = render_labels(
-            spots, image.shape[1:], self.voxel_size, self.cfg.labels, image=image[0]
+            spots, image.shape[1:], self.voxel_size, lc, image=image[0], statistics=pooled
         )
-        pos, _, tags = spot_arrays(spots, self.cfg.labels.point_radius_um)
+        pos, _, tags = spot_arrays(spots, lc.point_radius_um)
         if not np.any(labels > 0):
             raise InvalidInputError(
                 f"frame {t} has no labelled voxels: give annotations tagged "
@@ -200,7 +277,27 @@ class DetectionTrainer:
                 "labels.background_threshold"
             )
         centres = pos[np.isin(tags, list(_TRAINING_TAGS))] / self.voxel_size
-        return _Frame(image, labels, labels >= PERIPHERY, centres)
+        codes = training_codes(labels)
+        return _Frame(image, codes, codes >= PERIPHERY, centres, label_summary(labels))
+
+    def _report(self, items: Sequence[_Frame]) -> dict[str, int]:
+        """Log and keep what the annotated frames train as (one line per set of frames)."""
+        total: dict[str, int] = {}
+        for item in items:
+            for k, v in item.summary.items():
+                total[k] = total.get(k, 0) + v
+        self.label_summary = total
+        logger.info(
+            "training on %d frame(s): %d centre, %d periphery, %d background (%d automatic) "
+            "voxels; %d unlabelled",
+            len(items),
+            total.get("centre", 0),
+            total.get("periphery", 0),
+            total.get("background", 0),
+            total.get("background_automatic", 0),
+            total.get("unlabelled", 0),
+        )
+        return total
 
     def _batch(self, frames: Sequence[_Frame], rng: np.random.Generator):
         crops = [
@@ -263,7 +360,8 @@ class DetectionTrainer:
                 yield torch.from_numpy(np.stack(crops)).float().to(self.device)
 
         def loss_of(x: torch.Tensor):
-            return prior_loss(F.log_softmax(class_scores(self.model, x), dim=1), x), {}
+            log_prob = F.log_softmax(class_scores(self.model, x), dim=1)
+            return prior_loss(log_prob, _minmax_per_crop(x)), {}
 
         prior_state = TrainingState(
             torch.optim.Adam(self.model.parameters(), lr=rates[0]), self.rng, self.history
@@ -327,6 +425,7 @@ class DetectionTrainer:
                 "before training"
             )
         item = self._annotated_frame(movie, images, annotations, t)
+        self._report([item])
         n = steps if steps is not None else self.cfg.train.incremental_steps
         bs = self.cfg.train.batch_size
         self.state.position = {}
@@ -394,6 +493,7 @@ class DetectionTrainer:
         else:
             self.state.position = {}
         items = [self._annotated_frame(movie, images, annotations, int(t)) for t in frames]
+        self._report(items)
         tc = self.cfg.train
         n_epochs = epochs if epochs is not None else tc.epochs
         per_epoch = len(items) * tc.crops_per_frame
@@ -543,7 +643,11 @@ def train_detection(
     tags = tags_of(annotations, default=Tag.TP)
     frames = np.unique(annotations.t[np.isin(tags, list(_TRAINING_TAGS))]).tolist()
     return DetectionTrainResult(
-        model=trainer.model, history=trainer.history, checkpoint=ckpt, frames=frames
+        model=trainer.model,
+        history=trainer.history,
+        checkpoint=ckpt,
+        frames=frames,
+        label_summary=dict(trainer.label_summary),
     )
 
 

@@ -8,11 +8,13 @@ import numpy as np
 import torch
 
 from celltrack.config.flow import FlowConfig, FlowPredictConfig
+from celltrack.config.nn import NormalizeConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.flow.frames import as_frame
 from celltrack.flow.model import FlowUNet
 from celltrack.nn import evaluating, predict_tiled
 from celltrack.nn.normalize import normalize_frame
+from celltrack.nn.threads import torch_threads
 
 __all__ = ["predict_flow"]
 
@@ -23,6 +25,7 @@ def predict_flow(
     cur: Any,
     cfg: FlowConfig | FlowPredictConfig | None = None,
     *,
+    normalization: NormalizeConfig | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Predict the backward flow of frame ``cur`` (t) towards frame ``prev`` (t−1).
@@ -32,9 +35,14 @@ def predict_flow(
     model : FlowUNet
         A trained flow model (its ``max_displacement_um`` sets the output scale).
     prev, cur : array_like, shape (Z, Y, X) or (Y, X)
-        Raw frames t−1 and t (each is min–max normalised here).
+        Raw frames t−1 and t (each is normalised here, as in training).
     cfg : FlowConfig or FlowPredictConfig, optional
-        Tiling (``tile_shape``, ``overlap``, ``batch_size``, ``device``).
+        Tiling (``tile_shape``, ``overlap``, ``batch_size``, ``device``) and torch
+        threads (``num_threads``; None = the free cores); a FlowConfig also gives its
+        ``normalize`` settings.
+    normalization : NormalizeConfig, optional
+        Per-frame normalisation; must be the training's (``FlowConfig.normalize``).
+        Default: that of a FlowConfig ``cfg``, else percentile 1 – 99.8.
     progress : bool
         Show a progress bar over tiles.
 
@@ -62,10 +70,14 @@ def predict_flow(
             f"this is a 2D+t flow model but the frames have Z = {a.shape[0]}; predict "
             "slice by slice or train a 3D model"
         )
-    pcfg = cfg.predict if isinstance(cfg, FlowConfig) else (cfg or FlowPredictConfig())
-    volume = np.stack([normalize_frame(a), normalize_frame(b)])
+    if isinstance(cfg, FlowConfig):
+        normalization = normalization or cfg.normalize
+        pcfg = cfg.predict
+    else:
+        pcfg = cfg or FlowPredictConfig()
+    volume = np.stack([normalize_frame(a, normalization), normalize_frame(b, normalization)])
     device = torch.device(pcfg.device)
-    with evaluating(model, device):
+    with torch_threads(pcfg.num_threads, what="flow prediction"), evaluating(model, device):
         out = predict_tiled(
             model,
             volume,

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 #: the annotated child lies this fraction of the crop away from its faces (where possible)
 CROP_MARGIN = 0.2
-_TRAINING_SECTIONS = ("label", "model", "loss", "train")
+_TRAINING_SECTIONS = ("label", "model", "loss", "train", "normalize")
 
 
 @dataclass
@@ -252,7 +252,8 @@ def train_flow(
         raise InvalidInputError("no annotated child ellipsoid lies inside the images")
     frames = sorted(labels)
     centres = {t: fl.child[fl.t == t] / vs for t in frames}
-    norm = {t: normalize_frame(movie[t]) for t in sorted({*frames, *(t - 1 for t in frames)})}
+    needed = sorted({*frames, *(t - 1 for t in frames)})
+    norm = {t: normalize_frame(np.asarray(movie[t]), cfg.normalize) for t in needed}
 
     device = torch.device(tcfg.device)
     model.to(device).train()

@@ -13,7 +13,16 @@ consistent:
   becomes ``s`` times longer);
 - contrast scales the foreground–background difference by ``u ~ U(1 - c, 1)`` (what
   ELEPHANT's documentation describes; its code drew ``U(c, 1)``), intensity applies a
-  global gain and offset.
+  global gain and offset;
+- imaging degradations of real microscopy act on the image only (never on labels or
+  vectors), after the geometry, in this order: a Gaussian blur of ``σ ~ U(0, blur_um)``
+  µm (``σ / voxel_size`` voxels per axis, z untouched in 2D), an uneven illumination
+  (the crop is multiplied by a linear in-plane ramp of random direction running from
+  ``1 − g/2`` to ``1 + g/2`` between its extreme corners) and additive Gaussian noise of
+  standard deviation ``~ U(0, noise)`` (normalised intensity units).
+
+Random numbers for an option are drawn only when it is on, after those of the options
+above, so turning the new options on never changes the other draws of a seeded run.
 
 Examples
 --------
@@ -60,6 +69,16 @@ class Transform:
         Factor on the foreground–background difference (1 = unchanged).
     gain, offset : float
         Global intensity change ``I -> I * gain + offset``.
+    blur_um : float
+        Gaussian blur sigma (µm), anisotropy-aware; 0 = none.
+    gradient : float
+        Illumination ramp amplitude ``g``: the crop is multiplied by ``1 − g/2 .. 1 + g/2``.
+    gradient_angle : float
+        Direction of increasing illumination in the y–x plane (radians, from +x towards +y).
+    noise : float
+        Standard deviation of additive Gaussian noise (normalised intensity units).
+    noise_seed : int
+        Seed of the noise field (so applying a transform is deterministic).
     """
 
     zoom: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -68,6 +87,11 @@ class Transform:
     contrast: float = 1.0
     gain: float = 1.0
     offset: float = 0.0
+    blur_um: float = 0.0
+    gradient: float = 0.0
+    gradient_angle: float = 0.0
+    noise: float = 0.0
+    noise_seed: int = 0
 
     @property
     def is_affine_identity(self) -> bool:
@@ -113,6 +137,16 @@ def random_transform(
     contrast = float(rng.uniform(1.0 - cfg.contrast, 1.0))
     gain = float(rng.uniform(1.0 - cfg.intensity, 1.0 + cfg.intensity))
     offset = float(rng.uniform(-cfg.intensity, cfg.intensity) / 2)
+    # new options draw only when on, after the others: seeded runs without them are unchanged
+    blur_um = float(rng.uniform(0.0, cfg.blur_um)) if cfg.blur_um > 0 else 0.0
+    gradient, gradient_angle = 0.0, 0.0
+    if cfg.gradient > 0:
+        gradient = float(rng.uniform(0.0, cfg.gradient))
+        gradient_angle = float(rng.uniform(-np.pi, np.pi))
+    noise, noise_seed = 0.0, 0
+    if cfg.noise > 0:
+        noise = float(rng.uniform(0.0, cfg.noise))
+        noise_seed = int(rng.integers(0, 2**63 - 1))
     if two_d:
         zoom = (1.0, zoom[1], zoom[2])
         flips = (False, flips[1], flips[2])
@@ -123,6 +157,11 @@ def random_transform(
         contrast=contrast,
         gain=gain,
         offset=offset,
+        blur_um=blur_um,
+        gradient=gradient,
+        gradient_angle=gradient_angle,
+        noise=noise,
+        noise_seed=noise_seed,
     )
 
 
@@ -148,6 +187,31 @@ def _adjust_intensity(
     if transform.gain != 1.0 or transform.offset != 0.0:
         out = out * transform.gain + transform.offset
     return out
+
+
+def _degrade(image: np.ndarray, transform: Transform, vs: np.ndarray) -> np.ndarray:
+    """Blur, illumination ramp and noise of a ``(C, Z, Y, X)`` float32 image (image only)."""
+    if transform.blur_um > 0:
+        sigma = transform.blur_um / vs
+        if image.shape[1] == 1:
+            sigma[0] = 0.0
+        image = np.stack(
+            [ndimage.gaussian_filter(ch, sigma, mode="nearest") for ch in image]
+        ).astype(np.float32)
+    if transform.gradient > 0:
+        ny, nx = image.shape[2:]
+        y = (np.arange(ny) - (ny - 1) / 2.0) * vs[1]
+        x = (np.arange(nx) - (nx - 1) / 2.0) * vs[2]
+        c, s = np.cos(transform.gradient_angle), np.sin(transform.gradient_angle)
+        proj = s * y[:, None] + c * x[None, :]
+        span = abs(s) * abs(y[0]) + abs(c) * abs(x[0])  # projection of the farthest corner
+        if span > 0:
+            ramp = 1.0 + 0.5 * transform.gradient * proj / span
+            image = image * ramp[None, None].astype(np.float32)
+    if transform.noise > 0:
+        rng = np.random.default_rng(transform.noise_seed)
+        image = image + rng.normal(0.0, transform.noise, image.shape).astype(np.float32)
+    return image
 
 
 def apply(
@@ -187,6 +251,8 @@ def apply(
         Unit of ``vectors``.
     image_mode : str
         ``scipy.ndimage`` boundary mode for the image ('nearest', 'reflect', ...).
+
+    Blur, illumination gradient and noise act on the image only, on the output crop.
 
     Returns
     -------
@@ -261,6 +327,7 @@ def apply(
         if vec_out is not None:
             vec_out = np.flip(vec_out, axis=[a + 1 for a in axes]).copy()
             vec_out[axes] *= -1
+    img_out = _degrade(np.asarray(img_out, dtype=np.float32), transform, vs)
     img_out = np.ascontiguousarray(img_out, dtype=np.float32)
     lab_out = None if lab_out is None else np.ascontiguousarray(lab_out)
     vec_out = None if vec_out is None else np.ascontiguousarray(vec_out, dtype=np.float32)

@@ -3,12 +3,15 @@ import pytest
 
 from celltrack.config.detection import LabelConfig
 from celltrack.detect.labels import (
+    AUTO_BACKGROUND,
     BACKGROUND,
     CENTRE,
     PERIPHERY,
     label_classes,
     label_is_false,
+    label_summary,
     render_labels,
+    training_codes,
 )
 from celltrack.errors import InvalidInputError
 from celltrack.geometry import covariance_from_radii
@@ -68,8 +71,12 @@ def test_points_become_spheres_and_background_threshold():
     assert (label_classes(lab)[~sphere] >= 1).sum() < sphere.sum()
     img = np.zeros(SHAPE, np.float32)
     img[:, :20] = 1.0
-    lab = render_labels(g, SHAPE, VS, LabelConfig(background_threshold=0.5), image=img)
-    assert np.all(lab[:, 30:] == BACKGROUND)
+    cfg = LabelConfig(background_threshold=0.5, auto_background="off")
+    lab = render_labels(g, SHAPE, VS, cfg, image=img)
+    assert np.all(lab[:, 30:] == AUTO_BACKGROUND)  # automatic: counted apart, trains as 1
+    assert np.all(label_classes(lab)[:, 30:] == 0) and not label_is_false(lab).any()
+    assert np.all(training_codes(lab)[:, 30:] == BACKGROUND)
+    assert np.all(label_classes(lab)[sphere] >= 1)  # the annotation beats the threshold
     with pytest.raises(InvalidInputError):
         render_labels(g, SHAPE, VS, LabelConfig(background_threshold=0.5))
 
@@ -96,3 +103,47 @@ def test_bad_annotations_raise():
         render_labels({"x": 1}, SHAPE, VS)
     empty = render_labels(TrackGraph.from_positions([], np.zeros((0, 3))), SHAPE, VS)
     assert not empty.any()
+
+
+def _blobs(shape, vs, centres, radius, peak=1.0, floor=0.1):
+    grids = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs)], indexing="ij")
+    img = np.full(shape, floor, np.float32)
+    for c in centres:
+        d2 = sum((g - x) ** 2 for g, x in zip(grids, c))
+        img[d2 <= radius**2] = peak
+    return img
+
+
+def test_intensity_rule_makes_far_dark_voxels_background_and_spares_unannotated_nuclei():
+    vs = (1.0, 0.5, 0.5)
+    shape = (1, 80, 80)
+    img = _blobs(shape, vs, [(0, 8, 8), (0, 30, 30)], 3.0)
+    g = _spots([[0, 8, 8]], [[3, 3, 3]], ["tp"])  # the nucleus at (30, 30) µm is not annotated
+    lab = render_labels(g, shape, vs, image=img)
+    cls = label_classes(lab)
+    grids = np.meshgrid(*[np.arange(n) * v for n, v in zip(shape, vs)], indexing="ij")
+    d_other = np.sqrt((grids[1] - 30) ** 2 + (grids[2] - 30) ** 2)
+    assert np.all(cls[d_other <= 3.0 + LabelConfig().auto_background_margin_um] == -1)
+    far = (d_other > 6.5) & (np.sqrt((grids[1] - 8) ** 2 + (grids[2] - 8) ** 2) > 6.5)
+    assert np.all(lab[far] == AUTO_BACKGROUND)
+    assert (lab == CENTRE).any()
+    off = render_labels(g, shape, vs, LabelConfig(auto_background="off"), image=img)
+    assert not (label_classes(off) == 0).any()
+    assert np.array_equal(render_labels(g, shape, vs), off)  # no image: no automatic background
+
+
+def test_manual_background_keeps_its_false_flag_over_the_automatic_one():
+    vs = (1.0, 0.5, 0.5)
+    shape = (1, 60, 60)
+    img = _blobs(shape, vs, [(0, 8, 8)], 3.0)
+    g = _spots([[0, 8, 8], [0, 22, 22]], [[3, 3, 3], [3, 3, 3]], ["tp", "fp"])
+    lab = render_labels(g, shape, vs, image=img)
+    fp = lab[0, 44, 44]
+    assert fp == BACKGROUND + 1 and label_is_false(lab)[0, 44, 44]
+    summary = label_summary(lab)
+    assert summary["background_manual"] == int((lab == BACKGROUND + 1).sum()) > 0
+    assert summary["background_automatic"] == int((lab == AUTO_BACKGROUND).sum()) > 0
+    assert summary["background"] == summary["background_manual"] + summary["background_automatic"]
+    assert summary["centre"] == int((lab == CENTRE).sum()) > 0
+    assert summary["false"] == summary["background_manual"]
+    assert sum(summary[k] for k in ("centre", "periphery", "background", "unlabelled")) == lab.size

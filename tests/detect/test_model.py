@@ -4,6 +4,7 @@ import torch
 
 from celltrack.config.detection import DetectionConfig, LossConfig, ModelConfig, PredictConfig
 from celltrack.config.flow import FlowPredictConfig
+from celltrack.config.nn import NormalizeConfig
 from celltrack.detect.labels import BACKGROUND, CENTRE, PERIPHERY
 from celltrack.detect.losses import DetectionLoss, prior_loss, voxel_weights
 from celltrack.detect.model import DetectionUNet, build_model, load_model, save_model
@@ -96,8 +97,12 @@ def test_loss_ignores_unlabelled_and_weights_false_labels():
 
 def test_normalisation_and_tiled_prediction_without_seams():
     frame = np.random.default_rng(0).random((6, 40, 36)).astype(np.float32) * 100 + 7
-    norm = normalize_frame(frame)
-    assert norm.min() == 0 and norm.max() == pytest.approx(1)
+    minmax = normalize_frame(frame, NormalizeConfig(mode="minmax"))
+    assert minmax.min() == 0 and minmax.max() == pytest.approx(1)
+    norm = normalize_frame(frame)  # percentile 1 - 99.8 by default: a hot pixel cannot set 1
+    low, high = np.percentile(frame, (1.0, 99.8))
+    np.testing.assert_allclose(norm, (frame - low) / (high - low), rtol=1e-5, atol=1e-6)
+    assert norm.min() < 0 < 1 < norm.max()
     assert not normalize_frame(np.ones((2, 3, 3))).any()
     model = build_model(SMALL, (1.0, 1.0, 1.0))
     whole = predict_probabilities(model, frame, PredictConfig(tile_shape=(8, 64, 64)))
@@ -146,5 +151,5 @@ def test_median_correction_equalises_slices():
     out = median_correct(frame)
     medians = np.median(out.reshape(4, -1), axis=1)
     np.testing.assert_allclose(medians, medians[0], atol=1e-5)
-    norm = normalize_frame(frame, median_correction=True)
+    norm = normalize_frame(frame, NormalizeConfig(mode="minmax"), median_correction=True)
     assert norm.min() == 0 and norm.max() == pytest.approx(1)

@@ -264,3 +264,90 @@ def test_a_2d_movie_as_t_y_x_or_t_1_y_x_gives_the_same_detections():
     np.testing.assert_array_equal(a.t, b.t)
     np.testing.assert_allclose(a.positions, b.positions)
     assert set(np.unique(a.t)) <= {0, 1}
+
+
+def test_trainer_reports_label_voxels_and_uses_automatic_background(caplog):
+    import logging
+
+    from celltrack.detect.labels import AUTO_BACKGROUND, BACKGROUND
+
+    cfg = _cfg()
+    model = build_model(cfg.model, VS)
+    trainer = DetectionTrainer(model, cfg)
+    ann = _annotations()
+    with caplog.at_level(logging.INFO, logger="celltrack.detect.training"):
+        trainer.incremental(_movie(), ann, frame=0)
+    summary = trainer.label_summary
+    assert summary["centre"] > 0 and summary["background_automatic"] > 0
+    assert "training on 1 frame(s)" in caplog.text and "automatic" in caplog.text
+    item = trainer._annotated_frame(trainer._movie(_movie()), None, ann, 0)
+    assert item.labels.max() < AUTO_BACKGROUND and (item.labels == BACKGROUND).any()
+    # a frame holding only a rejected mark gets its automatic background from the others
+    both = TrackGraph.from_positions(
+        [0, 1], [[6.0, 10.0, 10.0], [6.0, 22.0, 20.0]],
+        covariance=covariance_from_radii(np.full((2, 3), 4.0)), tag=["tp", "fp"],
+    )
+    only_fp = trainer._annotated_frame(trainer._movie(_movie()), None, both, 1)
+    assert only_fp.summary["background_automatic"] > 0 and only_fp.summary["false"] > 0
+    no_auto = cfg.labels.model_copy(update={"auto_background": "off"})
+    off = cfg.model_copy(update={"labels": no_auto})
+    res = train_detection(_movie(), ann, VS, off, prior=False)
+    assert res.label_summary["background_automatic"] == 0 and res.label_summary["centre"] > 0
+
+
+def test_rejected_prediction_trains_as_background_with_extra_weight():
+    from celltrack.detect.losses import voxel_weights
+    from celltrack.detect.predict import predict_probabilities
+
+    cfg = _cfg(incremental_steps=40, learning_rate=1e-2)
+    cfg = cfg.model_copy(update={
+        "augment": cfg.augment.model_copy(update={"rotation_deg": 0}),
+        "labels": cfg.labels.model_copy(update={"auto_background": "off"}),
+    })
+    a, b = (6.0, 10.0, 10.0), (6.0, 22.0, 20.0)  # a nucleus and a small bright speck
+    shape = (6, 32, 32)
+    grids = np.meshgrid(*[np.arange(s) * v for s, v in zip(shape, VS)], indexing="ij")
+    img = np.full((1, *shape), 10.0, np.float32)
+    for c, sigma in ((a, 3.0), (b, 1.5)):
+        img += 100 * np.exp(-sum((g - x) ** 2 for g, x in zip(grids, c)) / (2 * sigma**2))
+    at_a, at_b = (tuple(np.rint(np.asarray(p) / VS).astype(int).tolist()) for p in (a, b))
+    centre_at_b = {}
+    for tag in ("fp", "unlabeled"):
+        ann = TrackGraph.from_positions(
+            [0, 0], [a, b], covariance=covariance_from_radii(np.array([[4.0] * 3, [2.0] * 3])),
+            tag=["tp", tag],
+        )
+        model = build_model(cfg.model, VS)
+        trainer = DetectionTrainer(model, cfg)
+        if tag == "fp":
+            item = trainer._annotated_frame(trainer._movie(img), None, ann, 0)
+            codes = torch.from_numpy(item.labels[None].astype(np.int64))
+            _, weights = voxel_weights(codes, cfg.loss)
+            expected = cfg.loss.class_weights[0] * cfg.loss.false_weight
+            assert float(weights[(0, *at_b)]) == pytest.approx(expected)
+        trainer.incremental(img, ann)
+        centre = predict_probabilities(model, img[0], cfg)[2]
+        centre_at_b[tag] = float(centre[at_b])
+        assert centre[at_a] > 0.3
+    # unreviewed, the speck looks like a nucleus to the model; rejected, it is background
+    assert centre_at_b["fp"] < 0.1 < 0.5 < centre_at_b["unlabeled"]
+
+
+def test_training_and_prediction_share_the_configured_normalisation():
+    from celltrack.config.nn import NormalizeConfig
+    from celltrack.detect.predict import predict_probabilities
+    from celltrack.nn.normalize import normalize_frame
+
+    minmax = NormalizeConfig(mode="minmax")
+    cfg = _cfg().model_copy(update={"normalize": minmax})
+    model = build_model(cfg.model, VS)
+    trainer = DetectionTrainer(model, cfg)
+    movie = _movie(1)
+    movie[0, 0, 0, 0] = 1000.0  # a hot pixel: min–max and percentile now differ
+    cached = trainer._frame(trainer._movie(movie), movie, 0)[0]
+    np.testing.assert_allclose(cached, normalize_frame(movie[0], minmax))
+    by_cfg = predict_probabilities(model, movie[0], cfg)
+    by_kw = predict_probabilities(model, movie[0], cfg.predict, normalization=minmax)
+    np.testing.assert_allclose(by_cfg, by_kw)
+    default = predict_probabilities(model, movie[0], cfg.predict)  # percentile 1–99.8
+    assert np.abs(default - by_cfg).max() > 1e-4

@@ -149,3 +149,31 @@ def test_parent_errors_against_ground_truth():
     assert err.summary()["n_links"] == 2
     with pytest.raises(InvalidInputError, match="parent"):
         parent_errors(gt, gt)
+
+
+def test_predict_flow_normalises_as_configured_and_sets_threads(monkeypatch):
+    import celltrack.flow.predict as fp
+    from celltrack.config.nn import NormalizeConfig
+
+    seen, threads = [], []
+    real_normalize, real_threads = fp.normalize_frame, fp.torch_threads
+
+    def spy(frame, cfg=None, **kw):
+        seen.append(cfg)
+        return real_normalize(frame, cfg, **kw)
+
+    def spy_threads(requested=None, **kw):
+        threads.append(requested)
+        return real_threads(requested, **kw)
+
+    monkeypatch.setattr(fp, "normalize_frame", spy)
+    monkeypatch.setattr(fp, "torch_threads", spy_threads)
+    model = constant_model([0.5, -0.5], two_d=True)
+    minmax = NormalizeConfig(mode="minmax")
+    cfg = FlowConfig.cpu(normalize=minmax, predict=FlowPredictConfig(num_threads=1))
+    predict_flow(model, np.ones((20, 24)), np.zeros((20, 24)), cfg)
+    assert seen == [minmax, minmax] and threads == [1]
+    predict_flow(model, np.ones((20, 24)), np.zeros((20, 24)), FlowPredictConfig())
+    assert seen[-1] is None and threads[-1] is None  # default: percentile, free cores
+    predict_flow(model, np.ones((20, 24)), np.zeros((20, 24)), normalization=minmax)
+    assert seen[-1] == minmax

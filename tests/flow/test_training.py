@@ -135,3 +135,22 @@ def test_cosine_learning_rate_schedule():
     assert np.all(np.diff(rates) < 0)
     constant = FlowTrainConfig(epochs=5, final_lr_fraction=1.0)
     assert epoch_learning_rate(constant, 3) == pytest.approx(1e-3)
+
+
+def test_training_normalises_frames_as_configured(monkeypatch):
+    import celltrack.flow.training as ft
+    from celltrack.config.nn import NormalizeConfig
+
+    seen = []
+    real = ft.normalize_frame
+
+    def spy(frame, cfg=None, **kw):
+        seen.append(cfg)
+        return real(frame, cfg, **kw)
+
+    monkeypatch.setattr(ft, "normalize_frame", spy)
+    images, graph = moving_blobs((0.0, 2.0, 0.0), n_frames=2, shape=(4, 24, 24))
+    minmax = NormalizeConfig(mode="minmax")
+    cfg = small_cfg().model_copy(update={"normalize": minmax})
+    train_flow(images, graph, (2.0, 1.0, 1.0), cfg)
+    assert seen and all(c == minmax for c in seen)
