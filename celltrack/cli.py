@@ -1,9 +1,12 @@
 """The ``celltrack`` command line: a thin layer over the library.
 
-Commands: ``demo``, ``track CONFIG``, ``config init``, ``evaluate GT PRED``,
-``export IN OUT``. Bad input (missing files, bad configs, bad data) prints one clear
-``error:`` line and exits with status 2; nothing is half-written and nothing existing is
-replaced without ``--force``. Tracks are read and written by :func:`celltrack.io.read_tracks`
+Commands: ``demo``, ``track CONFIG`` (``--image`` / ``--train-image`` / ``--annotations`` /
+``--axes`` / ``--voxel-size`` / ``--preset`` replace the config's keys: train on one movie,
+track another), ``config init`` (writes ``preset: auto``: CPU-sized networks on a machine
+without CUDA; ``--cpu`` = ``--preset cpu``), ``evaluate GT PRED``, ``export IN OUT``.
+Bad input (missing files, bad configs, bad data) prints one clear ``error:`` line and
+exits with status 2; nothing is half-written and nothing existing is replaced without
+``--force``. Tracks are read and written by :func:`celltrack.io.read_tracks`
 and :func:`celltrack.io.write_tracks`; ``config init`` does not import torch.
 """
 
@@ -16,10 +19,13 @@ import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from celltrack._version import __version__
 from celltrack.errors import CelltrackError
+
+if TYPE_CHECKING:
+    from celltrack.config.pipeline import PipelineConfig
 
 __all__ = ["build_parser", "cli_message", "main"]
 
@@ -115,6 +121,40 @@ def _import_plugins(modules: Sequence[str]) -> None:
             ) from None
 
 
+#: ``celltrack track`` flags that replace a ``data`` key of the config (flag → key).
+_DATA_FLAGS = {
+    "image": "image",
+    "train_image": "train_image",
+    "annotations": "annotations",
+    "axes": "axes",
+}
+
+
+def _track_config(path: Path, args: argparse.Namespace) -> PipelineConfig:
+    """The pipeline config in ``path`` with the keys the flags override."""
+    from celltrack.config import config_from_dict, load_config
+    from celltrack.config.pipeline import DataConfig, PipelineConfig
+
+    config = load_config(path, PipelineConfig)
+    overrides = {
+        key: getattr(args, flag)
+        for flag, key in _DATA_FLAGS.items()
+        if getattr(args, flag, None) is not None
+    }
+    if args.voxel_size is not None:
+        overrides["voxel_size_um"] = tuple(args.voxel_size)
+    for flag in ("image", "train_image", "annotations"):
+        value = overrides.get(flag)
+        if value is not None and not Path(value).exists():
+            raise CelltrackError(f"--{flag.replace('_', '-')} '{value}' does not exist")
+    if args.preset is not None:
+        config = config.model_copy(update={"preset": args.preset})
+    if not overrides:
+        return config
+    data = config_from_dict({**config.data.model_dump(exclude_unset=True), **overrides}, DataConfig)
+    return config.model_copy(update={"data": data})
+
+
 def _cmd_track(args: argparse.Namespace) -> int:
     from celltrack.pipeline import Pipeline
 
@@ -124,7 +164,7 @@ def _cmd_track(args: argparse.Namespace) -> int:
         raise CelltrackError(
             f"config file '{config}' does not exist; write one with 'celltrack config init'"
         )
-    pipeline = Pipeline(config, args.out)
+    pipeline = Pipeline(_track_config(config, args), args.out)
     result = _cleaning_up(pipeline.workdir, pipeline.run)
     print(
         f"status {result.link.status.value}: {result.tracks.num_nodes} nodes, "
@@ -145,8 +185,16 @@ def _cmd_config_init(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.exists() and not args.force:
         raise CelltrackError(f"'{path}' exists; pass --force to overwrite it")
-    cfg = PipelineConfig.cpu() if args.cpu else PipelineConfig()
-    text = commented_yaml(cfg) if args.full else short_yaml(cfg)
+    cfg = PipelineConfig(preset=args.preset or ("cpu" if args.cpu else "auto"))
+    if args.full:  # the preset chooses detection and flow: shown commented out
+        shown = PipelineConfig.cpu() if cfg.preset == "cpu" else PipelineConfig()
+        text = commented_yaml(
+            cfg,
+            {"detection": shown.detection, "flow": shown.flow},
+            preset=cfg.preset if cfg.preset != "auto" else "default (auto without CUDA: cpu)",
+        )
+    else:
+        text = short_yaml(cfg)
     atomic_write_text(path, text)
     form = "every key" if args.full else "short form; --full writes every key"
     print(
@@ -225,6 +273,30 @@ def build_parser() -> argparse.ArgumentParser:
     track = sub.add_parser("track", help="run the pipeline on your data from a config file")
     track.add_argument("config", help="YAML/TOML/JSON pipeline config (see 'config init')")
     track.add_argument("--out", default=None, help="output folder (default: config's)")
+    track.add_argument("--image", default=None, metavar="PATH", help="movie to track (data.image)")
+    track.add_argument(
+        "--train-image",
+        default=None,
+        metavar="PATH",
+        help="movie the annotations are on, to train on (data.train_image; default: --image)",
+    )
+    track.add_argument(
+        "--annotations", default=None, metavar="PATH", help="annotations (data.annotations)"
+    )
+    track.add_argument("--axes", default=None, help="axes of the movie files, e.g. TYX (data.axes)")
+    track.add_argument(
+        "--voxel-size",
+        type=float,
+        nargs=3,
+        metavar=("Z", "Y", "X"),
+        help="voxel size in µm (data.voxel_size_um)",
+    )
+    track.add_argument(
+        "--preset",
+        choices=["auto", "default", "cpu"],
+        default=None,
+        help="network sizes (preset): auto = CPU presets without CUDA",
+    )
     track.add_argument(
         "--plugin",
         action="append",
@@ -238,7 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
     config_sub = config.add_subparsers(dest="config_command", required=True)
     init = config_sub.add_parser("init", help="write a short commented config (--full: every key)")
     init.add_argument("path", nargs="?", default="celltrack.yaml", help="where to write it")
-    init.add_argument("--cpu", action="store_true", help="small networks for a CPU")
+    init.add_argument(
+        "--preset",
+        choices=["auto", "default", "cpu"],
+        default=None,
+        help="network sizes (default auto: the CPU presets on a machine without CUDA)",
+    )
+    init.add_argument("--cpu", action="store_true", help="same as --preset cpu")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     init.add_argument("--full", action="store_true", help="write every key with its description")
     init.set_defaults(func=_cmd_config_init)

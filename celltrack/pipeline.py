@@ -8,6 +8,15 @@ of everything it depends on, so a later run reuses what is still valid and redoe
 what changed. ``provenance.json`` records the config, the celltrack version and, per
 stage, its fingerprint, time and whether it was reused.
 
+The networks may train on another movie than the one tracked (``data.train_image``,
+``Pipeline.run(train_images=...)``): detection and flow train on it with the annotations,
+then detection, flow prediction and linking run on the tracked movie (the annotations,
+which belong to the training movie, are neither merged into its spots nor pinned in its
+links). ``detection.kind: classical`` detects without training
+(:func:`celltrack.detect.classical.detect_classical`). ``preset`` sizes the networks for
+the machine (:meth:`PipelineConfig.with_preset`): without CUDA, 'auto' gives every
+detection/flow key not set explicitly the CPU presets' value.
+
 The cache never hands back a result of another configuration: a stage's stamp is removed
 before the stage starts writing, so an interrupted run leaves no stamp pointing at a
 half-written artifact; a model in training checkpoints to a file named by its own
@@ -142,6 +151,13 @@ def image_digest(images: Any) -> str:
     return h.hexdigest()[:16]
 
 
+def cuda_available() -> bool:
+    """Whether torch sees a CUDA device (imports torch; what ``preset: auto`` asks)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def _reviewed(annotations: TrackGraph | None) -> TrackGraph | None:
     """Annotations a person reviewed (never 'unlabeled')."""
     if annotations is None or "tag" not in annotations.node_columns:
@@ -179,18 +195,40 @@ class Pipeline:
             config = load_config(config, PipelineConfig)
         if not isinstance(config, PipelineConfig):
             raise ConfigError(f"Pipeline needs a PipelineConfig, got {type(config).__name__}")
-        self.config = config
+        self.requested_config = config
+        self.config = self._fit_to_machine(config)
         self.workdir = Path(workdir if workdir is not None else config.output.directory)
         self.timings: dict[str, float] = {}
         self.histories: dict[str, list[float]] = {}
         #: per model, the training records (mode, step, loss) for the loss figure
         self.training_records: dict[str, list[dict[str, Any]]] = {}
         self._stages: dict[str, dict[str, Any]] = {}
-        self._movie_digest: tuple[Any, str] | None = None
+        self._movie_digests: list[tuple[Any, str]] = []
         self.spots: TrackGraph | None = None
+        #: True after :meth:`spots_for` trained on another movie than the tracked one
+        self.separate_training = False
         self._resources_said = False
 
     # ------------------------------------------------------------------ bookkeeping
+    def _fit_to_machine(self, config: PipelineConfig) -> PipelineConfig:
+        """``config`` with its preset applied (CUDA is asked only for ``preset: auto``)."""
+        if config.preset == "auto":
+            cuda = cuda_available()
+        else:
+            cuda = False  # 'cpu' and 'default' do not depend on the machine
+        fitted = config.with_preset(cuda)
+        if config.preset == "auto" and fitted is not config:
+            message = (
+                "no GPU: detection and flow use the CPU presets (preset: auto; set preset: "
+                "default to keep the GPU-sized networks)"
+            )
+            log.info(message)
+            if config.progress:
+                from tqdm.auto import tqdm
+
+                tqdm.write(message, file=sys.stderr)
+        return fitted
+
     def _say(self, message: str) -> None:
         """One progress line on stderr (when ``config.progress``) and in the log."""
         log.info(message)
@@ -207,15 +245,16 @@ class Pipeline:
         if self._resources_said:
             return
         self._resources_said = True
-        import torch
+        from celltrack.nn.threads import available_cores, choose_threads
 
-        det, flow = self.config.detection.train, self.config.flow.train
-        threads = det.num_threads or torch.get_num_threads()
-        cores = os.cpu_count() or 1
+        det, flow = self.config.detection, self.config.flow
+        threads = choose_threads(det.train.num_threads)
         self._say(
-            f"   device: detection.train.device={det.device}, flow.train.device={flow.device}; "
-            f"{threads} torch CPU thread(s) on {cores} core(s) "
-            "(set detection.train.num_threads to change)"
+            f"   device: detection.train.device={det.train.device}, "
+            f"flow.train.device={flow.train.device}; {threads} torch CPU thread(s) of "
+            f"{available_cores()} core(s) (chosen from the free cores; set "
+            f"detection.train.num_threads to change); detection U-Net {det.model.preset}, "
+            f"crops {'×'.join(map(str, det.train.crop_shape))} (preset: {self.config.preset})"
         )
 
     def _path(self, name: str) -> Path:
@@ -315,10 +354,13 @@ class Pipeline:
         atomic_write_text(self._path("provenance.json"), json.dumps(payload, indent=2))
 
     def _image_digest(self, images: Any) -> str:
-        """:func:`image_digest`, computed once per movie object."""
-        if self._movie_digest is None or self._movie_digest[0] is not images:
-            self._movie_digest = (images, image_digest(images))
-        return self._movie_digest[1]
+        """:func:`image_digest`, computed once per movie object (the last two kept)."""
+        for movie, digest in self._movie_digests:
+            if movie is images:
+                return digest
+        digest = image_digest(images)
+        self._movie_digests = [*self._movie_digests[-1:], (images, digest)]
+        return digest
 
     def _partial(self, name: str, fingerprint: str) -> Path:
         """Checkpoint of a model in training, named by its fingerprint (for resuming)."""
@@ -339,15 +381,76 @@ class Pipeline:
         """
         from celltrack.io import as_movie
 
-        if voxel_size is None and not isinstance(images, (ImageSeries, str, Path)):
+        is_file = isinstance(images, (str, Path))
+        if voxel_size is None and not isinstance(images, ImageSeries):
             voxel_size = self.config.data.voxel_size_um
-        if voxel_size is None and not isinstance(images, (ImageSeries, str, Path)):
+        if voxel_size is None and not (is_file or isinstance(images, ImageSeries)):
             raise InvalidInputError(
                 "the voxel size is required with an array movie: set data.voxel_size_um to three "
                 "numbers [z, y, x] in µm (Python: voxel_size=(z, y, x))"
             )
-        movie = as_movie(images, voxel_size=voxel_size)
+        axes = self.config.data.axes if is_file else None
+        movie = as_movie(images, axes=axes, voxel_size=voxel_size)
         return movie, np.asarray(movie.voxel_size, dtype=np.float64)
+
+    def training_movie(
+        self, images: ImageSeries, train_images: Any = None, voxel_size: Any = None
+    ) -> tuple[ImageSeries, np.ndarray, bool]:
+        """The movie the networks train on: ``train_images``, else ``data.train_image``.
+
+        Parameters
+        ----------
+        images : ImageSeries
+            The tracked movie (from :meth:`movie`).
+        train_images : array_like, path or ImageSeries, optional
+            Overrides ``config.data.train_image``.
+        voxel_size : sequence of 3 float, optional
+            Of an array ``train_images`` (default: ``data.voxel_size_um``, then the tracked
+            movie's).
+
+        Returns
+        -------
+        train : ImageSeries
+            ``images`` itself when no other movie is named.
+        voxel_size : ndarray, shape (3,)
+            Its voxel size (z, y, x) µm.
+        separate : bool
+            True when it is another movie than ``images`` (other frames, shape or voxels).
+
+        Raises
+        ------
+        InvalidInputError
+            When one movie is 2D+t and the other 3D+t (a network is one or the other).
+        """
+        if train_images is None:
+            train_images = self.config.data.train_image
+        tracked_vs = np.asarray(images.voxel_size, dtype=np.float64)
+        if train_images is None:
+            return images, tracked_vs, False
+        if voxel_size is None and not isinstance(train_images, (ImageSeries, str, Path)):
+            voxel_size = self.config.data.voxel_size_um or tuple(tracked_vs)
+        train, train_vs = self.movie(train_images, voxel_size)
+        if (int(train.shape[1]) == 1) != (int(images.shape[1]) == 1):
+            kinds = {True: "2D+t (Z = 1)", False: "3D+t"}
+            raise InvalidInputError(
+                f"the training movie (data.train_image) is {kinds[int(train.shape[1]) == 1]} "
+                f"with shape {tuple(train.shape)} but the tracked movie (data.image) is "
+                f"{kinds[int(images.shape[1]) == 1]} with shape {tuple(images.shape)}: a network "
+                "is either 2D or 3D; train on a movie of the same kind"
+            )
+        separate = tuple(train.shape) != tuple(images.shape) or not np.allclose(
+            train_vs, tracked_vs
+        )
+        if not separate:
+            separate = self._image_digest(train) != self._image_digest(images)
+        if separate and not np.allclose(train_vs, tracked_vs, rtol=0.05):
+            log.warning(
+                "the training movie's voxel size %s µm differs from the tracked movie's %s µm: "
+                "the networks see voxels, so nuclei look bigger or smaller to them",
+                tuple(train_vs),
+                tuple(tracked_vs),
+            )
+        return train, train_vs, separate
 
     def load_inputs(self) -> tuple[ImageSeries, np.ndarray, TrackGraph | None, TrackGraph | None]:
         """Open the movie, annotations and ground truth named in ``config.data``.
@@ -404,6 +507,10 @@ class Pipeline:
         fp = _digest("detection", cfg, self._image_digest(images), annotations, list(voxel_size))
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
+            with self._threads(cfg.train.num_threads, "detection training"):
+                return fit(partial, final)
+
+        def fit(partial: Path, final: Path) -> tuple[Any, Any]:
             reviewed = _reviewed(annotations)
             if reviewed is not None and reviewed.num_nodes:
                 result = train_detection(
@@ -429,25 +536,57 @@ class Pipeline:
             "train_detection", "detection", fp, lambda path: load_model(path)[0], train
         )
 
-    def detect(self, images: Any, voxel_size: Any, model: Any, annotations: TrackGraph | None):
-        """Detect nuclei in every frame; reviewed annotations are kept (tags re-checked)."""
-        from celltrack.detect import detect
+    def detect(
+        self, images: Any, voxel_size: Any, model: Any, annotations: TrackGraph | None
+    ) -> TrackGraph:
+        """Detect nuclei in every frame; reviewed annotations are kept (tags re-checked).
 
-        self._begin("detect", f"nuclei in {int(images.shape[0])} frames")
-        fp = _digest("detect", self._stages["train_detection"]["fingerprint"], annotations)
-        return self._graph_stage(
-            "detect",
-            "spots.geff",
-            fp,
-            lambda: detect(
-                model,
-                images,
-                cfg=self.config.detection,
-                voxel_size=voxel_size,
-                annotations=_reviewed(annotations),
-                progress=self.config.progress,
-            ),
-        )
+        With ``detection.kind: classical`` ``model`` is ignored (pass None): the classical
+        detector (:func:`celltrack.detect.classical.detect_classical`) needs no training.
+        Pass ``annotations=None`` when they belong to another movie.
+        """
+        cfg = self.config.detection
+        classical = cfg.kind == "classical"
+        how = " (classical: threshold + watershed, no training)" if classical else ""
+        self._begin("detect", f"nuclei in {int(images.shape[0])} frames{how}")
+        if classical:
+            upstream = _digest("classical", cfg, list(np.asarray(voxel_size, float)))
+        else:
+            upstream = self._stages["train_detection"]["fingerprint"]
+        fp = _digest("detect", upstream, self._image_digest(images), annotations)
+        reviewed = _reviewed(annotations)
+
+        def compute() -> TrackGraph:
+            if classical:
+                from celltrack.detect.classical import detect_classical
+
+                with self._threads(cfg.predict.num_threads, "classical detection"):
+                    return detect_classical(
+                        images,
+                        cfg=cfg,
+                        voxel_size=voxel_size,
+                        annotations=reviewed,
+                        progress=self.config.progress,
+                    )
+            from celltrack.detect import detect
+
+            with self._threads(cfg.predict.num_threads, "detection"):
+                return detect(
+                    model,
+                    images,
+                    cfg=cfg,
+                    voxel_size=voxel_size,
+                    annotations=reviewed,
+                    progress=self.config.progress,
+                )
+
+        return self._graph_stage("detect", "spots.geff", fp, compute)
+
+    def _threads(self, requested: int | None, what: str) -> Any:
+        """torch threads for a block: ``requested``, else the cores free now."""
+        from celltrack.nn.threads import torch_threads
+
+        return torch_threads(requested, what=what)
 
     def wants_flow(self, annotations: TrackGraph | None) -> bool:
         """Whether the flow stage runs (see ``config.use_flow``)."""
@@ -478,15 +617,16 @@ class Pipeline:
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
             links = annotations.subgraph(edges=approved_mask(annotations))
-            result = train_flow(
-                images,
-                links,
-                voxel_size,
-                cfg,
-                checkpoint=partial,
-                resume=True,
-                progress=self.config.progress,
-            )
+            with self._threads(cfg.train.num_threads, "flow training"):
+                result = train_flow(
+                    images,
+                    links,
+                    voxel_size,
+                    cfg,
+                    checkpoint=partial,
+                    resume=True,
+                    progress=self.config.progress,
+                )
             os.replace(partial, final)
             return result.model, result.history
 
@@ -502,14 +642,19 @@ class Pipeline:
             self._stages["train_flow"]["fingerprint"],
             self._stages["detect"]["fingerprint"],
         )
-        return self._graph_stage(
-            "predict_flow",
-            "spots_flow.geff",
-            fp,
-            lambda: predict_parents(
-                model, images, spots, voxel_size, self.config.flow, progress=self.config.progress
-            ),
-        )
+
+        def compute() -> TrackGraph:
+            with self._threads(self.config.flow.predict.num_threads, "flow prediction"):
+                return predict_parents(
+                    model,
+                    images,
+                    spots,
+                    voxel_size,
+                    self.config.flow,
+                    progress=self.config.progress,
+                )
+
+        return self._graph_stage("predict_flow", "spots_flow.geff", fp, compute)
 
     def link_graph(
         self,
@@ -564,6 +709,12 @@ class Pipeline:
             self._stamp("learn_costs", artifact, fp, time.perf_counter() - start, True)
             return learned
         if annotations is None:
+            if self.separate_training:
+                raise InvalidInputError(
+                    "linker.learn learns costs from approved links on the tracked movie, but "
+                    "the annotations are on the training movie (data.train_image): set "
+                    "linker.learn: false, or annotate the tracked movie"
+                )
             raise InvalidInputError(
                 "linker.learn is true but there are no annotations: set data.annotations "
                 "(with approved links) or linker.learn: false"
@@ -669,17 +820,44 @@ class Pipeline:
 
     # ------------------------------------------------------------------ all stages
     def spots_for(
-        self, images: Any, voxel_size: np.ndarray, annotations: TrackGraph | None
+        self,
+        images: Any,
+        voxel_size: np.ndarray,
+        annotations: TrackGraph | None,
+        *,
+        train_images: Any = None,
+        train_voxel_size: Any = None,
     ) -> TrackGraph:
         """Detection training and inference, then flow (when wanted): the spots to link.
 
-        The spots are also kept in :attr:`spots`.
+        The networks train on :meth:`training_movie` (``train_images``, else
+        ``data.train_image``, else ``images``) with ``annotations``; detection and flow
+        prediction run on ``images``. When the training movie is another movie, the
+        annotations are not merged into the spots (they belong to the other movie) and
+        :attr:`separate_training` is True. With ``detection.kind: classical`` detection
+        is not trained. The spots are also kept in :attr:`spots`.
         """
         self.workdir.mkdir(parents=True, exist_ok=True)
-        model = self.train_detection(images, voxel_size, annotations)
-        spots = self.detect(images, voxel_size, model, annotations)
+        train, train_vs, self.separate_training = self.training_movie(
+            images, train_images, train_voxel_size
+        )
+        if self.separate_training:
+            self._say(
+                f"   training on another movie {tuple(train.shape)} than the tracked one "
+                f"{tuple(images.shape)} (data.train_image): the annotations train the networks "
+                "and are not merged into the tracked movie's spots or links"
+            )
+        tracked_ann = None if self.separate_training else annotations
+        model = None
+        if self.config.detection.kind == "classical":
+            self._stages.pop("train_detection", None)
+            self._say("   detection.kind: classical needs no training (no detection network)")
+        else:
+            model = self.train_detection(train, train_vs, annotations)
+        spots = self.detect(images, voxel_size, model, tracked_ann)
+        self._stages.pop("predict_flow", None)
         if self.wants_flow(annotations):
-            flow_model = self.train_flow(images, voxel_size, annotations)
+            flow_model = self.train_flow(train, train_vs, annotations)
             spots = self.predict_parents(images, voxel_size, spots, flow_model)
         self.spots = spots
         return spots
@@ -689,16 +867,36 @@ class Pipeline:
         return self._stages[stage]["fingerprint"]
 
     def candidates_for(
-        self, images: Any, voxel_size: np.ndarray, annotations: TrackGraph | None
+        self,
+        images: Any,
+        voxel_size: np.ndarray,
+        annotations: TrackGraph | None,
+        *,
+        train_images: Any = None,
+        train_voxel_size: Any = None,
     ) -> TrackGraph:
-        """:meth:`spots_for`, then :meth:`link_graph` over the movie's field of view."""
-        spots = self.spots_for(images, voxel_size, annotations)
+        """:meth:`spots_for`, then :meth:`link_graph` over the movie's field of view.
+
+        The annotations' pins and approved links enter the graph only when they are on the
+        tracked movie (not with a separate training movie).
+        """
+        spots = self.spots_for(
+            images,
+            voxel_size,
+            annotations,
+            train_images=train_images,
+            train_voxel_size=train_voxel_size,
+        )
         return self.link_graph(
             spots,
-            annotations,
+            self._tracked_annotations(annotations),
             field_of_view_um=field_of_view(images.shape, voxel_size),
             upstream=self._spots_fingerprint(),
         )
+
+    def _tracked_annotations(self, annotations: TrackGraph | None) -> TrackGraph | None:
+        """The annotations when they are on the tracked movie, else None."""
+        return None if self.separate_training else annotations
 
     def run(
         self,
@@ -707,27 +905,44 @@ class Pipeline:
         *,
         voxel_size: Any = None,
         ground_truth: TrackGraph | None = None,
+        train_images: Any = None,
+        train_voxel_size: Any = None,
     ) -> PipelineResult:
         """Run every stage; arguments override the inputs named in ``config.data``.
 
         Parameters
         ----------
         images : array_like (T, Z, Y, X) or (T, Y, X), path or ImageSeries, optional
-            The movie (default: read ``config.data.image``); see :func:`celltrack.io.as_movie`.
+            The movie to track (default: read ``config.data.image``); see
+            :func:`celltrack.io.as_movie`.
         annotations : TrackGraph, optional
-            Sparse annotations with tags and ``approved`` links.
+            Sparse annotations with tags and ``approved`` links, on the training movie.
         voxel_size : sequence of 3 float, optional
             (z, y, x) µm; required with an array movie unless ``data.voxel_size_um`` is set.
         ground_truth : TrackGraph, optional
-            Scored against when given.
+            Of the tracked movie; scored against when given.
+        train_images : array_like, path or ImageSeries, optional
+            The movie the annotations are on, when the networks should train on another
+            movie than the one tracked (default: ``config.data.train_image``, else
+            ``images``). Detection and flow train on it; prediction and linking run on
+            ``images``.
+        train_voxel_size : sequence of 3 float, optional
+            (z, y, x) µm of an array ``train_images`` (default: ``data.voxel_size_um``,
+            then ``voxel_size``).
         """
         if images is None:
             images, voxel_size, file_ann, file_gt = self.load_inputs()
             annotations = annotations if annotations is not None else file_ann
             ground_truth = ground_truth if ground_truth is not None else file_gt
         images, voxel_size = self.movie(images, voxel_size)
-        graph = self.candidates_for(images, voxel_size, annotations)
-        result = self.link(graph, annotations)
+        graph = self.candidates_for(
+            images,
+            voxel_size,
+            annotations,
+            train_images=train_images,
+            train_voxel_size=train_voxel_size,
+        )
+        result = self.link(graph, self._tracked_annotations(annotations))
         shape = tuple(int(s) for s in images.shape)
         outputs = self.export(result.graph, shape, voxel_size)
         scores = None

@@ -15,12 +15,36 @@ from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
 def test_config_init_writes_commented_config_that_loads_back(tmp_path, capsys):
     path = tmp_path / "c.yaml"
-    assert main(["config", "init", str(path), "--cpu"]) == 0
+    assert main(["config", "init", str(path), "--cpu"]) == 0  # --cpu: an alias of --preset cpu
     text = path.read_text()
-    assert "# Voxel size (z, y, x) in µm" in text
-    assert load_config(path, PipelineConfig) == PipelineConfig.cpu()
+    assert "# Voxel size (z, y, x) in µm" in text and "\npreset: cpu\n" in text
+    assert load_config(path, PipelineConfig) == PipelineConfig(preset="cpu")
     assert main(["config", "init", str(path)]) == 2
     assert "exists" in capsys.readouterr().err
+
+
+def test_config_init_writes_preset_auto_and_full_leaves_the_networks_to_it(tmp_path, capsys):
+    from celltrack.pipeline import Pipeline
+
+    short, full = tmp_path / "short.yaml", tmp_path / "full.yaml"
+    assert main(["config", "init", str(short)]) == 0
+    assert "\npreset: auto\n" in short.read_text()
+    assert main(["config", "init", str(full), "--full", "--preset", "default"]) == 0
+    text = full.read_text()
+    assert "\npreset: default\n" in text and "\n# detection:\n" in text and "\n# flow:\n" in text
+    loaded = load_config(full, PipelineConfig)
+    assert loaded == PipelineConfig(preset="default")
+    assert not {"detection", "flow"} & loaded.model_fields_set  # commented out: the preset's
+    # uncommenting one key sets that key only
+    path = tmp_path / "edited.yaml"
+    path.write_text(
+        text.replace("\npreset: default\n", "\npreset: cpu\n")
+        .replace("\n# detection:\n", "\ndetection:\n")
+        .replace("\n#   train:\n", "\n  train:\n", 1)
+        .replace("\n#     epochs: 10\n", "\n    epochs: 3\n", 1)
+    )
+    fitted = Pipeline(load_config(path, PipelineConfig), tmp_path / "w").config
+    assert fitted.detection.train.epochs == 3 and fitted.detection.train.crop_shape == (8, 64, 64)
 
 
 def test_evaluate_and_export(tmp_path, capsys):
@@ -91,7 +115,7 @@ def test_config_init_does_not_import_torch(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"
-    assert load_config(tmp_path / "c.yaml", PipelineConfig) == PipelineConfig.cpu()
+    assert load_config(tmp_path / "c.yaml", PipelineConfig) == PipelineConfig(preset="cpu")
 
 
 def test_export_ctc_into_a_folder_with_files_needs_force(tmp_path, capsys):
@@ -159,6 +183,35 @@ def _flat_movie(tmp_path):
         }
     )
     return cfg, out
+
+
+def test_track_flags_override_the_movies_and_train_on_another(tmp_path, capsys, caplog):
+    import json
+
+    import tifffile
+
+    cfg, out = _flat_movie(tmp_path)
+    other = make_embryo(
+        SynthConfig.tiny(
+            shape=(1, 32, 32), n_frames=3, voxel_size=(1.0, 1.0, 1.0), n_nuclei=4, seed=5
+        )
+    )
+    tracked = tmp_path / "other.tif"
+    tifffile.imwrite(tracked, np.asarray(other.image)[:, 0], photometric="minisblack")
+    path = save_config(cfg, tmp_path / "c.yaml")
+    caplog.set_level("INFO", logger="celltrack.pipeline")
+    argv = ["track", str(path), "--image", str(tracked), "--train-image", cfg.data.image]
+    assert main(argv) == 0
+    tracks = read_geff(out / "tracks.geff")
+    assert set(np.unique(tracks.t).tolist()) <= {0, 1, 2}  # the 3 frames of the tracked movie
+    data = json.loads((out / "provenance.json").read_text())["config"]["data"]
+    assert data["image"] == str(tracked) and data["train_image"] == cfg.data.image
+    assert "training on another movie" in caplog.text
+    assert main(["track", str(path), "--image", str(tmp_path / "nope.tif")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --image") and "does not exist" in err
+    assert main(["track", str(path), "--axes", "QYX"]) == 2
+    assert "axes" in capsys.readouterr().err
 
 
 def test_track_runs_a_2d_movie_from_a_tiff(tmp_path, capsys):

@@ -5,28 +5,101 @@ and ``celltrack track`` reads it, and neither imports the deep-learning stack. I
 ``linker`` accepts every registered linker kind (:func:`celltrack.solve.register_linker`),
 a user's own included (validated by :func:`celltrack.solve.base.linker_config`), and
 saves with the concrete kind's fields.
+
+``preset`` sizes the networks for the machine: :meth:`PipelineConfig.with_preset` lays
+every detection/flow key the user set explicitly over the CPU presets
+(:meth:`DetectionConfig.cpu`, :meth:`FlowConfig.cpu`) or the defaults. Whether the machine
+has CUDA is decided by the caller (:class:`celltrack.pipeline.Pipeline`): this module never
+imports torch.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator
+from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator
 
 from celltrack.config.base import Config
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
+from celltrack.errors import ConfigError
 from celltrack.graph.candidates import CandidateConfig
 from celltrack.solve.base import linker_config
 from celltrack.solve.blockwise.api import BlockwiseConfig
 from celltrack.solve.ilp.config import ILPConfig
 
 __all__ = [
+    "PRESET_SECTIONS",
     "DataConfig",
     "EvaluationConfig",
     "OutputConfig",
     "PipelineConfig",
+    "overlay_explicit",
+    "preset_sections",
 ]
+
+#: Network sections a preset sizes, with their CPU and default constructors.
+PRESET_SECTIONS: dict[str, type[Config]] = {"detection": DetectionConfig, "flow": FlowConfig}
+
+#: The values of ``preset``.
+Preset = Literal["auto", "default", "cpu"]
+
+
+def overlay_explicit(base: BaseModel, user: BaseModel) -> BaseModel:
+    """``base`` with every field the user set explicitly in ``user`` (recursively).
+
+    A field counts as set when it is in pydantic's ``model_fields_set`` (given to the
+    constructor or in the loaded file); nested configs of the same class are overlaid key
+    by key, so ``detection: {train: {epochs: 3}}`` keeps the rest of ``base.train``.
+
+    Parameters
+    ----------
+    base, user : pydantic model
+        Configs of the same class.
+
+    Returns
+    -------
+    pydantic model
+        A validated config of ``base``'s class.
+    """
+    values: dict[str, Any] = {name: getattr(base, name) for name in type(base).model_fields}
+    for name in user.model_fields_set:
+        mine, theirs = getattr(user, name), getattr(base, name)
+        if isinstance(mine, BaseModel) and type(mine) is type(theirs):
+            values[name] = overlay_explicit(theirs, mine)
+        else:
+            values[name] = mine
+    return type(base).model_validate(
+        {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in values.items()}
+    )
+
+
+def preset_sections(config: BaseModel, preset: str) -> dict[str, Config]:
+    """The ``detection`` and ``flow`` sections of ``config`` under ``preset`` ('cpu'/'default').
+
+    Keys the user set explicitly stay; every other key takes the preset's value.
+
+    Raises
+    ------
+    ConfigError
+        When the explicit keys do not fit the preset (e.g. ``labels.centre_ratio`` set
+        without the matching ``spots.centre_ratio``).
+    """
+    out: dict[str, Config] = {}
+    for name, cls in PRESET_SECTIONS.items():
+        base = cls.cpu() if preset == "cpu" else cls()  # type: ignore[attr-defined]
+        if name not in config.model_fields_set:  # the section's default: all the preset's
+            out[name] = base
+            continue
+        try:
+            out[name] = overlay_explicit(base, getattr(config, name))  # type: ignore[assignment]
+        except ValidationError as exc:
+            raise ConfigError(
+                f"the {name} keys you set do not fit the {preset!r} preset's other values: "
+                f"{exc.errors()[0]['msg']}; set the matching keys too, or set preset: "
+                f"{'default' if preset == 'cpu' else 'cpu'}"
+            ) from None
+    return out
 
 
 class DataConfig(Config):
@@ -34,7 +107,15 @@ class DataConfig(Config):
 
     image: str | None = Field(
         None,
-        description="Movie: multi-page/ImageJ TIFF, folder of per-frame TIFFs, Zarr or OME-Zarr.",
+        description="Movie: multi-page/ImageJ TIFF, folder of per-frame TIFFs, Zarr or OME-Zarr. "
+        "Detection and linking run on it; the networks train on it unless train_image is set.",
+    )
+    train_image: str | None = Field(
+        None,
+        description="The movie the annotations are on (same formats and axes as image), when "
+        "the networks should train on another movie than the one tracked: detection and flow "
+        "train on it with the annotations, then prediction and linking run on image; None = "
+        "image.",
     )
     axes: str | None = Field(
         None,
@@ -151,6 +232,13 @@ def _check_linker_keys(value: dict[str, Any]) -> None:
 class PipelineConfig(Config):
     """Root configuration: one nested config per stage."""
 
+    preset: Preset = Field(
+        "auto",
+        description="Network sizes for the machine: 'auto' = on a machine without CUDA the "
+        "detection and flow keys you did not set take the CPU presets (small U-Nets, small "
+        "crops and tiles), with CUDA the defaults; 'cpu' = the CPU presets everywhere; "
+        "'default' = the GPU-sized defaults everywhere. Keys you set always win.",
+    )
     data: DataConfig = Field(default_factory=DataConfig, description="Inputs.")
     detection: DetectionConfig = Field(
         default_factory=DetectionConfig, description="Detection stage."
@@ -188,3 +276,32 @@ class PipelineConfig(Config):
     def cpu(cls, **overrides: Any) -> PipelineConfig:
         """Small networks and crops for a laptop CPU (the demo's settings)."""
         return cls(**{"detection": DetectionConfig.cpu(), "flow": FlowConfig.cpu(), **overrides})
+
+    def preset_for(self, cuda: bool) -> Literal["default", "cpu"]:
+        """The preset ``preset`` means on a machine with (``cuda``) or without CUDA."""
+        if self.preset == "auto":
+            return "default" if cuda else "cpu"
+        return self.preset
+
+    def with_preset(self, cuda: bool) -> PipelineConfig:
+        """This config with the detection and flow keys not set explicitly from the preset.
+
+        Parameters
+        ----------
+        cuda : bool
+            Whether the machine has CUDA (``torch.cuda.is_available()``; the caller asks,
+            so this module never imports torch).
+
+        Returns
+        -------
+        PipelineConfig
+            ``self`` when nothing changes; otherwise a copy whose ``detection`` and
+            ``flow`` are the preset's values overlaid by the keys set explicitly.
+        """
+        preset = self.preset_for(cuda)
+        if preset == "default":  # unset keys hold the defaults already
+            return self
+        sections = preset_sections(self, preset)
+        if all(sections[n] == getattr(self, n) for n in sections):
+            return self
+        return self.model_copy(update=sections)

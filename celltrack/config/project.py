@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator
 
 from celltrack.config.base import Config, config_from_dict
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
+from celltrack.config.pipeline import preset_sections
 from celltrack.errors import ConfigError
 from celltrack.graph.candidates import CandidateConfig
 from celltrack.solve.base import linker_config
@@ -25,6 +26,13 @@ class ProjectConfig(Config):
     project.
     """
 
+    preset: Literal["auto", "default", "cpu"] = Field(
+        "auto",
+        description="Network sizes: 'auto' = the detection and flow sections as given (their "
+        "defaults are the CPU presets, sized for interactive cycles, on any machine); 'cpu' = "
+        "every detection/flow key not set explicitly takes the CPU presets' value; 'default' "
+        "= every key not set takes the GPU-sized defaults (set the devices to 'cuda' too)",
+    )
     detection: DetectionConfig = Field(
         default_factory=DetectionConfig.cpu,
         description="Detection U-Net, training, prediction and spot settings (default: the "
@@ -53,11 +61,23 @@ class ProjectConfig(Config):
         return linker_config(value)
 
 
+def _with_preset(config: ProjectConfig) -> ProjectConfig:
+    """``config`` with ``preset: cpu`` / ``default`` applied to the keys not set."""
+    if config.preset == "auto":
+        return config
+    sections = preset_sections(config, config.preset)
+    if all(sections[n] == getattr(config, n) for n in sections):
+        return config
+    return config.model_copy(update=sections)
+
+
 def as_project_config(config: Any) -> ProjectConfig:
     """Turn ``None``, a mapping, a :class:`ProjectConfig` or a pipeline config into one.
 
     A pipeline config (any object with ``detection``, ``flow``, ``candidates`` and
-    ``linker`` attributes) contributes those four stage configs.
+    ``linker`` attributes) contributes those four stage configs (and its ``preset`` when it
+    is 'cpu' or 'default'). ``preset: cpu`` / ``default`` fills the detection and flow keys
+    not set explicitly (:func:`celltrack.config.pipeline.preset_sections`).
 
     Raises
     ------
@@ -67,12 +87,16 @@ def as_project_config(config: Any) -> ProjectConfig:
     if config is None:
         return ProjectConfig()
     if isinstance(config, ProjectConfig):
-        return config
+        return _with_preset(config)
     if isinstance(config, dict):
-        return config_from_dict(config, ProjectConfig)
+        return _with_preset(config_from_dict(config, ProjectConfig))
     names = ("detection", "flow", "candidates", "linker")
     if all(hasattr(config, n) for n in names):
-        return ProjectConfig(**{n: getattr(config, n) for n in names})
+        values = {n: getattr(config, n) for n in names}
+        preset = getattr(config, "preset", "auto")
+        if preset in ("cpu", "default"):
+            values["preset"] = preset
+        return _with_preset(ProjectConfig(**values))
     raise ConfigError(
         f"config must be a ProjectConfig, a pipeline config or a mapping of their fields, got "
         f"{type(config).__name__}"

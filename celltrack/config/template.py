@@ -2,13 +2,15 @@
 
 :func:`commented_yaml` writes every key (``celltrack config init --full``);
 :func:`short_yaml` writes the keys a first run changes plus whatever differs from the
-defaults (``celltrack config init``), and loads back to the same config.
+defaults (``celltrack config init``), and loads back to the same config. Sections a
+preset fills (a pipeline config's ``detection`` and ``flow`` under ``preset``) can be
+written commented out, so that every key is shown but none is set.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import yaml
@@ -18,6 +20,7 @@ __all__ = ["SHORT_KEYS", "commented_yaml", "short_yaml"]
 
 #: The keys of a pipeline config most first runs set (dotted paths), in the short config.
 SHORT_KEYS = (
+    "preset",
     "data.image",
     "data.axes",
     "data.voxel_size_um",
@@ -25,6 +28,7 @@ SHORT_KEYS = (
     "data.annotation_units",
     "data.ground_truth",
     "use_flow",
+    "detection.kind",
     "detection.train.epochs",
     "detection.train.device",
     "linker.kind",
@@ -95,13 +99,64 @@ def _lines(
     return out
 
 
-def commented_yaml(model: BaseModel) -> str:
+#: Said above the sections :func:`commented_yaml` writes commented out.
+PRESET_NOTE = (
+    "# ---- {names}: every key is commented out, so that 'preset' chooses its value; the\n"
+    "# ---- values shown are those of preset {preset}. Uncomment (remove one '# ') the keys\n"
+    "# ---- you change, with their section lines: keys you set always win."
+)
+
+
+def commented_yaml(
+    model: BaseModel,
+    commented: Mapping[str, BaseModel] | None = None,
+    *,
+    preset: str = "",
+) -> str:
     """YAML text of ``model`` with each field's description as a comment above it.
 
     Loading the text back with :func:`celltrack.config.load_config` gives ``model`` again.
+
+    Parameters
+    ----------
+    model : BaseModel
+        The config.
+    commented : mapping of str to BaseModel, optional
+        Top-level sections written commented out (every line behind ``# ``), showing the
+        given values instead of ``model``'s: they stay unset when the text is loaded (e.g.
+        a pipeline config's ``detection`` and ``flow``, which ``preset`` fills).
+    preset : str
+        Named in the note above the commented sections.
     """
     header = f"# celltrack {type(model).__name__}: edit the values; comments explain each key."
-    return "\n".join([header, *_lines(model, 0)]) + "\n"
+    commented = dict(commented or {})
+    if not commented:
+        return "\n".join([header, *_lines(model, 0)]) + "\n"
+    out = [header]
+    fields = type(model).model_fields
+    for name in fields:
+        if name in commented:
+            continue
+        out.extend(_field_lines(model, name))
+    if commented:
+        out.append(PRESET_NOTE.format(names=", ".join(commented), preset=preset or "?"))
+        for name, section in commented.items():
+            description = fields[name].description
+            lines = ([f"# {description}"] if description else []) + [f"{name}:"]
+            lines += _lines(section, 2)
+            out.extend(f"# {line}" for line in lines)
+    return "\n".join(out) + "\n"
+
+
+def _field_lines(model: BaseModel, name: str) -> list[str]:
+    """The commented YAML lines of one top-level field of ``model``."""
+    field = type(model).model_fields[name]
+    value = getattr(model, name)
+    lines = [f"# {field.description}"] if field.description else []
+    if isinstance(value, BaseModel):
+        return [*lines, f"{name}:", *_lines(value, 2)]
+    data = model.model_dump(mode="json", include={name})
+    return [*lines, f"{name}: {_scalar(json.loads(json.dumps(data[name])))}"]
 
 
 def short_yaml(model: BaseModel, keys: Iterable[str] = SHORT_KEYS) -> str:

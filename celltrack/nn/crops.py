@@ -8,6 +8,11 @@ a larger raw region around the crop is read (padded where it leaves the frame: t
 image replicates its edge, labels and vectors are 0 = unlabelled) and resampled by
 :func:`~celltrack.nn.augment.apply`, so zoom and rotation never pull in undefined voxels
 of the image.
+
+On 2D+t data (Z = 1) a crop configured with z > 1 would shrink to one slice, a small
+fraction of the voxels it was sized for; :func:`planar_shape` turns it into an in-plane
+crop of the same voxel budget (e.g. 8 × 64 × 64 → 1 × 176 × 176), which tiled prediction
+(:mod:`celltrack.nn.tiling`) uses for tiles too.
 """
 
 from __future__ import annotations
@@ -22,7 +27,75 @@ from celltrack.config.nn import AugmentConfig
 from celltrack.errors import ShapeError
 from celltrack.nn.augment import Transform, apply, random_transform
 
-__all__ = ["Crop", "crop_origin", "sample_crop", "sample_labelled_crop"]
+__all__ = [
+    "PLANAR_MULTIPLE",
+    "Crop",
+    "crop_origin",
+    "planar_shape",
+    "sample_crop",
+    "sample_labelled_crop",
+]
+
+#: In-plane sizes made by :func:`planar_shape` are multiples of this (voxels): the total
+#: y/x pooling factor of a U-Net of up to 5 levels (4 poolings by 2), so no padding is needed.
+PLANAR_MULTIPLE = 16
+
+
+def _round_to(value: float, multiple: int) -> int:
+    return max(multiple, round(value / multiple) * multiple)
+
+
+def planar_shape(
+    configured: Sequence[int], frame: Sequence[int], *, multiple: int = PLANAR_MULTIPLE
+) -> tuple[int, int, int]:
+    """A crop or tile shape for a frame: same voxel budget in-plane on 2D+t data.
+
+    On a frame with Z = 1 and a configured shape with z > 1, the result is
+    ``(1, y', x')`` with ``y' × x' ≈ z × y × x`` (the y:x aspect kept), each rounded to a
+    multiple of ``multiple``; where one side exceeds the frame it is clipped and the other
+    side takes the rest of the budget. Every other case (3D data, or z = 1 configured)
+    returns ``configured`` unchanged. The result is not clipped to the frame otherwise
+    (callers clip).
+
+    Parameters
+    ----------
+    configured : sequence of 3 int
+        The configured (z, y, x) shape in voxels.
+    frame : sequence of 3 int
+        The frame's (Z, Y, X) shape in voxels.
+    multiple : int
+        In-plane sizes are rounded to multiples of this (voxels).
+
+    Returns
+    -------
+    tuple of 3 int
+        (z, y, x) in voxels.
+
+    Examples
+    --------
+    >>> planar_shape((8, 64, 64), (1, 1024, 1024))
+    (1, 176, 176)
+    >>> planar_shape((8, 64, 64), (1, 100, 1024))
+    (1, 100, 320)
+    >>> planar_shape((1, 64, 64), (1, 1024, 1024))
+    (1, 64, 64)
+    >>> planar_shape((8, 64, 64), (24, 96, 96))
+    (8, 64, 64)
+    """
+    cz, cy, cx = (int(v) for v in configured)
+    fz, fy, fx = (int(v) for v in frame)
+    if fz != 1 or cz <= 1:
+        return (cz, cy, cx)
+    budget = float(cz) * cy * cx
+    grow = np.sqrt(cz)
+    y, x = _round_to(cy * grow, multiple), _round_to(cx * grow, multiple)
+    if y > fy and x <= fx:
+        y = fy
+        x = min(fx, _round_to(budget / fy, multiple))
+    elif x > fx and y <= fy:
+        x = fx
+        y = min(fy, _round_to(budget / fx, multiple))
+    return (1, min(y, fy), min(x, fx))
 
 
 @dataclass(frozen=True)
@@ -136,7 +209,8 @@ def sample_crop(
     image : ndarray, shape (C, Z, Y, X)
         Normalised frame(s) (e.g. C = 1 for detection, frames t−1 and t for flow).
     crop_shape : sequence of 3 int
-        Crop (z, y, x) in voxels, clipped to the frame.
+        Crop (z, y, x) in voxels, clipped to the frame; on a frame with Z = 1 a crop with
+        z > 1 becomes the in-plane crop of the same voxel budget (:func:`planar_shape`).
     centre : sequence of 3 float, optional
         Voxel (z, y, x) the crop contains (see :func:`crop_origin`); default random.
     margin : float
@@ -162,7 +236,7 @@ def sample_crop(
     if image.ndim != 4:
         raise ShapeError(f"image must be (C, Z, Y, X), got shape {image.shape}")
     shape = np.asarray(image.shape[1:])
-    crop = np.minimum(np.asarray(crop_shape, int), shape)
+    crop = np.minimum(np.asarray(planar_shape(crop_shape, shape), int), shape)
     two_d = bool(shape[0] == 1)
     origin = crop_origin(rng, shape, crop, centre, margin=margin)
     transform = (

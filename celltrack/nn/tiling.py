@@ -4,7 +4,9 @@ Overlapping tiles are weighted by separable linear ramps over the overlap (full 
 at the volume border) and the weighted sum is divided by the summed weights, so the
 result is exact wherever tiles overlap, whatever the tiling (ELEPHANT summed without
 normalising, which is exact only where the ramps tile perfectly). Model memory is
-bounded by ``tile_shape × batch_size``.
+bounded by ``tile_shape × batch_size``. On 2D+t volumes (Z = 1) a tile configured with
+z > 1 becomes the in-plane tile of the same voxel budget
+(:func:`celltrack.nn.crops.planar_shape`), e.g. 32 × 128 × 128 → 1 × 720 × 720.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from celltrack.errors import ShapeError
+from celltrack.nn.crops import planar_shape
 
 __all__ = ["evaluating", "predict_tiled", "tile_starts"]
 
@@ -109,7 +112,9 @@ def predict_tiled(
     out_channels : int
         Number of output channels.
     tile_shape : sequence of 3 int
-        Tile size (z, y, x) in voxels; clipped to the volume.
+        Tile size (z, y, x) in voxels; clipped to the volume. On a volume with Z = 1 a
+        tile with z > 1 becomes the in-plane tile of the same voxel budget
+        (:func:`~celltrack.nn.crops.planar_shape`).
     overlap : sequence of 3 int
         Overlap (z, y, x) in voxels between neighbouring tiles.
     batch_size : int
@@ -127,7 +132,7 @@ def predict_tiled(
     if volume.ndim != 4:
         raise ShapeError(f"predict_tiled expects a (C, Z, Y, X) volume, got shape {volume.shape}")
     shape = volume.shape[1:]
-    tile = [min(int(t), s) for t, s in zip(tile_shape, shape)]
+    tile = [min(int(t), s) for t, s in zip(planar_shape(tile_shape, shape), shape)]
     ov = [min(int(o), max(t - 1, 0)) for o, t in zip(overlap, tile)]
     out = np.zeros((out_channels, *shape), np.float32)
     norm = np.zeros(shape, np.float32)

@@ -134,8 +134,9 @@ def apply_delta(graph: TrackGraph, delta: dict[str, Any]) -> TrackGraph:
     if edges:
         keep_e &= ~np.isin(keys, _edge_keys(edges))
     attrs = dict(delta["attrs"]) if delta.get("attrs") is not None else dict(graph.attrs)
-    out = TrackGraph(_merge(old_n, keep_n, nodes), _merge(old_e, keep_e, edges), attrs=attrs,
-                     validate=False)
+    out = TrackGraph(
+        _merge(old_n, keep_n, nodes), _merge(old_e, keep_e, edges), attrs=attrs, validate=False
+    )
     return out.sorted()
 
 

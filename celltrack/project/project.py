@@ -386,9 +386,7 @@ class Project:
         return max(int(g.attrs.get("next_id", 0)), int(g.ids.max()) + 1 if g.num_nodes else 0)
 
     # ------------------------------------------------------------------ spots
-    def _covariances(
-        self, n: int, radius_um: Any, covariance: Any
-    ) -> np.ndarray:
+    def _covariances(self, n: int, radius_um: Any, covariance: Any) -> np.ndarray:
         if covariance is not None and radius_um is not None:
             raise InvalidInputError("give either radius_um or covariance, not both")
         if covariance is not None:
@@ -553,13 +551,22 @@ class Project:
         start = self._next_id()
         ids = np.arange(start, start + n, dtype=np.int64)
         out = self._annotations.add_nodes(
-            {"id": ids, "t": graph.t, "z": pos[:, 0], "y": pos[:, 1], "x": pos[:, 2],
-             "covariance": cov, "score": np.where(np.isfinite(score), score, 1.0), "tag": tags}
+            {
+                "id": ids,
+                "t": graph.t,
+                "z": pos[:, 0],
+                "y": pos[:, 1],
+                "x": pos[:, 2],
+                "covariance": cov,
+                "score": np.where(np.isfinite(score), score, 1.0),
+                "tag": tags,
+            }
         )
         if graph.num_edges:
             src, tgt = graph.edge_index()
             flag = (
-                approved_mask(graph) if "approved" in graph.edges
+                approved_mask(graph)
+                if "approved" in graph.edges
                 else np.full(graph.num_edges, bool(approved))
             )
             out = out.add_edges({"source": ids[src], "target": ids[tgt], "approved": flag})
@@ -643,9 +650,7 @@ class Project:
             )
         out_approved = int(np.count_nonzero((src == parent) & approved_col & ~same))
         if approved and out_approved >= 2:
-            raise GraphError(
-                f"node {parent} already has two approved children; remove one first"
-            )
+            raise GraphError(f"node {parent} already has two approved children; remove one first")
         keep = ~into
         graph = g.subgraph(edges=keep)
         graph.attrs = dict(g.attrs)
@@ -676,9 +681,7 @@ class Project:
         rows, found = g.edge_rows(pairs)
         if not np.all(found):
             bad = np.asarray(pairs, np.int64).reshape(-1, 2)[~found][:5].tolist()
-            raise GraphError(
-                f"links {bad} do not exist; create them with add_link(parent, child)"
-            )
+            raise GraphError(f"links {bad} do not exist; create them with add_link(parent, child)")
         col = approved_mask(g)
         col[rows] = bool(approved)
         graph = g.copy()
@@ -721,7 +724,10 @@ class Project:
     ) -> dict[str, Any]:
         """Update the detection model from the reviewed spots (never from ``unlabeled``).
 
-        A new model gets the self-supervised prior first (``config.prior``).
+        A new model gets the self-supervised prior first (``config.prior``). With
+        ``config.detection.kind == 'classical'`` there is nothing to train: an info line is
+        logged and ``mode`` is ``'classical'`` (0 steps); :meth:`predict` detects with the
+        classical detector.
 
         Parameters
         ----------
@@ -740,10 +746,23 @@ class Project:
         dict
             ``mode``, ``frame``, ``steps``, ``loss`` (last step), ``seconds``, ``spots``.
         """
-        from celltrack.detect import DetectionTrainer, build_model
-
         start = time.perf_counter()
         spots = self._training_spots()
+        if self.config.detection.kind == "classical":
+            logger.info(
+                "detection.kind is 'classical' (threshold + watershed): it needs no training; "
+                "predict() detects with it (set detection.kind: ellipsoid to train a network)"
+            )
+            return {
+                "mode": "classical",
+                "frame": None if frame is None else self._check_frame(frame),
+                "steps": 0,
+                "loss": float("nan"),
+                "seconds": time.perf_counter() - start,
+                "spots": int(spots.num_nodes),
+            }
+        from celltrack.detect import DetectionTrainer, build_model
+
         t = None
         if incremental:
             t = self._check_frame(self.frame if frame is None else frame)
@@ -794,22 +813,40 @@ class Project:
         tp, tn → fp, tb → fb; the prediction is dropped) or is added as ``unlabeled``
         (see :func:`celltrack.project.tags.merge_predictions`).
 
+        With ``config.detection.kind == 'classical'`` the classical detector
+        (:func:`celltrack.detect.classical.detect_classical`) finds the spots: no model
+        is needed.
+
         Returns
         -------
         TrackGraph
             The frame's spots after the merge (copy).
         """
-        from celltrack.detect import detect
-
         t = self._check_frame(self.frame if frame is None else frame)
-        model = self.detection_model
-        if model is None:
-            raise CelltrackError(
-                "no detection model yet: call train_detection() after annotating a few nuclei"
-            )
         cfg = self.config.detection
-        pred = detect(model, self.images, frames=[t], cfg=cfg, voxel_size=self.voxel_size,
-                      progress=progress)
+        if cfg.kind == "classical":
+            from celltrack.detect.classical import detect_classical
+
+            pred = detect_classical(
+                self.images, frames=[t], cfg=cfg, voxel_size=self.voxel_size, progress=progress
+            )
+        else:
+            from celltrack.detect import detect
+
+            model = self.detection_model
+            if model is None:
+                raise CelltrackError(
+                    "no detection model yet: call train_detection() after annotating a few "
+                    "nuclei (or set detection.kind: classical to detect without training)"
+                )
+            pred = detect(
+                model,
+                self.images,
+                frames=[t],
+                cfg=cfg,
+                voxel_size=self.voxel_size,
+                progress=progress,
+            )
         graph, stats = merge_predictions(
             self._annotations,
             pred,
@@ -961,7 +998,11 @@ class Project:
             from celltrack.flow import predict_parents
 
             spots = predict_parents(
-                self.flow_model, self.images, spots, self.voxel_size, self.config.flow,
+                self.flow_model,
+                self.images,
+                spots,
+                self.voxel_size,
+                self.config.flow,
                 progress=progress,
             )
         candidates = self.config.candidates

@@ -133,9 +133,7 @@ def merge_predictions(
         start = used if next_id is None else int(next_id)
         if start < used:
             raise GraphError(f"next_id {start} would reuse a node id; give at least {used}")
-        columns = {
-            k: np.asarray(v) for k, v in new.nodes.items() if k not in ("id", "tag")
-        }
+        columns = {k: np.asarray(v) for k, v in new.nodes.items() if k not in ("id", "tag")}
         columns["id"] = np.arange(start, start + new.num_nodes, dtype=np.int64)
         columns["tag"] = np.full(new.num_nodes, Tag.UNLABELED.value, dtype=TAG_DTYPE)
         added = TrackGraph(columns, validate=False)

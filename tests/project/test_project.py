@@ -106,9 +106,7 @@ def test_link_editing_keeps_a_forest_of_approved_links(project):
     project.add_link(p0, c0, approved=False)
     project.add_link(p1, c0)  # replaces the unapproved link into c0
     g = project.annotations
-    assert list(zip(g.edges["source"], g.edges["target"], g.edges["approved"])) == [
-        (p1, c0, True)
-    ]
+    assert list(zip(g.edges["source"], g.edges["target"], g.edges["approved"])) == [(p1, c0, True)]
     with pytest.raises(GraphError, match="approved parent"):
         project.add_link(p0, c0)
     with pytest.raises(GraphError, match="forward in time"):
@@ -123,8 +121,9 @@ def test_link_editing_keeps_a_forest_of_approved_links(project):
     project.approve_links([(p0, c2)], approved=False)
     project.remove_links([(p1, c0)])
     g = project.annotations
-    got = sorted(zip(g.edges["source"].tolist(), g.edges["target"].tolist(),
-                     g.edges["approved"].tolist()))
+    got = sorted(
+        zip(g.edges["source"].tolist(), g.edges["target"].tolist(), g.edges["approved"].tolist())
+    )
     assert got == [(p0, c1, True), (p0, c2, False)]
     with pytest.raises(GraphError, match="do not exist"):
         project.remove_links([(p1, c0)])
@@ -256,8 +255,11 @@ def test_flow_training_and_linking_with_every_linker(project, tiny_data):
 
     truth = set(gt_edges)
     # (the tiny movie is all border: make track starts cost something everywhere)
-    linkers = {"greedy": "greedy", "ilp": {"kind": "ilp", "border_distance_um": 0.0},
-               "flow_nn": "flow_nn"}
+    linkers = {
+        "greedy": "greedy",
+        "ilp": {"kind": "ilp", "border_distance_um": 0.0},
+        "flow_nn": "flow_nn",
+    }
     for kind, linker in linkers.items():
         result = project.link(linker, use_flow=kind == "flow_nn")
         tracks = result.graph
@@ -270,8 +272,12 @@ def test_flow_training_and_linking_with_every_linker(project, tiny_data):
             assert "parent_z" in tracks.nodes  # the flow model fed the linker
     # the links land in the annotations, non-approved, ready for approval
     g = project.annotations
-    ann_pairs = dict(zip(zip(g.edges["source"].tolist(), g.edges["target"].tolist()),
-                         g.edges["approved"].tolist()))
+    ann_pairs = dict(
+        zip(
+            zip(g.edges["source"].tolist(), g.edges["target"].tolist()),
+            g.edges["approved"].tolist(),
+        )
+    )
     assert all(ann_pairs[p] for p in approved)
     assert set(ann_pairs) == pairs
     assert read_geff(project.folder / "tracks.geff").equals(project.tracks)
@@ -292,8 +298,10 @@ def test_blockwise_link_and_export(project, tiny_data, tmp_path, gt_frame):
     blocks = project.link(
         "greedy",
         blockwise=BlockwiseConfig(
-            block_size=(2, None, None, None), context=(2, None, None, None),
-            executor="serial", progress=False,
+            block_size=(2, None, None, None),
+            context=(2, None, None, None),
+            executor="serial",
+            progress=False,
         ),
     )
     assert blocks.graph.num_edges == whole.graph.num_edges
@@ -329,8 +337,13 @@ def test_batch_saves_once_and_add_annotations_imports_a_graph(project, monkeypat
     assert Project.open(project.folder).annotations.nodes["tag"].tolist() == ["tp", "fn"]
 
     imported = TrackGraph(
-        {"id": [7, 9, 11], "t": [0, 1, 2], "z": [4.0] * 3, "y": [20.0, 21.0, 22.0],
-         "x": [30.0] * 3},
+        {
+            "id": [7, 9, 11],
+            "t": [0, 1, 2],
+            "z": [4.0] * 3,
+            "y": [20.0, 21.0, 22.0],
+            "x": [30.0] * 3,
+        },
         {"source": [7, 9], "target": [9, 11]},
     )
     ids = project.add_annotations(imported)
@@ -354,9 +367,50 @@ def test_nodes_made_by_the_linker_get_fresh_ids(project):
     made = tracks.ids[np.asarray(tracks.nodes["interpolated"], bool)]
     assert made.size == 1 and made[0] not in (a, b, c)
     assert sorted(zip(tracks.edges["source"].tolist(), tracks.edges["target"].tolist())) == [
-        (a, int(made[0])), (int(made[0]), b)
+        (a, int(made[0])),
+        (int(made[0]), b),
     ]
     g = project.annotations
     tags = dict(zip(g.ids.tolist(), g.nodes["tag"].tolist()))
     assert tags == {a: "tp", b: "tp", c: "fp", int(made[0]): "unlabeled"}
     assert g.num_edges == 2 and project.add_spot(0, (4.0, 5.0, 5.0)) == int(made[0]) + 1
+
+
+def test_project_presets_fill_the_keys_not_set(tmp_path, tiny_data):
+    from celltrack.config.flow import FlowConfig
+    from celltrack.detect import DetectionConfig
+    from celltrack.pipeline import PipelineConfig
+
+    assert ProjectConfig().detection == DetectionConfig.cpu()  # 'auto': as before, any machine
+    gpu = Project.create(
+        tmp_path / "p",
+        tiny_data.image,
+        voxel_size=tiny_data.voxel_size,
+        config={"preset": "default", "detection": {"train": {"epochs": 2}}},
+    )
+    assert gpu.config.detection.model.preset == "default" and gpu.config.flow == FlowConfig()
+    assert gpu.config.detection.train.epochs == 2  # the key set wins
+    assert Project.open(gpu.folder).config == gpu.config  # resolved once, stored as resolved
+    # a pipeline config's explicit preset comes along; its sections given whole stay
+    cpu = Project.create(
+        tmp_path / "q",
+        tiny_data.image,
+        voxel_size=tiny_data.voxel_size,
+        config=PipelineConfig(preset="cpu"),
+    )
+    assert cpu.config.preset == "cpu" and cpu.config.detection == DetectionConfig.cpu()
+
+
+def test_classical_kind_needs_no_training(project, caplog):
+    from celltrack.detect import DetectionConfig
+
+    det = DetectionConfig.cpu().model_copy(update={"kind": "classical"})
+    project.set_config(project.config.model_copy(update={"detection": det}))
+    caplog.set_level("INFO", logger="celltrack.project")
+    info = project.train_detection(frame=0)  # no reviewed spots: still no error
+    assert info["mode"] == "classical" and info["steps"] == 0
+    assert "needs no training" in caplog.text and project.detection_model is None
+    pytest.importorskip("celltrack.detect.classical")
+    spots = project.predict(1)
+    assert spots.num_nodes > 0 and set(spots.nodes["tag"].tolist()) == {"unlabeled"}
+    assert project.last_predict_stats and project.detection_model is None
