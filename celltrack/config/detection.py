@@ -152,6 +152,14 @@ class TrainConfig(Config):
         "batch run down to this fraction of learning_rate (fraction; 1 = constant, as "
         "ELEPHANT); a lower end value makes the model less noisy after an update",
     )
+    incremental_replay: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Share of the crops of an incremental update drawn from the other "
+        "frames with reviewed nuclei (replay), so one frame of corrections cannot make the "
+        "model forget the rest (fraction; 0 = ELEPHANT's update on the edited frame only)",
+    )
     epochs: int = Field(10, ge=1, description="Epochs of batch training")
     crops_per_frame: int = Field(
         5, ge=1, description="Crops drawn per annotated frame and epoch in batch training"
@@ -164,7 +172,8 @@ class TrainConfig(Config):
     prior_crops: int = Field(5, ge=1, description="Random crops per prior epoch")
     seed: int = Field(0, description="Seed of crops, augmentation and weight initialisation")
     num_threads: int | None = Field(
-        None, ge=1, description="torch CPU threads during training (None = leave unchanged)"
+        None, ge=1, description="torch CPU threads during training (None = the cores free now, see "
+        "celltrack.nn.threads)"
     )
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'")
 
@@ -196,11 +205,11 @@ class SpotConfig(Config):
         "ratio)",
     )
     r_min_um: float = Field(
-        1.5,
+        1.0,
         ge=0.0,
-        description="Spots with a semi-axis below this are dropped (µm); the default drops "
-        "one-voxel fragments at ~1 µm voxels. Calibrated (0.5 × the 5th percentile of the "
-        "annotated semi-axes) when calibrate is on and annotations are given",
+        description="Spots with a semi-axis below this are dropped (µm). Calibrated (0.3 × "
+        "the 5th percentile of the annotated semi-axes) when calibrate is on and annotations "
+        "are given",
     )
     r_max_um: float = Field(
         10.0,

@@ -186,7 +186,9 @@ class FlowTrainConfig(Config):
     )
     seed: int = Field(0, description="Seed of crops, augmentations and weight init.")
     num_threads: int | None = Field(
-        None, ge=1, description="torch CPU threads during training (count; None = unchanged)."
+        None,
+        ge=1,
+        description="torch CPU threads during training (count; None = the cores free now).",
     )
     device: str = Field("cpu", description="torch device for training (e.g. 'cuda:0').")
 

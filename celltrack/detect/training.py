@@ -177,8 +177,6 @@ class DetectionTrainer:
                 )
         self.voxel_size = check_voxel_size(voxel_size)
         tc = self.cfg.train
-        if tc.num_threads is not None:
-            torch.set_num_threads(tc.num_threads)
         self.device = torch.device(tc.device)
         self.model.to(self.device)
         self.loss_fn = DetectionLoss(self.cfg.loss, self.voxel_size)
@@ -375,6 +373,7 @@ class DetectionTrainer:
             loss_of=loss_of,
             lr_of=lambda epoch, _: rates[epoch],
             progress=progress,
+            num_threads=self.cfg.train.num_threads,
         )
         self.state.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.learning_rate)
         self.state.position = dict(prior_state.position)
@@ -425,21 +424,43 @@ class DetectionTrainer:
                 "before training"
             )
         item = self._annotated_frame(movie, images, annotations, t)
-        self._report([item])
+        replay = self._replay_frames(movie, images, annotations, t)
+        self._report([item, *replay])
         n = steps if steps is not None else self.cfg.train.incremental_steps
         bs = self.cfg.train.batch_size
+        share = self.cfg.train.incremental_replay if replay else 0.0
         self.state.position = {}
+
+        def crops(rng: np.random.Generator) -> list[_Frame]:
+            """``bs`` frames: the edited one, each slot replaced by another with p = share."""
+            return [
+                replay[int(rng.integers(len(replay)))] if share and rng.random() < share else item
+                for _ in range(bs)
+            ]
+
         fit_epochs(
             self.model,
             self.state,
             mode="incremental",
             epochs=1,
-            batches=lambda _, rng: (self._batch([item] * bs, rng) for _ in range(n)),
+            batches=lambda _, rng: (self._batch(crops(rng), rng) for _ in range(n)),
             loss_of=self._loss,
             lr_of=lambda _, i: self._lr(i, n),
             progress=progress,
+            num_threads=self.cfg.train.num_threads,
         )
         return self.history
+
+    def _replay_frames(
+        self, movie: ImageSeries, owner: Any, annotations: TrackGraph, edited: int
+    ) -> list[_Frame]:
+        """The other frames with reviewed nuclei, rendered for replay (empty when off)."""
+        if self.cfg.train.incremental_replay == 0:
+            return []
+        rows = np.isin(tags_of(annotations, default=Tag.TP), DRAWN_NUCLEUS_TAGS)
+        frames = [int(f) for f in np.unique(annotations.t[rows])]
+        frames = [f for f in frames if f != edited and 0 <= f < movie.shape[0]]
+        return [self._annotated_frame(movie, owner, annotations, f) for f in frames]
 
     def batch(
         self,
@@ -515,6 +536,7 @@ class DetectionTrainer:
             lr_of=lambda epoch, i: self._lr(epoch * steps_per_epoch + i, total),
             on_epoch_end=None if ckpt is None else (lambda _: self.save(ckpt)),
             progress=progress,
+            num_threads=self.cfg.train.num_threads,
         )
         return self.history
 

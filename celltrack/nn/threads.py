@@ -3,7 +3,8 @@
 On a shared machine, torch's default (one thread per core) oversubscribes the CPU as soon
 as other processes run: measured on a loaded 2-core machine, one frame took 1.8 s with one
 thread and 83 s with two. :func:`choose_threads` takes the cores this process may run on,
-subtracts the 1-minute load average of everything else, and keeps at least one.
+subtracts the 1-minute load average of everything else, and keeps at least one and at most
+torch's current setting (so a process that chose ``torch.set_num_threads(1)`` keeps it).
 """
 
 from __future__ import annotations
@@ -41,21 +42,24 @@ def choose_threads(requested: int | None = None) -> int:
     Returns
     -------
     int
-        ``requested``, or ``cores - round(load of other processes)``, at least 1, where the
+        ``requested``, or ``cores - round(load of other processes)``, at least 1 and at
+        most ``torch.get_num_threads()``, where the
         load of others is the 1-minute load average minus this process' own mean CPU use
         since celltrack was imported (cores busy).
     """
     if requested is not None:
         return int(requested)
-    cores = available_cores()
+    import torch
+
+    cores = min(available_cores(), torch.get_num_threads())
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on every platform
-        return cores
+        return max(1, cores)
     times = os.times()
     own = (times.user + times.system) / max(time.monotonic() - _STARTED, 60.0)
     others = max(0.0, load - own)
-    return max(1, min(cores, round(cores - others)))
+    return max(1, min(cores, round(available_cores() - others)))
 
 
 @contextmanager

@@ -28,6 +28,7 @@ from celltrack.errors import CheckpointError
 from celltrack.nn.checkpoint import save_checkpoint
 from celltrack.nn.history import TrainingHistory, TrainRecord
 from celltrack.nn.schedule import set_lr
+from celltrack.nn.threads import torch_threads
 
 __all__ = [
     "TrainResult",
@@ -190,6 +191,7 @@ def fit_epochs(
     record: Literal["step", "epoch"] = "step",
     on_epoch_end: Callable[[TrainingState], None] | None = None,
     progress: bool = False,
+    num_threads: int | None = None,
 ) -> TrainingHistory:
     """Run epochs ``state.position["epoch"] .. epochs − 1`` of optimisation steps.
 
@@ -218,12 +220,36 @@ def fit_epochs(
         write a checkpoint.
     progress : bool
         Show a tqdm bar over epochs.
+    num_threads : int, optional
+        torch CPU threads while training (None = the cores free now,
+        :func:`celltrack.nn.threads.choose_threads`); the previous count is restored after.
 
     Returns
     -------
     TrainingHistory
         ``state.history``.
     """
+    with torch_threads(num_threads, what=f"{mode} training"):
+        return _fit_epochs(
+            model, state, mode=mode, epochs=epochs, batches=batches, loss_of=loss_of,
+            lr_of=lr_of, record=record, on_epoch_end=on_epoch_end, progress=progress,
+        )
+
+
+def _fit_epochs(
+    model: torch.nn.Module,
+    state: TrainingState,
+    *,
+    mode: str,
+    epochs: int,
+    batches: Callable[[int, np.random.Generator], Iterable[Any]],
+    loss_of: LossFn,
+    lr_of: Callable[[int, int], float],
+    record: Literal["step", "epoch"],
+    on_epoch_end: Callable[[TrainingState], None] | None,
+    progress: bool,
+) -> TrainingHistory:
+    """:func:`fit_epochs` with the threads already set."""
     start = int(state.position.get("epoch", 0)) if state.position.get("phase") == mode else 0
     state.position = {"phase": mode, "epoch": start}
     bar = tqdm(range(start, epochs), desc=mode, disable=not progress, leave=False)

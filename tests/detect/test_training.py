@@ -351,3 +351,28 @@ def test_training_and_prediction_share_the_configured_normalisation():
     np.testing.assert_allclose(by_cfg, by_kw)
     default = predict_probabilities(model, movie[0], cfg.predict)  # percentile 1–99.8
     assert np.abs(default - by_cfg).max() > 1e-4
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_incremental_update_replays_the_other_reviewed_frames(share, monkeypatch):
+    """With replay, crops come from the other reviewed frames too; without, the edited only."""
+    cfg = _cfg(incremental_steps=6, batch_size=2, incremental_replay=share)
+    trainer = DetectionTrainer(build_model(cfg.model, VS), cfg)
+    movie = _movie(3)
+    movie[2] *= 2.0  # frame 2 differs, so its crops can be told apart
+    ann = TrackGraph.from_positions(
+        [0, 2], [[6.0, 10, 10], [6.0, 22, 20]],
+        covariance=covariance_from_radii(np.full((2, 3), 4.0)), tag=np.array(["tp", "tp"]),
+    )
+    drawn = []
+    real = trainer._batch
+
+    def spy(frames, rng):
+        drawn.extend(f.centres[0].tolist() for f in frames)
+        return real(frames, rng)
+
+    monkeypatch.setattr(trainer, "_batch", spy)
+    trainer.incremental(movie, ann, frame=2)
+    edited = [c for c in drawn if c[1] > 15]  # frame 2's nucleus sits at y = 22 µm
+    assert len(drawn) == 12
+    assert len(edited) == (12 if share == 0.0 else 0)
