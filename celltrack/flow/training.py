@@ -222,8 +222,6 @@ def train_flow(
             "no annotated link to train the flow model from; give a TrackGraph with edges "
             "parent → child (approved=True when an 'approved' column exists)"
         )
-    if tcfg.num_threads is not None:
-        torch.set_num_threads(tcfg.num_threads)
     ckpt = None if checkpoint is None else Path(checkpoint)
     payload = None
     if ckpt is not None and resume and ckpt.is_file():
@@ -299,6 +297,7 @@ def train_flow(
         record="epoch",
         on_epoch_end=None if ckpt is None else save,
         progress=progress,
+        num_threads=tcfg.num_threads,
     )
     if ckpt is not None:
         save(state)
