@@ -5,12 +5,24 @@ Entry points: :func:`evaluate` for point graphs (TrackGraph vs TrackGraph) and
 (:func:`plot_scores` and friends) import matplotlib only when they draw.
 """
 
+from celltrack.eval.annotator import (
+    EffortCurve,
+    EffortRow,
+    RoundReport,
+    SimulatedAnnotator,
+    run_effort_curve,
+)
 from celltrack.eval.ctc import CTC_WEIGHTS, AOGMCounts, aogm_counts, parent_link_mask
 from celltrack.eval.ctc_folder import evaluate_ctc, match_masks, read_track_file
 from celltrack.eval.divisions import DivisionScores, division_scores
 from celltrack.eval.linajea import EdgeMatching, LinajeaScores, linajea_scores, match_edges
 from celltrack.eval.matching import NodeMatching, match_nodes, node_pairs
-from celltrack.eval.plots import plot_error_counts, plot_error_free_segments, plot_scores
+from celltrack.eval.plots import (
+    plot_effort_curve,
+    plot_error_counts,
+    plot_error_free_segments,
+    plot_scores,
+)
 from celltrack.eval.scores import TrackingScores, evaluate
 
 __all__ = [
@@ -18,8 +30,12 @@ __all__ = [
     "AOGMCounts",
     "DivisionScores",
     "EdgeMatching",
+    "EffortCurve",
+    "EffortRow",
     "LinajeaScores",
     "NodeMatching",
+    "RoundReport",
+    "SimulatedAnnotator",
     "TrackingScores",
     "aogm_counts",
     "division_scores",
@@ -31,8 +47,10 @@ __all__ = [
     "match_nodes",
     "node_pairs",
     "parent_link_mask",
+    "plot_effort_curve",
     "plot_error_counts",
     "plot_error_free_segments",
     "plot_scores",
     "read_track_file",
+    "run_effort_curve",
 ]

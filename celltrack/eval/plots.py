@@ -11,7 +11,13 @@ import numpy as np
 from celltrack.errors import DependencyError, InvalidInputError
 from celltrack.eval.scores import TrackingScores
 
-__all__ = ["ERROR_LABELS", "plot_error_counts", "plot_error_free_segments", "plot_scores"]
+__all__ = [
+    "ERROR_LABELS",
+    "plot_effort_curve",
+    "plot_error_counts",
+    "plot_error_free_segments",
+    "plot_scores",
+]
 
 
 def _pyplot():
@@ -146,5 +152,89 @@ def plot_scores(scores: TrackingScores | dict[str, TrackingScores]) -> Any:
     if has_curve:
         plot_error_free_segments(runs, ax=axes[0])
     plot_error_counts(runs, ax=axes[-1])
+    fig.tight_layout()
+    return fig
+
+
+#: Metrics of the effort-curve plot: field of :class:`~celltrack.eval.annotator.EffortRow`
+#: → axis label.
+EFFORT_METRICS = {"det": "DET", "tra": "TRA", "division_f1": "division F1"}
+
+
+def plot_effort_curve(
+    curves: Any,
+    *,
+    metrics: tuple[str, ...] = ("det", "tra", "division_f1"),
+    baselines: dict[str, dict[str, float]] | None = None,
+    title: str | None = None,
+) -> Any:
+    """Scores against the cumulative number of clicks of a human-in-the-loop run.
+
+    One panel per metric; each curve is one line with a marker per round (labelled with
+    the round number), each baseline (a method that needs no clicks, e.g. a classical
+    detector) a dashed horizontal line.
+
+    Parameters
+    ----------
+    curves : EffortCurve or dict of str to EffortCurve
+        One run, or several labelled runs.
+    metrics : tuple of str
+        Row fields to draw, among ``"det"``, ``"tra"``, ``"division_f1"``.
+    baselines : dict of str to dict of str to float, optional
+        ``{name: {metric: value}}`` drawn as horizontal lines (missing metrics skipped).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib Figure
+    """
+    from celltrack.eval.annotator import EffortCurve
+
+    if isinstance(curves, EffortCurve):
+        curves = {curves.label: curves}
+    if not isinstance(curves, dict) or not all(isinstance(c, EffortCurve) for c in curves.values()):
+        raise InvalidInputError(
+            f"expected an EffortCurve or a dict of name -> EffortCurve, got {type(curves).__name__}"
+        )
+    bad = [m for m in metrics if m not in EFFORT_METRICS]
+    if bad or not metrics:
+        raise InvalidInputError(
+            f"metrics must be among {list(EFFORT_METRICS)}, got {list(metrics)}"
+        )
+    plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.6), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0", "C1", "C2"])
+    for ax, metric in zip(axes[0], metrics):
+        for k, (name, curve) in enumerate(curves.items()):
+            x = curve.column("cumulative_clicks").astype(float)
+            y = curve.column(metric).astype(float)
+            colour = colours[k % len(colours)]
+            ax.plot(x, y, marker="o", color=colour, label=name)
+            for r, xi, yi in zip(curve.column("round"), x, y):
+                if np.isfinite(yi):
+                    ax.annotate(f"r{int(r)}", (xi, yi), textcoords="offset points",
+                                xytext=(3, -10), fontsize=7, color=colour)
+        for j, (name, values) in enumerate((baselines or {}).items()):
+            value = values.get(metric)
+            if value is None or not np.isfinite(value):
+                continue
+            ax.axhline(value, linestyle="--", color=f"C{(len(curves) + j) % 10}",
+                       label=f"{name} ({value:.3f})")
+        ax.set_xlabel("cumulative clicks (accept / reject / add / link)")
+        ax.set_ylabel(f"{EFFORT_METRICS[metric]} (higher is better)")
+        shown = [v for c in curves.values() for v in c.column(metric).astype(float)]
+        shown += [b[metric] for b in (baselines or {}).values() if b.get(metric) is not None]
+        shown = [v for v in shown if np.isfinite(v)]
+        low = max(0.0, np.floor((min(shown) - 0.05) * 10) / 10) if shown else 0.0
+        ax.set_ylim(low, 1.01)
+        ax.margins(x=0.08)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
