@@ -81,18 +81,19 @@ _TRAINING_TAGS = REVIEWED
 _TRAINING_SECTIONS = ("labels", "model", "loss", "augment", "train", "normalize")
 
 
-def _minmax_per_crop(x: torch.Tensor) -> torch.Tensor:
-    """The prior's target: each crop's intensity min–max scaled to [0, 1].
+def _prior_target(x: torch.Tensor) -> torch.Tensor:
+    """The prior's target: each crop's intensity shifted to start at 0, scaled into [0, 1].
 
     The prior asks the centre probability to follow the intensity, so its target must be a
     probability-like [0, 1] map whatever the input normalisation (percentile normalisation
-    puts bright voxels above 1 and stretches the background); scaling per crop makes the
-    prior the same for every NormalizeConfig (it is invariant to gain and offset).
+    puts bright voxels above 1). A crop whose range exceeds 1 is min–max scaled; a crop with
+    a smaller range (an empty background crop) is only shifted, so its noise is not
+    stretched into false "nuclei" (a per-crop min–max cost 0.03 DET on the synthetic demo).
     """
     flat = x.flatten(1)
     lo = flat.min(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
     hi = flat.max(dim=1).values.view(-1, *([1] * (x.dim() - 1)))
-    return (x - lo) / (hi - lo).clamp(min=1e-6)
+    return (x - lo) / (hi - lo).clamp(min=1.0)
 
 
 def _digest(annotations: TrackGraph, t: int) -> int:
@@ -359,7 +360,7 @@ class DetectionTrainer:
 
         def loss_of(x: torch.Tensor):
             log_prob = F.log_softmax(class_scores(self.model, x), dim=1)
-            return prior_loss(log_prob, _minmax_per_crop(x)), {}
+            return prior_loss(log_prob, _prior_target(x)), {}
 
         prior_state = TrainingState(
             torch.optim.Adam(self.model.parameters(), lr=rates[0]), self.rng, self.history

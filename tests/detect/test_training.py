@@ -376,3 +376,13 @@ def test_incremental_update_replays_the_other_reviewed_frames(share, monkeypatch
     edited = [c for c in drawn if c[1] > 15]  # frame 2's nucleus sits at y = 22 µm
     assert len(drawn) == 12
     assert len(edited) == (12 if share == 0.0 else 0)
+
+
+def test_the_prior_target_keeps_empty_crops_dark_and_bright_ones_in_range():
+    from celltrack.detect.training import _prior_target
+
+    dim = torch.full((1, 1, 2, 4, 4), 0.1) + torch.linspace(0, 0.05, 32).view(1, 1, 2, 4, 4)
+    bright = torch.linspace(-0.1, 1.6, 32).view(1, 1, 2, 4, 4)  # percentile-normalised
+    target = _prior_target(torch.cat([dim, bright]))
+    assert float(target[0].max()) <= 0.05 + 1e-6  # noise of an empty crop is not stretched
+    assert float(target[1].min()) == 0.0 and abs(float(target[1].max()) - 1.0) < 1e-6
