@@ -121,18 +121,7 @@ def detect(
     model = check_detector(model)
     images = open_movie(images, voxel_size, model)
     vs = images.voxel_size
-    n_frames = images.shape[0]
-    if frames is None:
-        frame_list = list(range(n_frames))
-    else:
-        items = [frames] if isinstance(frames, (int, np.integer)) else list(frames)
-        try:
-            frame_list = [int(f) for f in items]
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"frames must be integers, got {items[:5]}") from None
-    bad = [f for f in frame_list if not 0 <= f < n_frames]
-    if bad:
-        raise InvalidInputError(f"frames {bad[:5]} are outside the movie's 0..{n_frames - 1}")
+    frame_list = checked_frames(frames, images.shape[0])
     if annotations is not None and not isinstance(annotations, TrackGraph):
         raise InvalidInputError(
             f"annotations must be a TrackGraph, got {type(annotations).__name__}"
@@ -189,16 +178,7 @@ def detect(
         by_frame[t] = extract_spots(prob, vs, cfg.spots, t=t)
         bar.update()
     bar.close()
-    per_frame = [by_frame[t] for t in frame_list]
-    predictions = concat(per_frame, offset_ids=True) if per_frame else TrackGraph.empty()
-    if predictions.num_nodes == 0:
-        predictions = TrackGraph.from_positions(
-            np.zeros(0, np.int64),
-            np.zeros((0, 3)),
-            covariance=np.zeros((0, 3, 3)),
-            score=np.zeros(0),
-            tag=np.zeros(0, dtype="<U9"),
-        )
+    predictions = collect_spots([by_frame[t] for t in frame_list])
     if annotations is not None and annotations.num_nodes:
         predictions = _merge_annotations(predictions, annotations, frame_list, cfg, vs)
     if nuclei is not None:
@@ -210,10 +190,50 @@ def detect(
         )
         calibration.update(_density(images, nuclei, predictions, frame_list, cfg, vs))
         predictions.attrs["calibration"] = calibration
-    predictions.attrs["voxel_size"] = [float(v) for v in vs]
-    predictions.attrs["detection_config"] = cfg.model_dump(mode="json")
-    predictions.attrs["celltrack_version"] = __version__
+    stamp_spots(predictions, vs, cfg)
     return predictions
+
+
+def checked_frames(frames: int | Iterable[int] | None, n_frames: int) -> list[int]:
+    """The frames to process as ints (default all), each checked to lie in the movie.
+
+    Raises
+    ------
+    InvalidInputError
+        If a frame is not an integer or lies outside ``0 .. n_frames - 1``.
+    """
+    if frames is None:
+        return list(range(n_frames))
+    items = [frames] if isinstance(frames, (int, np.integer)) else list(frames)
+    try:
+        frame_list = [int(f) for f in items]
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"frames must be integers, got {items[:5]}") from None
+    bad = [f for f in frame_list if not 0 <= f < n_frames]
+    if bad:
+        raise InvalidInputError(f"frames {bad[:5]} are outside the movie's 0..{n_frames - 1}")
+    return frame_list
+
+
+def collect_spots(per_frame: list[TrackGraph]) -> TrackGraph:
+    """One graph of every frame's spots (ids offset), or an empty one with the spot columns."""
+    spots = concat(per_frame, offset_ids=True) if per_frame else TrackGraph.empty()
+    if spots.num_nodes:
+        return spots
+    return TrackGraph.from_positions(
+        np.zeros(0, np.int64),
+        np.zeros((0, 3)),
+        covariance=np.zeros((0, 3, 3)),
+        score=np.zeros(0),
+        tag=np.zeros(0, dtype="<U9"),
+    )
+
+
+def stamp_spots(spots: TrackGraph, vs: Sequence[float], cfg: DetectionConfig) -> None:
+    """Record the voxel size, the detection config used and the celltrack version."""
+    spots.attrs["voxel_size"] = [float(v) for v in vs]
+    spots.attrs["detection_config"] = cfg.model_dump(mode="json")
+    spots.attrs["celltrack_version"] = __version__
 
 
 def _density(

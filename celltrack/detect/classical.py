@@ -48,17 +48,22 @@ import numpy as np
 from scipy import ndimage
 from tqdm.auto import tqdm
 
-from celltrack._version import __version__
 from celltrack.config.classical import ClassicalConfig
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.nn import NormalizeConfig
-from celltrack.detect.api import _merge_annotations, open_movie
+from celltrack.detect.api import (
+    _merge_annotations,
+    checked_frames,
+    collect_spots,
+    open_movie,
+    stamp_spots,
+)
 from celltrack.detect.calibrate import annotated_radii
+from celltrack.detect.spots import region_moments
 from celltrack.errors import InvalidInputError
 from celltrack.geometry import bad_covariances
 from celltrack.graph import TrackGraph
 from celltrack.graph.tags import Tag
-from celltrack.graph.trackgraph import concat
 from celltrack.io import ImageSeries
 from celltrack.nn.normalize import normalize_frame
 
@@ -230,19 +235,7 @@ def _region_spots(
     inside = regions > 0
     if level is not None:
         inside &= blurred >= level[regions]
-    idx = regions[inside] - 1
-    coords = np.stack(np.nonzero(inside), axis=1).astype(np.float64) * vs
-    count = np.bincount(idx, minlength=n).astype(np.float64)
-    mean = np.stack([np.bincount(idx, coords[:, d], n) for d in range(3)], axis=1) / count[:, None]
-    centred = coords - mean[idx]
-    moments = np.empty((n, 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            moments[:, i, j] = moments[:, j, i] = (
-                np.bincount(idx, centred[:, i] * centred[:, j], n) / count
-            )
-    moments[:, [0, 1, 2], [0, 1, 2]] += vs**2 / 12.0
-    intensity = np.bincount(idx, blurred[inside].astype(np.float64), n) / count
+    count, mean, moments, intensity = region_moments(regions, inside, n, vs, blurred)
     cov = np.zeros((n, 3, 3))
     if two_d:
         cov[:, 1:, 1:] = 4.0 * moments[:, 1:, 1:]
@@ -362,20 +355,6 @@ def classical_frame(
     return pos[keep], cov[keep], score[keep], relabel[regions]
 
 
-def _frame_list(frames: int | Iterable[int] | None, n_frames: int) -> list[int]:
-    if frames is None:
-        return list(range(n_frames))
-    items = [frames] if isinstance(frames, (int, np.integer)) else list(frames)
-    try:
-        frame_list = [int(f) for f in items]
-    except (TypeError, ValueError):
-        raise InvalidInputError(f"frames must be integers, got {items[:5]}") from None
-    bad = [f for f in frame_list if not 0 <= f < n_frames]
-    if bad:
-        raise InvalidInputError(f"frames {bad[:5]} are outside the movie's 0..{n_frames - 1}")
-    return frame_list
-
-
 def detect_classical(
     images: Any,
     frames: int | Iterable[int] | None = None,
@@ -455,7 +434,7 @@ def detect_classical(
     movie = open_movie(images, voxel_size)
     vs = np.asarray(movie.voxel_size, dtype=np.float64)
     two_d = movie.shape[1] == 1
-    frame_list = _frame_list(frames, movie.shape[0])
+    frame_list = checked_frames(frames, movie.shape[0])
     classical = calibrate_classical(cfg.classical, annotations, two_d=two_d)
     calibration: dict[str, Any] | None = None
     if annotations is not None and annotations.num_nodes:
@@ -484,21 +463,11 @@ def detect_classical(
                 tag=np.full(n, Tag.UNLABELED.value),
             )
         )
-    spots = concat(per_frame, offset_ids=True) if per_frame else TrackGraph.empty()
-    if spots.num_nodes == 0:
-        spots = TrackGraph.from_positions(
-            np.zeros(0, np.int64),
-            np.zeros((0, 3)),
-            covariance=np.zeros((0, 3, 3)),
-            score=np.zeros(0),
-            tag=np.zeros(0, dtype="<U9"),
-        )
+    spots = collect_spots(per_frame)
     if annotations is not None and annotations.num_nodes:
         spots = _merge_annotations(spots, annotations, frame_list, cfg, vs)
     used = cfg.model_copy(update={"classical": classical})
-    spots.attrs["voxel_size"] = [float(v) for v in vs]
-    spots.attrs["detection_config"] = used.model_dump(mode="json")
-    spots.attrs["celltrack_version"] = __version__
+    stamp_spots(spots, vs, used)
     if calibration is not None:
         spots.attrs["calibration"] = calibration
     logger.info("classical detection: %d spots in %d frames", spots.num_nodes, len(frame_list))

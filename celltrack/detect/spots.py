@@ -30,7 +30,7 @@ from celltrack.graph import TrackGraph
 from celltrack.graph.tags import recheck_tags as recheck
 from celltrack.graph.tags import reviewed_mask, tags_of
 
-__all__ = ["extract_spots", "suppress_duplicates"]
+__all__ = ["extract_spots", "region_moments", "suppress_duplicates"]
 
 
 
@@ -48,6 +48,52 @@ def _centre_map(prob: np.ndarray) -> np.ndarray:
     return prob.astype(np.float32, copy=False)
 
 
+def region_moments(
+    labels: np.ndarray, inside: np.ndarray, n: int, vs: np.ndarray, values: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Voxel count, centroid, second central moments and mean value of labelled regions.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Z, Y, X)
+        Region labels 1..n (0 = none).
+    inside : ndarray of bool, shape (Z, Y, X)
+        The voxels that count (every one of them must carry a label ≥ 1).
+    n : int
+        Number of regions.
+    vs : ndarray, shape (3,)
+        Voxel size (z, y, x) µm.
+    values : ndarray, shape (Z, Y, X)
+        Averaged per region (e.g. a probability or an intensity).
+
+    Returns
+    -------
+    count : ndarray, shape (n,)
+        Voxels per region.
+    mean : ndarray, shape (n, 3)
+        Centroids (µm).
+    moments : ndarray, shape (n, 3, 3)
+        Second central moments (µm²), each voxel adding its own extent ``s²/12`` per axis
+        (a uniform box).
+    mean_value : ndarray, shape (n,)
+        Mean of ``values`` per region.
+    """
+    idx = labels[inside] - 1
+    coords = np.stack(np.nonzero(inside), axis=1).astype(np.float64) * vs
+    count = np.bincount(idx, minlength=n).astype(np.float64)
+    mean = np.stack([np.bincount(idx, coords[:, d], n) for d in range(3)], axis=1) / count[:, None]
+    centred = coords - mean[idx]
+    moments = np.empty((n, 3, 3))
+    for i in range(3):
+        for j in range(i, 3):
+            moments[:, i, j] = moments[:, j, i] = (
+                np.bincount(idx, centred[:, i] * centred[:, j], n) / count
+            )
+    moments[:, [0, 1, 2], [0, 1, 2]] += vs**2 / 12.0
+    mean_value = np.bincount(idx, values[inside].astype(np.float64), n) / count
+    return count, mean, moments, mean_value
+
+
 def _component_spots(
     pc: np.ndarray, vs: np.ndarray, cfg: SpotConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -57,17 +103,7 @@ def _component_spots(
     lab, n = ndimage.label(mask, structure=structure)
     if n == 0:
         return np.zeros((0, 3)), np.zeros((0, 3, 3)), np.zeros(0)
-    idx = lab[mask] - 1
-    coords = np.stack(np.nonzero(mask), axis=1).astype(np.float64) * vs
-    count = np.bincount(idx, minlength=n).astype(np.float64)
-    mean = np.stack([np.bincount(idx, coords[:, d], n) for d in range(3)], axis=1) / count[:, None]
-    centred = coords - mean[idx]
-    cov = np.empty((n, 3, 3))
-    for i in range(3):
-        for j in range(i, 3):
-            cov[:, i, j] = cov[:, j, i] = np.bincount(idx, centred[:, i] * centred[:, j], n) / count
-    cov[:, [0, 1, 2], [0, 1, 2]] += vs**2 / 12.0
-    score = np.bincount(idx, pc[mask].astype(np.float64), n) / count
+    _, mean, cov, score = region_moments(lab, mask, n, vs, pc)
     if two_d:
         cov[:, 0, :] = cov[:, :, 0] = 0.0
         cov[:, 0, 0] = -1.0  # placeholder: the smallest eigenvalue, eigenvector = z
