@@ -507,10 +507,6 @@ class Pipeline:
         fp = _digest("detection", cfg, self._image_digest(images), annotations, list(voxel_size))
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
-            with self._threads(cfg.train.num_threads, "detection training"):
-                return fit(partial, final)
-
-        def fit(partial: Path, final: Path) -> tuple[Any, Any]:
             reviewed = _reviewed(annotations)
             if reviewed is not None and reviewed.num_nodes:
                 result = train_detection(
@@ -560,33 +556,25 @@ class Pipeline:
             if classical:
                 from celltrack.detect.classical import detect_classical
 
-                with self._threads(cfg.predict.num_threads, "classical detection"):
-                    return detect_classical(
-                        images,
-                        cfg=cfg,
-                        voxel_size=voxel_size,
-                        annotations=reviewed,
-                        progress=self.config.progress,
-                    )
-            from celltrack.detect import detect
-
-            with self._threads(cfg.predict.num_threads, "detection"):
-                return detect(
-                    model,
+                return detect_classical(
                     images,
                     cfg=cfg,
                     voxel_size=voxel_size,
                     annotations=reviewed,
                     progress=self.config.progress,
                 )
+            from celltrack.detect import detect
+
+            return detect(
+                model,
+                images,
+                cfg=cfg,
+                voxel_size=voxel_size,
+                annotations=reviewed,
+                progress=self.config.progress,
+            )
 
         return self._graph_stage("detect", "spots.geff", fp, compute)
-
-    def _threads(self, requested: int | None, what: str) -> Any:
-        """torch threads for a block: ``requested``, else the cores free now."""
-        from celltrack.nn.threads import torch_threads
-
-        return torch_threads(requested, what=what)
 
     def wants_flow(self, annotations: TrackGraph | None) -> bool:
         """Whether the flow stage runs (see ``config.use_flow``)."""
@@ -617,16 +605,15 @@ class Pipeline:
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
             links = annotations.subgraph(edges=approved_mask(annotations))
-            with self._threads(cfg.train.num_threads, "flow training"):
-                result = train_flow(
-                    images,
-                    links,
-                    voxel_size,
-                    cfg,
-                    checkpoint=partial,
-                    resume=True,
-                    progress=self.config.progress,
-                )
+            result = train_flow(
+                images,
+                links,
+                voxel_size,
+                cfg,
+                checkpoint=partial,
+                resume=True,
+                progress=self.config.progress,
+            )
             os.replace(partial, final)
             return result.model, result.history
 
@@ -644,15 +631,14 @@ class Pipeline:
         )
 
         def compute() -> TrackGraph:
-            with self._threads(self.config.flow.predict.num_threads, "flow prediction"):
-                return predict_parents(
-                    model,
-                    images,
-                    spots,
-                    voxel_size,
-                    self.config.flow,
-                    progress=self.config.progress,
-                )
+            return predict_parents(
+                model,
+                images,
+                spots,
+                voxel_size,
+                self.config.flow,
+                progress=self.config.progress,
+            )
 
         return self._graph_stage("predict_flow", "spots_flow.geff", fp, compute)
 
