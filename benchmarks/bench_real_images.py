@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import bench_astec
 import real_data
 from _common import RESULTS, peak_rss_mb, print_table, write_json
 
@@ -82,24 +83,7 @@ def match_distance(ref: TrackGraph, voxel_size, two_d: bool) -> float:
 
 def run_laptrack(spots: TrackGraph, radius: float) -> TrackGraph:
     """Link with laptrack (squared-distance cutoff); the forest on the same node ids."""
-    from laptrack import LapTrack
-
-    frames = np.arange(int(spots.t.min()), int(spots.t.max()) + 1)
-    pos = spots.positions
-    rows = [np.flatnonzero(spots.t == f) for f in frames]
-    coords = [pos[r] if r.size else np.zeros((0, 3)) for r in rows]
-    tree = LapTrack(cutoff=radius**2, **LAPTRACK).predict(coords)
-    src, tgt = [], []
-    for (fa, ia), (fb, ib) in tree.edges():
-        a, b = spots.ids[rows[fa][ia]], spots.ids[rows[fb][ib]]
-        if fa > fb:
-            a, b = b, a
-        src.append(a)
-        tgt.append(b)
-    nodes = {k: np.asarray(v) for k, v in spots.nodes.items()}
-    return TrackGraph(
-        nodes, {"source": np.asarray(src, np.int64), "target": np.asarray(tgt, np.int64)}
-    )
+    return bench_astec.run_laptrack(spots, {"cutoff": radius**2, **LAPTRACK})
 
 
 def link_all(spots: TrackGraph, radius: float) -> dict[str, tuple[TrackGraph, float]]:
