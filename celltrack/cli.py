@@ -39,7 +39,7 @@ _CONFIG_WORDS: tuple[tuple[str, str], ...] = (
     (r"(pass|give) axes=( \(e\.g\. axes='TZYX'\))?", "set data.axes (e.g. data.axes: TZYX)"),
     (r"pass axes=", "set data.axes"),
     (r"units='voxel'", "annotations in voxels"),
-    (r"use_flow='never'", "use_flow: never"),
+    (r"use_motion='never'", "use_motion: never"),
 )
 _FLAG_WORDS: tuple[tuple[str, str], ...] = (
     (r"[Pp]ass overwrite=True \(CLI: --force\)", "Pass --force"),
@@ -95,6 +95,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             seed=args.seed,
             n_frames=args.frames,
             quick=args.quick,
+            method=args.method,
             progress=not args.quiet,
         )
         print(report.table())
@@ -190,7 +191,7 @@ def _cmd_config_init(args: argparse.Namespace) -> int:
         shown = PipelineConfig.cpu() if cfg.preset == "cpu" else PipelineConfig()
         text = commented_yaml(
             cfg,
-            {"detection": shown.detection, "flow": shown.flow},
+            {"detection": shown.detection, "motion": shown.motion},
             preset=cfg.preset if cfg.preset != "auto" else "default (auto without CUDA: cpu)",
         )
     else:
@@ -247,6 +248,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
         shape=args.shape,
         voxel_size=voxel,
         radius_um=args.radius,
+        ctc_layout=args.ctc_layout,
     )
     print(f"wrote {out} ({graph.num_nodes} nodes, {graph.num_edges} links)")
     return 0
@@ -267,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="seed of data and annotations")
     demo.add_argument("--frames", type=int, default=None, help="frames of the synthetic movie")
     demo.add_argument("--quick", action="store_true", help="tiny embryo, few training steps")
+    demo.add_argument(
+        "--method",
+        choices=("elephant", "linajea"),
+        default="elephant",
+        help="models trained from the annotations: ELEPHANT's ellipsoid detector and backward "
+        "flow (default), or Linajea's cell indicator and movement vectors",
+    )
     demo.add_argument("--quiet", action="store_true", help="no progress bars")
     demo.set_defaults(func=_cmd_demo)
 
@@ -352,6 +361,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"), help="voxel size (µm)"
     )
     ex.add_argument("--radius", type=float, default=None, help="CTC sphere radius (µm)")
+    ex.add_argument(
+        "--ctc-layout",
+        choices=("res", "gt"),
+        default="res",
+        help="CTC folder layout: 'res' = a result (res_track.txt, maskTTT.tif), 'gt' = ground "
+        "truth (man_track.txt, man_trackTTT.tif; write it to .../01_GT/TRA to evaluate against)",
+    )
     ex.add_argument(
         "--force", action="store_true", help="replace an existing output (file or folder)"
     )

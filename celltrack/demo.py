@@ -20,6 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from celltrack.config.indicator import IndicatorConfig
+from celltrack.config.movement import MovementConfig
+from celltrack.errors import InvalidInputError
 from celltrack.eval import TrackingScores
 from celltrack.io.atomic import atomic_write_text
 from celltrack.io.geff_io import write_geff
@@ -106,12 +109,22 @@ def _error_free(scores: TrackingScores, length: int) -> str:
     return f"{fractions[hit[0]]:.3f}"
 
 
-def demo_config(out: Path, quick: bool) -> PipelineConfig:
-    """The demo's pipeline settings: CPU presets, all output formats."""
-    cfg = PipelineConfig.cpu(
-        linker=DEMO_ILP,
-        output=OutputConfig(directory=str(out), formats=("geff", "ctc", "csv")),
-    )
+#: The demo's methods: the models each trains (the linkers are the same).
+DEMO_METHODS = ("elephant", "linajea")
+
+
+def demo_config(out: Path, quick: bool, method: str = "elephant") -> PipelineConfig:
+    """The demo's pipeline settings: CPU presets, all output formats.
+
+    ``method`` 'elephant' trains ELEPHANT's ellipsoid detector and backward flow,
+    'linajea' Linajea's cell indicator and movement vectors, from the same annotations.
+    """
+    output = OutputConfig(directory=str(out), formats=("geff", "ctc", "csv"))
+    if method == "linajea":
+        return linajea_demo_config(output, quick)
+    if method != "elephant":
+        raise InvalidInputError(f"method must be one of {', '.join(DEMO_METHODS)}; got {method!r}")
+    cfg = PipelineConfig.cpu(linker=DEMO_ILP, output=output)
     train = cfg.detection.train.model_copy(update={"epochs": 30})
     # the CPU recipe of the detection benchmark: voxels darker than 15 % of the frame's
     # intensity range are background; without it the sparse labels leave the background
@@ -125,11 +138,24 @@ def demo_config(out: Path, quick: bool) -> PipelineConfig:
         det = det.model_copy(
             update={"train": det.train.model_copy(update={"epochs": 1, "prior_crops": 2})}
         )
-        flow = cfg.flow.model_copy(
-            update={"train": cfg.flow.train.model_copy(update={"epochs": 2})}
+        flow = cfg.motion.model_copy(
+            update={"train": cfg.motion.train.model_copy(update={"epochs": 2})}
         )
-        cfg = cfg.model_copy(update={"detection": det, "flow": flow})
+        cfg = cfg.model_copy(update={"detection": det, "motion": flow})
     return cfg
+
+
+def linajea_demo_config(output: OutputConfig, quick: bool) -> PipelineConfig:
+    """Linajea's models on the demo: the cell indicator and movement vectors (CPU presets)."""
+    detection, motion = IndicatorConfig.cpu(), MovementConfig.cpu()
+    if quick:  # for tests: a few training steps
+        detection = detection.model_copy(
+            update={"train": detection.train.model_copy(update={"epochs": 2})}
+        )
+        motion = motion.model_copy(update={"train": motion.train.model_copy(update={"epochs": 2})})
+    return PipelineConfig(
+        detection=detection, motion=motion, linker=DEMO_ILP, output=output, preset="cpu"
+    )
 
 
 def run_demo(
@@ -138,6 +164,7 @@ def run_demo(
     seed: int = 0,
     n_frames: int | None = None,
     quick: bool = False,
+    method: str = "elephant",
     progress: bool = True,
 ) -> DemoReport:
     """Run the demo and return its report (also printed by the CLI).
@@ -153,6 +180,9 @@ def run_demo(
     quick : bool
         Tiny embryo and few training steps (seconds): a smoke test for the software, whose
         scores mean nothing (the CLI says so).
+    method : {'elephant', 'linajea'}
+        The models trained from the annotations: ELEPHANT's ellipsoid detector and
+        backward flow, or Linajea's cell indicator and movement vectors.
     progress : bool
         Show progress bars.
     """
@@ -166,7 +196,7 @@ def run_demo(
     annotations = sample_annotations(
         data.gt, n_nuclei=5 if quick else 10, n_links=6 if quick else 20, rng=seed
     )
-    cfg = demo_config(out, quick).model_copy(update={"progress": progress})
+    cfg = demo_config(out, quick, method).model_copy(update={"progress": progress})
     pipeline = Pipeline(cfg, out)
     images, voxel_size = pipeline.movie(data.image, data.voxel_size)
     spots = pipeline.spots_for(images, voxel_size, annotations)

@@ -1,4 +1,4 @@
-"""The whole method as one object: images + annotations → detection → flow → link stage
+"""The whole method as one object: images + annotations → detection → motion → link stage
 → outputs → scores.
 
 :class:`PipelineConfig` (:mod:`celltrack.config.pipeline`, importable without torch) nests
@@ -9,18 +9,25 @@ what changed. ``provenance.json`` records the config, the celltrack version and,
 stage, its fingerprint, time and whether it was reused.
 
 The networks may train on another movie than the one tracked (``data.train_image``,
-``Pipeline.run(train_images=...)``): detection and flow train on it with the annotations,
-then detection, flow prediction and linking run on the tracked movie (the annotations,
-which belong to the training movie, are neither merged into its spots nor pinned in its
-links). ``detection.kind: classical`` detects without training
-(:func:`celltrack.detect.classical.detect_classical`). ``preset`` sizes the networks for
-the machine (:meth:`PipelineConfig.with_preset`): without CUDA, 'auto' gives every
-detection/flow key not set explicitly the CPU presets' value.
+``Pipeline.run(train_images=...)``): detection and motion train on it with the
+annotations, then detection, motion prediction and linking run on the tracked movie (the
+annotations, which belong to the training movie, are neither merged into its spots nor
+pinned in its links).
+
+Each model stage follows its section's ``kind`` (:mod:`celltrack.model_kinds`):
+``detection.kind`` is ELEPHANT's ``ellipsoid`` U-Net, the ``classical`` detector (no
+training) or Linajea's cell ``indicator`` (spots with a ``score`` the ILP can price);
+``motion.kind`` is ELEPHANT's backward ``flow`` or Linajea's ``movement_vectors``, and
+``motion.joint`` trains one network for the indicator and the movement vectors
+(stage ``train_joint``). Either motion model writes the spots' ``parent_z/y/x``, which the
+candidate graph searches around. ``preset`` sizes the networks for the machine
+(:meth:`PipelineConfig.with_preset`): without CUDA, 'auto' gives every detection/motion
+key not set explicitly the CPU presets' value.
 
 The cache never hands back a result of another configuration: a stage's stamp is removed
 before the stage starts writing, so an interrupted run leaves no stamp pointing at a
 half-written artifact; a model in training checkpoints to a file named by its own
-fingerprint (``models/.flow-<fingerprint>.partial.pt``), and a rerun of the same
+fingerprint (e.g. ``models/.flow-<fingerprint>.partial.pt``), and a rerun of the same
 configuration resumes from there. The movie's fingerprint hashes every frame (read one at
 a time).
 
@@ -54,6 +61,18 @@ from celltrack.graph.tags import approved_mask, reviewed_mask
 from celltrack.io import ImageSeries
 from celltrack.io.atomic import atomic_write_text
 from celltrack.io.geff_io import read_geff, write_geff
+from celltrack.model_kinds import (
+    detect_spots,
+    detector_name,
+    is_joint,
+    load_detector,
+    load_motion_model,
+    motion_name,
+    predict_parent_positions,
+    train_detector,
+    train_joint_model,
+    train_motion_model,
+)
 from celltrack.solve.base import LinkResult
 from celltrack.solve.stage import (
     field_of_view,
@@ -87,7 +106,7 @@ class PipelineResult:
     link : LinkResult
         The linker's result (status, objective, timings).
     spots : TrackGraph
-        All detections (with ``parent_z/y/x`` when flow ran).
+        All detections (with ``parent_z/y/x`` when a motion model ran).
     scores : TrackingScores or None
         Scores against ground truth, when given.
     outputs : dict of str to Path
@@ -219,7 +238,7 @@ class Pipeline:
         fitted = config.with_preset(cuda)
         if config.preset == "auto" and fitted is not config:
             message = (
-                "no GPU: detection and flow use the CPU presets (preset: auto; set preset: "
+                "no GPU: detection and motion use the CPU presets (preset: auto; set preset: "
                 "default to keep the GPU-sized networks)"
             )
             log.info(message)
@@ -247,11 +266,11 @@ class Pipeline:
         self._resources_said = True
         from celltrack.nn.threads import available_cores, choose_threads
 
-        det, flow = self.config.detection, self.config.flow
+        det, flow = self.config.detection, self.config.motion
         threads = choose_threads(det.train.num_threads)
         self._say(
             f"   device: detection.train.device={det.train.device}, "
-            f"flow.train.device={flow.train.device}; {threads} torch CPU thread(s) of "
+            f"motion.train.device={flow.train.device}; {threads} torch CPU thread(s) of "
             f"{available_cores()} core(s) (chosen from the free cores; set "
             f"detection.train.num_threads to change); detection U-Net {det.model.preset}, "
             f"crops {'×'.join(map(str, det.train.crop_shape))} (preset: {self.config.preset})"
@@ -486,50 +505,38 @@ class Pipeline:
 
     # ------------------------------------------------------------------ stages
     def train_detection(self, images: Any, voxel_size: Any, annotations: TrackGraph | None):
-        """Prior training, then batch training from reviewed annotations (if any).
+        """Train the detection model of ``detection.kind`` from the reviewed annotations.
 
-        Saves ``models/detection.pt``; reused when images, annotations and the
-        detection config are unchanged. With annotations, training checkpoints to a file
-        named by the stage's fingerprint, and a rerun of the same configuration after an
-        interruption resumes from it (:func:`celltrack.detect.train_detection`).
+        ``ellipsoid``: prior training, then batch training from the annotations (the prior
+        alone without any); ``indicator``: Linajea's cell indicator from the annotated
+        points. Saves ``models/detection.pt`` (``models/indicator.pt``); reused when
+        images, annotations and the detection config are unchanged. Training checkpoints
+        to a file named by the stage's fingerprint, and a rerun of the same configuration
+        after an interruption resumes from it.
         """
-        from celltrack.detect import (
-            build_model,
-            load_model,
-            save_model,
-            train_detection,
-            train_prior,
-        )
-
-        self._begin("train_detection", "detection network (prior, then your annotations)")
-        self._say_resources()
         cfg = self.config.detection
+        what = {
+            "indicator": "cell-indicator network (Linajea) from your annotated points",
+            "ellipsoid": "detection network (prior, then your annotations)",
+        }[cfg.kind]
+        self._begin("train_detection", what)
+        self._say_resources()
         fp = _digest("detection", cfg, self._image_digest(images), annotations, list(voxel_size))
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
-            reviewed = _reviewed(annotations)
-            if reviewed is not None and reviewed.num_nodes:
-                result = train_detection(
-                    images,
-                    reviewed,
-                    voxel_size,
-                    cfg,
-                    checkpoint=partial,
-                    resume=True,
-                    progress=self.config.progress,
-                )
-                os.replace(partial, final)
-                return result.model, result.history
-            # nothing annotated: the self-supervised prior alone
-            model = build_model(
-                cfg.model, voxel_size, two_d=int(images.shape[1]) == 1, seed=cfg.train.seed
+            model, history = train_detector(
+                images, _reviewed(annotations), voxel_size, cfg, checkpoint=partial,
+                progress=self.config.progress,
             )
-            history = train_prior(model, images, cfg, progress=self.config.progress)
-            save_model(final, model, meta={"fingerprint": fp})
+            os.replace(partial, final)
             return model, history
 
         return self._model_stage(
-            "train_detection", "detection", fp, lambda path: load_model(path)[0], train
+            "train_detection",
+            detector_name(cfg),
+            fp,
+            lambda path: load_detector(path, cfg),
+            train,
         )
 
     def detect(
@@ -539,108 +546,137 @@ class Pipeline:
 
         With ``detection.kind: classical`` ``model`` is ignored (pass None): the classical
         detector (:func:`celltrack.detect.classical.detect_classical`) needs no training.
-        Pass ``annotations=None`` when they belong to another movie.
+        With ``indicator`` the spots are the maxima of the cell indicator, with their
+        ``score``. Pass ``annotations=None`` when they belong to another movie.
         """
         cfg = self.config.detection
         classical = cfg.kind == "classical"
-        how = " (classical: threshold + watershed, no training)" if classical else ""
+        how = {
+            "classical": " (classical: threshold + watershed, no training)",
+            "indicator": " (maxima of the cell indicator)",
+        }.get(cfg.kind, "")
         self._begin("detect", f"nuclei in {int(images.shape[0])} frames{how}")
         if classical:
             upstream = _digest("classical", cfg, list(np.asarray(voxel_size, float)))
         else:
-            upstream = self._stages["train_detection"]["fingerprint"]
+            upstream = self._model_fingerprint("train_detection")
         fp = _digest("detect", upstream, self._image_digest(images), annotations)
-        reviewed = _reviewed(annotations)
 
         def compute() -> TrackGraph:
-            if classical:
-                from celltrack.detect.classical import detect_classical
-
-                return detect_classical(
-                    images,
-                    cfg=cfg,
-                    voxel_size=voxel_size,
-                    annotations=reviewed,
-                    progress=self.config.progress,
-                )
-            from celltrack.detect import detect
-
-            return detect(
+            return detect_spots(
                 model,
                 images,
-                cfg=cfg,
+                cfg,
                 voxel_size=voxel_size,
-                annotations=reviewed,
+                annotations=_reviewed(annotations),
                 progress=self.config.progress,
             )
 
         return self._graph_stage("detect", "spots.geff", fp, compute)
 
-    def wants_flow(self, annotations: TrackGraph | None) -> bool:
-        """Whether the flow stage runs (see ``config.use_flow``)."""
-        mode = self.config.use_flow
+    def _model_fingerprint(self, stage: str) -> str:
+        """The fingerprint of the model a training stage (or the joint one) produced."""
+        if stage not in self._stages and "train_joint" in self._stages:
+            stage = "train_joint"
+        return self._stages[stage]["fingerprint"]
+
+    def wants_motion(self, annotations: TrackGraph | None) -> bool:
+        """Whether the motion stage runs (see ``config.use_motion``; always when joint)."""
+        if is_joint(self.config.motion):
+            return True
+        mode = self.config.use_motion
         if mode != "auto":
             return mode == "always"
-        return _approved_links(annotations) >= self.config.min_flow_links
+        return _approved_links(annotations) >= self.config.min_motion_links
 
-    def train_flow(self, images: Any, voxel_size: Any, annotations: TrackGraph | None):
-        """Train the backward-flow model from approved links (``models/flow.pt``).
-
-        An interrupted run of the same configuration resumes from its checkpoint.
-        """
-        from celltrack.flow import load_flow_model, train_flow
-
+    def _links_of(self, annotations: TrackGraph | None, what: str) -> TrackGraph:
+        """The approved annotation links, or an error that says what needs them."""
         if _approved_links(annotations) == 0:
             raise InvalidInputError(
-                "flow training needs approved links (edge column 'approved'); annotate a few "
-                "links or set use_flow: never in the config"
+                f"{what} needs approved links (edge column 'approved'); annotate a few "
+                "links or set use_motion: never in the config"
             )
-        self._begin(
-            "train_flow",
-            f"backward-flow network from {_approved_links(annotations)} approved links",
-        )
+        return annotations.subgraph(edges=approved_mask(annotations))
+
+    def train_motion(self, images: Any, voxel_size: Any, annotations: TrackGraph | None):
+        """Train the motion model of ``motion.kind`` from approved links.
+
+        ``flow``: ELEPHANT's backward flow (``models/flow.pt``); ``movement_vectors``:
+        Linajea's movement vectors from a window of frames (``models/movement.pt``). An
+        interrupted run of the same configuration resumes from its checkpoint. (The joint
+        model trains in :meth:`train_joint`.)
+        """
+        cfg = self.config.motion
+        kind = "movement-vector" if cfg.kind == "movement_vectors" else "backward-flow"
+        links = self._links_of(annotations, f"{kind} training")
+        self._begin("train_motion", f"{kind} network from {_approved_links(annotations)} links")
         self._say_resources()
-        cfg = self.config.flow
-        fp = _digest("flow", cfg, self._image_digest(images), annotations, list(voxel_size))
+        fp = _digest("motion", cfg, self._image_digest(images), annotations, list(voxel_size))
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
-            links = annotations.subgraph(edges=approved_mask(annotations))
-            result = train_flow(
-                images,
-                links,
-                voxel_size,
-                cfg,
-                checkpoint=partial,
-                resume=True,
+            model, history = train_motion_model(
+                images, links, voxel_size, cfg, checkpoint=partial,
                 progress=self.config.progress,
             )
             os.replace(partial, final)
-            return result.model, result.history
+            return model, history
 
-        return self._model_stage("train_flow", "flow", fp, load_flow_model, train)
+        return self._model_stage(
+            "train_motion", motion_name(cfg), fp, lambda p: load_motion_model(p, cfg), train
+        )
+
+    def train_joint(self, images: Any, voxel_size: Any, annotations: TrackGraph | None):
+        """Train Linajea's joint network (cell indicator + movement vectors, ``models/joint.pt``).
+
+        Used for detection and motion both when ``motion.joint`` is true.
+        """
+        det, motion = self.config.detection, self.config.motion
+        reviewed = _reviewed(annotations)
+        if reviewed is None or reviewed.num_nodes == 0:
+            raise InvalidInputError(
+                "motion.joint trains the cell indicator and the movement vectors from "
+                "annotated points and links, but there are no reviewed annotations: set "
+                "data.annotations, or motion.joint: false"
+            )
+        self._links_of(annotations, "the joint indicator + movement network")
+        self._begin(
+            "train_joint",
+            f"joint indicator + movement network from {reviewed.num_nodes} points and "
+            f"{_approved_links(annotations)} links",
+        )
+        self._say_resources()
+        fp = _digest(
+            "joint", det, motion, self._image_digest(images), annotations, list(voxel_size)
+        )
+
+        def train(partial: Path, final: Path) -> tuple[Any, Any]:
+            model, history = train_joint_model(
+                images, annotations, voxel_size, det, motion, checkpoint=partial,
+                progress=self.config.progress,
+            )
+            os.replace(partial, final)
+            return model, history
+
+        return self._model_stage(
+            "train_joint", "joint", fp, lambda p: load_motion_model(p, motion), train
+        )
 
     def predict_parents(self, images: Any, voxel_size: Any, spots: TrackGraph, model: Any):
-        """Add ``parent_z/y/x`` (µm) to every spot from the predicted backward flow."""
-        from celltrack.flow import predict_parents
-
-        self._begin("predict_flow", "parent positions of every spot")
+        """Add ``parent_z/y/x`` (µm) to every spot from the motion model's prediction."""
+        self._begin("predict_motion", "parent positions of every spot")
         fp = _digest(
             "parents",
-            self._stages["train_flow"]["fingerprint"],
+            self._model_fingerprint("train_motion"),
             self._stages["detect"]["fingerprint"],
         )
 
         def compute() -> TrackGraph:
-            return predict_parents(
-                model,
-                images,
-                spots,
-                voxel_size,
-                self.config.flow,
+            return predict_parent_positions(
+                model, images, spots, voxel_size, self.config.motion,
                 progress=self.config.progress,
             )
 
-        return self._graph_stage("predict_flow", "spots_flow.geff", fp, compute)
+        return self._graph_stage("predict_motion", "spots_motion.geff", fp, compute)
 
     def link_graph(
         self,
@@ -814,10 +850,10 @@ class Pipeline:
         train_images: Any = None,
         train_voxel_size: Any = None,
     ) -> TrackGraph:
-        """Detection training and inference, then flow (when wanted): the spots to link.
+        """Detection training and inference, then motion (when wanted): the spots to link.
 
         The networks train on :meth:`training_movie` (``train_images``, else
-        ``data.train_image``, else ``images``) with ``annotations``; detection and flow
+        ``data.train_image``, else ``images``) with ``annotations``; detection and motion
         prediction run on ``images``. When the training movie is another movie, the
         annotations are not merged into the spots (they belong to the other movie) and
         :attr:`separate_training` is True. With ``detection.kind: classical`` detection
@@ -834,22 +870,24 @@ class Pipeline:
                 "and are not merged into the tracked movie's spots or links"
             )
         tracked_ann = None if self.separate_training else annotations
-        model = None
-        if self.config.detection.kind == "classical":
-            self._stages.pop("train_detection", None)
+        model = joint = None
+        for stage in ("train_detection", "train_joint", "train_motion", "predict_motion"):
+            self._stages.pop(stage, None)
+        if is_joint(self.config.motion):
+            model = joint = self.train_joint(train, train_vs, annotations)
+        elif self.config.detection.kind == "classical":
             self._say("   detection.kind: classical needs no training (no detection network)")
         else:
             model = self.train_detection(train, train_vs, annotations)
         spots = self.detect(images, voxel_size, model, tracked_ann)
-        self._stages.pop("predict_flow", None)
-        if self.wants_flow(annotations):
-            flow_model = self.train_flow(train, train_vs, annotations)
-            spots = self.predict_parents(images, voxel_size, spots, flow_model)
+        if self.wants_motion(annotations):
+            motion_model = joint or self.train_motion(train, train_vs, annotations)
+            spots = self.predict_parents(images, voxel_size, spots, motion_model)
         self.spots = spots
         return spots
 
     def _spots_fingerprint(self) -> str:
-        stage = "predict_flow" if "predict_flow" in self._stages else "detect"
+        stage = "predict_motion" if "predict_motion" in self._stages else "detect"
         return self._stages[stage]["fingerprint"]
 
     def candidates_for(
@@ -910,7 +948,7 @@ class Pipeline:
         train_images : array_like, path or ImageSeries, optional
             The movie the annotations are on, when the networks should train on another
             movie than the one tracked (default: ``config.data.train_image``, else
-            ``images``). Detection and flow train on it; prediction and linking run on
+            ``images``). Detection and motion train on it; prediction and linking run on
             ``images``.
         train_voxel_size : sequence of 3 float, optional
             (z, y, x) µm of an array ``train_images`` (default: ``data.voxel_size_um``,

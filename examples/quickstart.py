@@ -53,12 +53,12 @@ def tiny_config() -> ProjectConfig:
             )
         }
     )
-    flow = base.flow.model_copy(
-        update={"train": base.flow.train.model_copy(
+    flow = base.motion.model_copy(
+        update={"train": base.motion.train.model_copy(
             update={"epochs": 2, "crops_per_frame": 2, "batch_size": 2, "crop_shape": (8, 32, 32)}
         )}
     )
-    return base.model_copy(update={"detection": det, "flow": flow})
+    return base.model_copy(update={"detection": det, "motion": flow})
 
 
 def simulated_proofreading(project: Project, gt: TrackGraph, t: int) -> dict[str, int]:

@@ -31,10 +31,10 @@ def test_config_init_writes_preset_auto_and_full_leaves_the_networks_to_it(tmp_p
     assert "\npreset: auto\n" in short.read_text()
     assert main(["config", "init", str(full), "--full", "--preset", "default"]) == 0
     text = full.read_text()
-    assert "\npreset: default\n" in text and "\n# detection:\n" in text and "\n# flow:\n" in text
+    assert "\npreset: default\n" in text and "\n# detection:\n" in text and "\n# motion:\n" in text
     loaded = load_config(full, PipelineConfig)
     assert loaded == PipelineConfig(preset="default")
-    assert not {"detection", "flow"} & loaded.model_fields_set  # commented out: the preset's
+    assert not {"detection", "motion"} & loaded.model_fields_set  # commented out: the preset's
     # uncommenting one key sets that key only
     path = tmp_path / "edited.yaml"
     path.write_text(
@@ -172,7 +172,7 @@ def _flat_movie(tmp_path):
     cfg = demo_config(out, quick=True).model_copy(
         update={
             "progress": False,
-            "use_flow": "never",
+            "use_motion": "never",
             "data": DataConfig(
                 image=str(movie),
                 axes="TYX",
@@ -363,3 +363,20 @@ def test_gitignore_ignores_demo_output():
 
     ignored = (Path(__file__).resolve().parents[1] / ".gitignore").read_text().splitlines()
     assert "/demo-out/" in ignored or "demo-out/" in ignored
+
+
+def test_ground_truth_exported_in_the_gt_layout_evaluates_as_ground_truth(tmp_path, capsys):
+    """Bug: exported GT was written result-style (res_track.txt, maskTTT.tif), so CTC
+    evaluation could not read it as the reference without renaming files."""
+    gt = make_embryo(SynthConfig.tiny()).gt
+    write_geff(gt, tmp_path / "gt.geff")
+    common = ["--format", "ctc", "--shape", "6", "12", "48", "48", "--voxel-size", "2", "1", "1"]
+    gt_dir, res_dir = tmp_path / "01_GT" / "TRA", tmp_path / "01_RES"
+    gt_layout = [*common, "--ctc-layout", "gt"]
+    assert main(["export", str(tmp_path / "gt.geff"), str(gt_dir), *gt_layout]) == 0
+    assert main(["export", str(tmp_path / "gt.geff"), str(res_dir), *common]) == 0
+    assert (gt_dir / "man_track.txt").is_file() and (gt_dir / "man_track000.tif").is_file()
+    capsys.readouterr()
+    assert main(["evaluate", "--ctc", str(tmp_path / "01_GT"), str(res_dir)]) == 0
+    tra = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("TRA"))
+    assert tra.split()[-1] == "1.000000"

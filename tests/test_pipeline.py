@@ -63,7 +63,8 @@ def test_run_writes_outputs_provenance_and_reuses_stages(tmp_path, tiny, caplog)
     )
     prov = json.loads((tmp_path / "provenance.json").read_text())
     reused = [name for name, stage in prov["stages"].items() if stage.get("reused")]
-    assert {"train_detection", "detect", "train_flow", "predict_flow", "candidates"} <= set(reused)
+    stages = {"train_detection", "detect", "train_motion", "predict_motion", "candidates"}
+    assert stages <= set(reused)
     said = caplog.text
     assert "== train_detection" in said and "torch CPU thread" in said
     assert "train_detection: reused from the cache" in said
@@ -87,7 +88,7 @@ def test_run_from_files_named_in_config(tmp_path, tiny):
     cfg = quick_config(
         tmp_path / "out",
         data=DataConfig(image=str(image), annotations=str(ann)),
-        use_flow="never",
+        use_motion="never",
         output=OutputConfig(directory=str(tmp_path / "out"), formats=("geff",), figures=False),
     )
     result = Pipeline(cfg).run()
@@ -141,7 +142,7 @@ def test_bad_input(tmp_path, tiny):
     with pytest.raises(ConfigError, match="nearest"):
         PipelineConfig(linker={"kind": "nearest"})
     with pytest.raises(InvalidInputError, match="approved links"):
-        Pipeline(cfg.model_copy(update={"use_flow": "always"}), tmp_path).train_flow(
+        Pipeline(cfg.model_copy(update={"use_motion": "always"}), tmp_path).train_motion(
             data.image, data.voxel_size, None
         )
 
@@ -162,7 +163,7 @@ def flat():
 
 def flat_config(workdir, **overrides) -> PipelineConfig:
     output = OutputConfig(directory=str(workdir), formats=("geff",), figures=False)
-    return quick_config(workdir, **{"use_flow": "never", "output": output, **overrides})
+    return quick_config(workdir, **{"use_motion": "never", "output": output, **overrides})
 
 
 def overriding_annotations(gt):
@@ -248,7 +249,7 @@ class Killed(Exception):
     """Stands in for a kill after the flow model's checkpoint was written."""
 
 
-@pytest.mark.parametrize("stage", ["detection", "flow"])
+@pytest.mark.parametrize("stage", ["detection", "motion"])
 def test_a_killed_training_never_hands_its_weights_to_another_config_and_resumes(
     flat, tmp_path, monkeypatch, stage
 ):
@@ -260,10 +261,10 @@ def test_a_killed_training_never_hands_its_weights_to_another_config_and_resumes
 
     module, name = {
         "detection": (celltrack.detect, "train_detection"),
-        "flow": (celltrack.flow, "train_flow"),
+        "motion": (celltrack.flow, "train_flow"),
     }[stage]
     ann = sample_annotations(flat.gt, n_nuclei=3, n_links=3, rng=0)
-    cfg_a = flat_config(tmp_path, use_flow="always")
+    cfg_a = flat_config(tmp_path, use_motion="always")
     section = getattr(cfg_a, stage)
     changed = section.model_copy(update={"train": section.train.model_copy(update={"seed": 7})})
     cfg_b = cfg_a.model_copy(update={stage: changed})

@@ -18,7 +18,7 @@ from celltrack.pipeline import OutputConfig, Pipeline, PipelineConfig
 from celltrack.solve import GreedyConfig, ILPConfig
 from celltrack.synth import SynthConfig, make_embryo, sample_annotations
 
-NO_GPU = "no GPU: detection and flow use the CPU presets (preset: auto"
+NO_GPU = "no GPU: detection and motion use the CPU presets (preset: auto"
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def test_auto_preset_without_cuda_gives_unset_keys_the_cpu_presets(tmp_path, no_
     assert fitted.detection.train.epochs == 3 and fitted.detection.kind == "classical"
     assert fitted.detection.train.crop_shape == cpu_det.train.crop_shape == (8, 64, 64)
     assert fitted.detection.model == cpu_det.model and fitted.detection.spots == cpu_det.spots
-    assert fitted.flow == cpu_flow
+    assert fitted.motion == cpu_flow
     assert fitted.preset == "auto" and caplog.text.count(NO_GPU) == 1
     # nothing set: exactly the CPU presets
     assert Pipeline(PipelineConfig(progress=False), tmp_path).config == PipelineConfig.cpu(
@@ -60,7 +60,7 @@ def test_auto_preset_with_cuda_and_explicit_presets_keep_the_config(tmp_path, cu
     default = PipelineConfig(preset="default", progress=False)
     assert Pipeline(default, tmp_path).config.detection == DetectionConfig()
     cpu = Pipeline(PipelineConfig(preset="cpu", progress=False), tmp_path).config  # on a GPU
-    assert cpu.detection == DetectionConfig.cpu() and cpu.flow == FlowConfig.cpu()
+    assert cpu.detection == DetectionConfig.cpu() and cpu.motion == FlowConfig.cpu()
     explicit = PipelineConfig.cpu(progress=False)  # whole sections given: kept as they are
     assert Pipeline(explicit, tmp_path).config == explicit
 
@@ -115,7 +115,7 @@ def _stages(workdir):
 def test_train_on_one_movie_and_track_another(two_movies, tmp_path):
     a, b = two_movies
     ann = sample_annotations(a.gt, n_nuclei=4, n_links=6, rng=0)
-    cfg = quick(tmp_path, use_flow="always")
+    cfg = quick(tmp_path, use_motion="always")
     pipe = Pipeline(cfg, tmp_path)
     result = pipe.run(b.image[:, 0], ann, voxel_size=b.voxel_size, train_images=a.image[:, 0])
     assert pipe.separate_training and result.link.ok
@@ -129,14 +129,14 @@ def test_train_on_one_movie_and_track_another(two_movies, tmp_path):
     moved = np.roll(np.asarray(b.image[:, 0]), 3, axis=-1)
     Pipeline(cfg, tmp_path).run(moved, ann, voxel_size=b.voxel_size, train_images=a.image[:, 0])
     second = _stages(tmp_path)
-    assert second["train_detection"]["reused"] and second["train_flow"]["reused"]
-    assert not second["detect"]["reused"] and not second["predict_flow"]["reused"]
+    assert second["train_detection"]["reused"] and second["train_motion"]["reused"]
+    assert not second["detect"]["reused"] and not second["predict_motion"]["reused"]
     assert second["detect"]["fingerprint"] != first["detect"]["fingerprint"]
 
     # another training movie: the networks train again
     Pipeline(cfg, tmp_path).run(b.image[:, 0], ann, voxel_size=b.voxel_size, train_images=moved)
     third = _stages(tmp_path)
-    assert not third["train_detection"]["reused"] and not third["train_flow"]["reused"]
+    assert not third["train_detection"]["reused"] and not third["train_motion"]["reused"]
     assert third["train_detection"]["fingerprint"] != first["train_detection"]["fingerprint"]
 
     # naming the tracked movie itself as the training movie is the usual run
@@ -155,7 +155,7 @@ def test_train_image_must_be_of_the_same_kind_and_learned_costs_need_the_tracked
         Pipeline(quick(tmp_path), tmp_path).run(
             b.image[:, 0], ann, voxel_size=b.voxel_size, train_images=volume
         )
-    learn = quick(tmp_path, use_flow="never", linker=ILPConfig(learn=True))
+    learn = quick(tmp_path, use_motion="never", linker=ILPConfig(learn=True))
     with pytest.raises(InvalidInputError, match=r"linker\.learn: false"):
         Pipeline(learn, tmp_path).run(
             b.image[:, 0], ann, voxel_size=b.voxel_size, train_images=a.image[:, 0]
@@ -173,10 +173,10 @@ def test_classical_kind_detects_without_training(two_movies, tmp_path):
     a, _ = two_movies
     ann = sample_annotations(a.gt, n_nuclei=3, n_links=6, rng=0)
     det = DetectionConfig.cpu().model_copy(update={"kind": "classical"})
-    cfg = quick(tmp_path, detection=det, use_flow="always")
+    cfg = quick(tmp_path, detection=det, use_motion="always")
     result = Pipeline(cfg, tmp_path).run(a.image[:, 0], ann, voxel_size=a.voxel_size)
     stages = _stages(tmp_path)
-    assert "train_detection" not in stages and "train_flow" in stages  # flow still trains
+    assert "train_detection" not in stages and "train_motion" in stages  # flow still trains
     assert not (tmp_path / "models" / "detection.pt").exists()
     assert result.spots.num_nodes > 0 and result.link.ok
     again = Pipeline(cfg, tmp_path).run(a.image[:, 0], ann, voxel_size=a.voxel_size)
@@ -223,4 +223,4 @@ def test_track_runs_a_movie_with_a_config_of_nothing_but_data_paths(tmp_path, no
     assert prov["config"]["detection"]["model"]["preset"] == "cpu"  # chosen for the machine
     assert prov["config"]["detection"]["train"]["crop_shape"] == [8, 64, 64]
     assert int(pipeline_module.approved_mask(ann).sum()) >= 5  # so flow trains (2D or 3D net)
-    assert {"train_detection", "train_flow", "predict_flow"} <= set(prov["stages"])
+    assert {"train_detection", "train_motion", "predict_motion"} <= set(prov["stages"])

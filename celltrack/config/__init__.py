@@ -3,6 +3,8 @@
 Nothing here imports torch: ``celltrack config init`` and a user who only edits configs
 never pay for the deep-learning stack. Stage configs live one module per stage
 (:mod:`~celltrack.config.nn`, :mod:`~celltrack.config.detection`, :mod:`~celltrack.config.flow`,
+:mod:`~celltrack.config.indicator` and :mod:`~celltrack.config.movement` (Linajea's models),
+:mod:`~celltrack.config.stages` (the detection and motion unions, chosen by ``kind``),
 :mod:`~celltrack.config.pipeline`, :mod:`~celltrack.config.project`); the linking configs
 stay beside their linkers in :mod:`celltrack.solve` and :mod:`celltrack.graph`. Every one of
 them is importable from here, loaded on first use.
@@ -31,6 +33,15 @@ _LAZY = {
     "FlowLossConfig": "celltrack.config.flow",
     "FlowTrainConfig": "celltrack.config.flow",
     "FlowPredictConfig": "celltrack.config.flow",
+    "IndicatorConfig": "celltrack.config.indicator",
+    "IndicatorTargetConfig": "celltrack.config.indicator",
+    "IndicatorLossConfig": "celltrack.config.indicator",
+    "IndicatorNMSConfig": "celltrack.config.indicator",
+    "MovementConfig": "celltrack.config.movement",
+    "MovementTargetConfig": "celltrack.config.movement",
+    "MovementLossConfig": "celltrack.config.movement",
+    "MovementTrainConfig": "celltrack.config.movement",
+    "MovementPredictConfig": "celltrack.config.movement",
     "DataConfig": "celltrack.config.pipeline",
     "OutputConfig": "celltrack.config.pipeline",
     "EvaluationConfig": "celltrack.config.pipeline",

@@ -10,7 +10,7 @@ one exception type whichever way a config was made. Nothing here imports torch;
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -208,8 +208,14 @@ class FlowPredictConfig(TilingConfig):
 
 
 class FlowConfig(Config):
-    """Root configuration of the flow stage."""
+    """Root configuration of the flow stage (ELEPHANT's backward flow; ``motion.kind: flow``)."""
 
+    kind: Literal["flow"] = Field(
+        "flow",
+        description="'flow': ELEPHANT's backward flow from frame pairs (this section); "
+        "'movement_vectors': Linajea's movement vectors from a window of frames "
+        "(celltrack.config.movement)",
+    )
     label: FlowLabelConfig = Field(
         default_factory=FlowLabelConfig, description="Flow label rendering."
     )

@@ -7,7 +7,7 @@ a user's own included (validated by :func:`celltrack.solve.base.linker_config`),
 saves with the concrete kind's fields.
 
 ``preset`` sizes the networks for the machine: :meth:`PipelineConfig.with_preset` lays
-every detection/flow key the user set explicitly over the CPU presets
+every detection/motion key the user set explicitly over the CPU presets
 (:meth:`DetectionConfig.cpu`, :meth:`FlowConfig.cpu`) or the defaults. Whether the machine
 has CUDA is decided by the caller (:class:`celltrack.pipeline.Pipeline`): this module never
 imports torch.
@@ -17,11 +17,26 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from celltrack.config.base import Config
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
+from celltrack.config.stages import (
+    DETECTION_KINDS,
+    MOTION_KINDS,
+    DetectionSection,
+    MotionSection,
+    check_joint,
+    check_kind,
+)
 from celltrack.errors import ConfigError
 from celltrack.graph.candidates import CandidateConfig
 from celltrack.solve.base import linker_config
@@ -38,8 +53,8 @@ __all__ = [
     "preset_sections",
 ]
 
-#: Network sections a preset sizes, with their CPU and default constructors.
-PRESET_SECTIONS: dict[str, type[Config]] = {"detection": DetectionConfig, "flow": FlowConfig}
+#: Network sections a preset sizes (each section's own class has ``cpu()`` and defaults).
+PRESET_SECTIONS: tuple[str, ...] = ("detection", "motion")
 
 #: The values of ``preset``.
 Preset = Literal["auto", "default", "cpu"]
@@ -74,8 +89,38 @@ def overlay_explicit(base: BaseModel, user: BaseModel) -> BaseModel:
     )
 
 
+#: Keys renamed when the motion stage got a second kind: old name → new name.
+RENAMED_KEYS: dict[str, str] = {
+    "flow": "motion",
+    "use_flow": "use_motion",
+    "min_flow_links": "min_motion_links",
+}
+
+
+def renamed_keys(value: Any) -> Any:
+    """Refuse the old key names of :data:`RENAMED_KEYS` with the new name (before validation).
+
+    Raises
+    ------
+    ValueError
+        When a mapping holds ``flow``, ``use_flow`` or ``min_flow_links``.
+    """
+    if isinstance(value, dict):
+        for old, new in RENAMED_KEYS.items():
+            if old in value:
+                raise ValueError(
+                    f"the key '{old}' is now '{new}' (the motion stage is ELEPHANT's flow or "
+                    f"Linajea's movement vectors, chosen by motion.kind): rename '{old}' to "
+                    f"'{new}'"
+                )
+    return value
+
+
 def preset_sections(config: BaseModel, preset: str) -> dict[str, Config]:
-    """The ``detection`` and ``flow`` sections of ``config`` under ``preset`` ('cpu'/'default').
+    """The ``detection`` and ``motion`` sections of ``config`` under ``preset`` ('cpu'/'default').
+
+    Each section's class (its kind's: e.g. :class:`~celltrack.config.indicator.IndicatorConfig`
+    for ``detection.kind: indicator``) gives the preset's values.
 
     Keys the user set explicitly stay; every other key takes the preset's value.
 
@@ -86,7 +131,8 @@ def preset_sections(config: BaseModel, preset: str) -> dict[str, Config]:
         without the matching ``spots.centre_ratio``).
     """
     out: dict[str, Config] = {}
-    for name, cls in PRESET_SECTIONS.items():
+    for name in PRESET_SECTIONS:
+        cls = type(getattr(config, name))  # the section's kind decides its class
         base = cls.cpu() if preset == "cpu" else cls()  # type: ignore[attr-defined]
         if name not in config.model_fields_set:  # the section's default: all the preset's
             out[name] = base
@@ -235,20 +281,29 @@ class PipelineConfig(Config):
     preset: Preset = Field(
         "auto",
         description="Network sizes for the machine: 'auto' = on a machine without CUDA the "
-        "detection and flow keys you did not set take the CPU presets (small U-Nets, small "
+        "detection and motion keys you did not set take the CPU presets (small U-Nets, small "
         "crops and tiles), with CUDA the defaults; 'cpu' = the CPU presets everywhere; "
         "'default' = the GPU-sized defaults everywhere. Keys you set always win.",
     )
     data: DataConfig = Field(default_factory=DataConfig, description="Inputs.")
-    detection: DetectionConfig = Field(
-        default_factory=DetectionConfig, description="Detection stage."
+    detection: DetectionSection = Field(
+        default_factory=DetectionConfig,
+        description="Detection stage, chosen by kind: 'ellipsoid' (ELEPHANT's U-Net), "
+        "'classical' (no training) or 'indicator' (Linajea's cell indicator from points).",
     )
-    flow: FlowConfig = Field(default_factory=FlowConfig, description="Backward-flow stage.")
-    use_flow: Literal["auto", "always", "never"] = Field(
+    motion: MotionSection = Field(
+        default_factory=FlowConfig,
+        description="Motion stage (where each nucleus was one frame earlier), chosen by kind: "
+        "'flow' (ELEPHANT's backward flow) or 'movement_vectors' (Linajea's).",
+    )
+    use_motion: Literal["auto", "always", "never"] = Field(
         "auto",
-        description="Train and use backward flow: 'auto' when ≥ min_flow_links approved links.",
+        description="Train and use the motion model: 'auto' when ≥ min_motion_links approved "
+        "links.",
     )
-    min_flow_links: int = Field(5, ge=1, description="Approved links needed for flow in 'auto'.")
+    min_motion_links: int = Field(
+        5, ge=1, description="Approved links needed for the motion model in 'auto'."
+    )
     candidates: CandidateConfig = Field(
         default_factory=CandidateConfig, description="Candidate graph."
     )
@@ -265,6 +320,11 @@ class PipelineConfig(Config):
     )
     progress: bool = Field(True, description="Show progress bars.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, value: Any) -> Any:
+        return renamed_keys(value)
+
     @field_validator("linker", mode="before")
     @classmethod
     def _check_linker(cls, value: Any) -> Config:
@@ -272,10 +332,25 @@ class PipelineConfig(Config):
             _check_linker_keys(value)
         return linker_config(value)
 
+    @field_validator("detection", mode="before")
+    @classmethod
+    def _check_detection_kind(cls, value: Any) -> Any:
+        return check_kind("detection", value, DETECTION_KINDS)
+
+    @field_validator("motion", mode="before")
+    @classmethod
+    def _check_motion_kind(cls, value: Any) -> Any:
+        return check_kind("motion", value, MOTION_KINDS)
+
+    @model_validator(mode="after")
+    def _joint_needs_indicator(self) -> PipelineConfig:
+        check_joint(self.detection, self.motion)
+        return self
+
     @classmethod
     def cpu(cls, **overrides: Any) -> PipelineConfig:
         """Small networks and crops for a laptop CPU (the demo's settings)."""
-        return cls(**{"detection": DetectionConfig.cpu(), "flow": FlowConfig.cpu(), **overrides})
+        return cls(**{"detection": DetectionConfig.cpu(), "motion": FlowConfig.cpu(), **overrides})
 
     def preset_for(self, cuda: bool) -> Literal["default", "cpu"]:
         """The preset ``preset`` means on a machine with (``cuda``) or without CUDA."""
@@ -284,7 +359,7 @@ class PipelineConfig(Config):
         return self.preset
 
     def with_preset(self, cuda: bool) -> PipelineConfig:
-        """This config with the detection and flow keys not set explicitly from the preset.
+        """This config with the detection and motion keys not set explicitly from the preset.
 
         Parameters
         ----------
@@ -296,7 +371,7 @@ class PipelineConfig(Config):
         -------
         PipelineConfig
             ``self`` when nothing changes; otherwise a copy whose ``detection`` and
-            ``flow`` are the preset's values overlaid by the keys set explicitly.
+            ``motion`` are the preset's values overlaid by the keys set explicitly.
         """
         preset = self.preset_for(cuda)
         if preset == "default":  # unset keys hold the defaults already

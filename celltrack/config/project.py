@@ -4,42 +4,53 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from celltrack.config.base import Config, config_from_dict
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
-from celltrack.config.pipeline import preset_sections
+from celltrack.config.pipeline import RENAMED_KEYS, preset_sections, renamed_keys
+from celltrack.config.stages import (
+    DETECTION_KINDS,
+    MOTION_KINDS,
+    DetectionSection,
+    MotionSection,
+    check_joint,
+    check_kind,
+)
 from celltrack.errors import ConfigError
 from celltrack.graph.candidates import CandidateConfig
 from celltrack.solve.base import linker_config
 from celltrack.solve.flow_nn import FlowNNConfig
 
-__all__ = ["ProjectConfig", "as_project_config"]
+__all__ = ["ProjectConfig", "as_project_config", "renamed_sections"]
 
 
 class ProjectConfig(Config):
     """Stage settings used by :class:`celltrack.project.Project`.
 
     The fields have the names and types of the matching fields of the pipeline config
-    (``detection``, ``flow``, ``candidates``, ``linker``), so either can configure a
+    (``detection``, ``motion``, ``candidates``, ``linker``), so either can configure a
     project.
     """
 
     preset: Literal["auto", "default", "cpu"] = Field(
         "auto",
-        description="Network sizes: 'auto' = the detection and flow sections as given (their "
+        description="Network sizes: 'auto' = the detection and motion sections as given (their "
         "defaults are the CPU presets, sized for interactive cycles, on any machine); 'cpu' = "
-        "every detection/flow key not set explicitly takes the CPU presets' value; 'default' "
+        "every detection/motion key not set explicitly takes the CPU presets' value; 'default' "
         "= every key not set takes the GPU-sized defaults (set the devices to 'cuda' too)",
     )
-    detection: DetectionConfig = Field(
+    detection: DetectionSection = Field(
         default_factory=DetectionConfig.cpu,
-        description="Detection U-Net, training, prediction and spot settings (default: the "
-        "CPU preset, sized for interactive cycles)",
+        description="Detection by kind: 'ellipsoid' (ELEPHANT's U-Net), 'classical' or "
+        "'indicator' (Linajea's cell indicator) (default: the ellipsoid CPU preset, sized for "
+        "interactive cycles)",
     )
-    flow: FlowConfig = Field(
-        default_factory=FlowConfig.cpu, description="Backward-flow U-Net settings (CPU preset)"
+    motion: MotionSection = Field(
+        default_factory=FlowConfig.cpu,
+        description="Motion model by kind: 'flow' (ELEPHANT's backward flow) or "
+        "'movement_vectors' (Linajea's) (default: the flow CPU preset)",
     )
     candidates: CandidateConfig = Field(
         default_factory=CandidateConfig, description="Candidate graph for the greedy/ILP linkers"
@@ -55,10 +66,30 @@ class ProjectConfig(Config):
         "before its first supervised update",
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, value: Any) -> Any:
+        return renamed_keys(value)
+
     @field_validator("linker", mode="before")
     @classmethod
     def _check_linker(cls, value: Any) -> Config:
         return linker_config(value)
+
+    @field_validator("detection", mode="before")
+    @classmethod
+    def _check_detection_kind(cls, value: Any) -> Any:
+        return check_kind("detection", value, DETECTION_KINDS)
+
+    @field_validator("motion", mode="before")
+    @classmethod
+    def _check_motion_kind(cls, value: Any) -> Any:
+        return check_kind("motion", value, MOTION_KINDS)
+
+    @model_validator(mode="after")
+    def _joint_needs_indicator(self) -> ProjectConfig:
+        check_joint(self.detection, self.motion)
+        return self
 
 
 def _with_preset(config: ProjectConfig) -> ProjectConfig:
@@ -74,9 +105,9 @@ def _with_preset(config: ProjectConfig) -> ProjectConfig:
 def as_project_config(config: Any) -> ProjectConfig:
     """Turn ``None``, a mapping, a :class:`ProjectConfig` or a pipeline config into one.
 
-    A pipeline config (any object with ``detection``, ``flow``, ``candidates`` and
+    A pipeline config (any object with ``detection``, ``motion``, ``candidates`` and
     ``linker`` attributes) contributes those four stage configs (and its ``preset`` when it
-    is 'cpu' or 'default'). ``preset: cpu`` / ``default`` fills the detection and flow keys
+    is 'cpu' or 'default'). ``preset: cpu`` / ``default`` fills the detection and motion keys
     not set explicitly (:func:`celltrack.config.pipeline.preset_sections`).
 
     Raises
@@ -90,7 +121,7 @@ def as_project_config(config: Any) -> ProjectConfig:
         return _with_preset(config)
     if isinstance(config, dict):
         return _with_preset(config_from_dict(config, ProjectConfig))
-    names = ("detection", "flow", "candidates", "linker")
+    names = ("detection", "motion", "candidates", "linker")
     if all(hasattr(config, n) for n in names):
         values = {n: getattr(config, n) for n in names}
         preset = getattr(config, "preset", "auto")
@@ -101,3 +132,14 @@ def as_project_config(config: Any) -> ProjectConfig:
         f"config must be a ProjectConfig, a pipeline config or a mapping of their fields, got "
         f"{type(config).__name__}"
     )
+
+
+def renamed_sections(stored: Any) -> Any:
+    """A project manifest's stored config with the old key names (``flow``) renamed.
+
+    Configs a person writes get an error naming the new key (:func:`renamed_keys`); a
+    project saved before the rename is read as it was meant.
+    """
+    if not isinstance(stored, dict):
+        return stored
+    return {RENAMED_KEYS.get(key, key): value for key, value in stored.items()}

@@ -3,7 +3,7 @@
 :func:`commented_yaml` writes every key (``celltrack config init --full``);
 :func:`short_yaml` writes the keys a first run changes plus whatever differs from the
 defaults (``celltrack config init``), and loads back to the same config. Sections a
-preset fills (a pipeline config's ``detection`` and ``flow`` under ``preset``) can be
+preset fills (a pipeline config's ``detection`` and ``motion`` under ``preset``) can be
 written commented out, so that every key is shown but none is set.
 """
 
@@ -27,7 +27,8 @@ SHORT_KEYS = (
     "data.annotations",
     "data.annotation_units",
     "data.ground_truth",
-    "use_flow",
+    "use_motion",
+    "motion.kind",
     "detection.kind",
     "detection.train.epochs",
     "detection.train.device",
@@ -124,7 +125,7 @@ def commented_yaml(
     commented : mapping of str to BaseModel, optional
         Top-level sections written commented out (every line behind ``# ``), showing the
         given values instead of ``model``'s: they stay unset when the text is loaded (e.g.
-        a pipeline config's ``detection`` and ``flow``, which ``preset`` fills).
+        a pipeline config's ``detection`` and ``motion``, which ``preset`` fills).
     preset : str
         Named in the note above the commented sections.
     """

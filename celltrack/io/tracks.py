@@ -180,6 +180,7 @@ def write_tracks(
     shape: Sequence[int] | None = None,
     voxel_size: Sequence[float] | np.ndarray | None = None,
     radius_um: float | None = None,
+    ctc_layout: str = "res",
 ) -> Path:
     """Write a graph as GEFF, a CTC folder, CSV or JSON; refuse to replace existing data.
 
@@ -207,6 +208,10 @@ def write_tracks(
         CTC only: voxel size (z, y, x) in µm; default ``graph.attrs["voxel_size"]``.
     radius_um : float, optional
         CTC only: paint spheres of this radius (µm) instead of the node covariances.
+    ctc_layout : {"res", "gt"}
+        CTC only: ``"res"`` writes a result folder (``res_track.txt``, ``maskTTT.tif``);
+        ``"gt"`` writes ground truth (``man_track.txt``, ``man_trackTTT.tif``), which
+        evaluation reads as the reference (write it into ``.../01_GT/TRA``).
 
     Returns
     -------
@@ -233,7 +238,7 @@ def write_tracks(
 
         return write_geff(graph, path, overwrite=overwrite)
     if fmt == "ctc":
-        return _write_ctc(graph, path, overwrite, shape, voxel_size, radius_um)
+        return _write_ctc(graph, path, overwrite, shape, voxel_size, radius_um, ctc_layout)
     from celltrack.io.annotations import links_path, write_annotations
 
     if path.suffix.lower() != f".{fmt}":
@@ -283,9 +288,14 @@ def _write_ctc(
     shape: Sequence[int] | None,
     voxel_size: Sequence[float] | np.ndarray | None,
     radius_um: float | None,
+    layout: str,
 ) -> Path:
     from celltrack.io.ctc import write_ctc
 
+    if layout not in ("res", "gt"):
+        raise InvalidInputError(
+            f"ctc_layout must be 'res' (a result folder) or 'gt' (ground truth), got {layout!r}"
+        )
     shape = graph.attrs.get("ctc_shape") if shape is None else shape
     voxel_size = graph.attrs.get("voxel_size") if voxel_size is None else voxel_size
     missing = [
@@ -298,5 +308,11 @@ def _write_ctc(
             "(CLI: --shape T Z Y X, --voxel-size Z Y X); the graph's attrs do not record them"
         )
     return write_ctc(
-        graph, path, shape=shape, voxel_size=voxel_size, radius=radius_um, overwrite=overwrite
+        graph,
+        path,
+        shape=shape,
+        voxel_size=voxel_size,
+        radius=radius_um,
+        kind=layout,
+        overwrite=overwrite,
     )

@@ -8,7 +8,7 @@ one U-Net with both heads. Here the frames of the window are the input channels 
 U-Net (Linajea's 4D valid convolutions over time become the first layer's channels),
 and the heads are output channels:
 
-- ``indicator``: 1 channel through a sigmoid;
+- ``indicator``: 1 channel through a sigmoid, starting at :data:`INITIAL_INDICATOR`;
 - ``movement``: 3 channels (z, y, x; 2 = (y, x) for 2D+t) through tanh, times the
   model's ``max_displacement_um``, i.e. µm. Its head starts at zero ("no motion").
 
@@ -18,6 +18,7 @@ The output is ``(B, C, Z, Y, X)`` with the indicator first (when present);
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from celltrack.nn.windows import check_window
 __all__ = [
     "ARCH_NAME",
     "HEADS",
+    "INITIAL_INDICATOR",
     "LinajeaUNet",
     "load_linajea_model",
     "save_linajea_model",
@@ -42,6 +44,11 @@ ARCH_NAME = "LinajeaUNet"
 
 #: The heads a LinajeaUNet can have, in output order.
 HEADS = ("indicator", "movement")
+
+#: Indicator value a new model predicts before training (its head's bias is the logit of
+#: it). Starting at 0.5 spends the first steps pushing the whole volume down, and a sigmoid
+#: pushed too fast saturates at 0, where the MSE gradient vanishes for good.
+INITIAL_INDICATOR = 0.1
 
 
 class LinajeaUNet(nn.Module):
@@ -103,11 +110,14 @@ class LinajeaUNet(nn.Module):
             decoder_block="plain",
             generator=generator,
         )
-        if "movement" in self.heads:
-            move = self.channels("movement")
-            with torch.no_grad():  # "no motion" until training moves it
+        with torch.no_grad():
+            if "movement" in self.heads:  # "no motion" until training moves it
+                move = self.channels("movement")
                 self.unet.head.weight[move] = 0.0
                 self.unet.head.bias[move] = 0.0
+            if "indicator" in self.heads:  # "no nucleus anywhere" (see INITIAL_INDICATOR)
+                logit = math.log(INITIAL_INDICATOR / (1.0 - INITIAL_INDICATOR))
+                self.unet.head.bias[self.channels("indicator")] = logit
         scale = [self.max_displacement_um[a] for a in self.movement_axes]
         scale_t = torch.tensor(scale, dtype=torch.float32).view(1, -1, 1, 1, 1)
         self.register_buffer("_scale", scale_t, persistent=False)

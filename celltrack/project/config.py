@@ -4,6 +4,6 @@ Kept so that ``from celltrack.project.config import ProjectConfig`` keeps workin
 code imports from :mod:`celltrack.config.project` (no torch) or :mod:`celltrack.project`.
 """
 
-from celltrack.config.project import ProjectConfig, as_project_config
+from celltrack.config.project import ProjectConfig, as_project_config, renamed_sections
 
-__all__ = ["ProjectConfig", "as_project_config"]
+__all__ = ["ProjectConfig", "as_project_config", "renamed_sections"]

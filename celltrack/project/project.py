@@ -48,8 +48,23 @@ from celltrack.graph.tags import (
 )
 from celltrack.io import ImageSeries, as_movie, read_image, write_image
 from celltrack.io.atomic import remove_path
+from celltrack.model_kinds import (
+    detect_spots,
+    detection_trainer,
+    detector_name,
+    is_joint,
+    load_detector,
+    load_motion_model,
+    motion_name,
+    new_detector,
+    point_radius_um,
+    predict_parent_positions,
+    suppression_distance_um,
+    train_joint_model,
+    train_motion_model,
+)
 from celltrack.project import storage
-from celltrack.project.config import ProjectConfig, as_project_config
+from celltrack.project.config import ProjectConfig, as_project_config, renamed_sections
 from celltrack.project.journal import COMPACT_EVERY, EditJournal, graph_delta
 from celltrack.project.links import merge_links, renumber_created
 from celltrack.project.tags import merge_predictions
@@ -107,7 +122,7 @@ class Project:
     folder : Path
         The project folder.
     config : ProjectConfig
-        Stage settings (detection, flow, candidates, linker).
+        Stage settings (detection, motion, candidates, linker).
     images : ImageSeries
         The movie (T, Z, Y, X), read lazily.
     voxel_size : ndarray, shape (3,)
@@ -120,7 +135,7 @@ class Project:
         """Use :meth:`create` or :meth:`open`."""
         self.folder = Path(folder)
         self._manifest = manifest
-        self.config = as_project_config(manifest["config"])
+        self.config = as_project_config(renamed_sections(manifest["config"]))
         self.voxel_size = check_voxel_size(manifest["voxel_size"])
         source = manifest["images"]
         path = Path(source["path"])
@@ -237,7 +252,7 @@ class Project:
             "shape": [int(s) for s in series.shape],
             "frame": 0,
         }
-        for stale in (storage.TRACKS, storage.DETECTION_MODEL, storage.FLOW_MODEL):
+        for stale in (storage.TRACKS, storage.MODELS):
             if (folder / stale).exists():
                 remove_path(folder / stale, ignore_errors=True)
         EditJournal(folder / storage.JOURNAL).clear()
@@ -403,7 +418,7 @@ class Project:
                     "celltrack.geometry.covariance_from_radii"
                 )
             return np.array(cov)
-        radius = self.config.detection.labels.point_radius_um if radius_um is None else radius_um
+        radius = point_radius_um(self.config.detection) if radius_um is None else radius_um
         r = np.asarray(radius, dtype=np.float64)
         if r.ndim == 0:
             r = np.full((n, 3), float(r))
@@ -451,7 +466,8 @@ class Project:
         positions_um : array_like, shape (3,) or (N, 3)
             Centres (z, y, x) in µm.
         radius_um : float, (3,), (N,) or (N, 3), optional
-            Radii (µm); default ``config.detection.labels.point_radius_um``.
+            Radii (µm); default ``config.detection.labels.point_radius_um``
+            (``nms.point_radius_um`` for the indicator).
         covariance : array_like, shape (3, 3) or (N, 3, 3), optional
             Ellipsoids in µm² (instead of radii).
         tag : str
@@ -699,14 +715,20 @@ class Project:
 
     # ------------------------------------------------------------------ detection
     @property
-    def detection_model(self) -> Any:
-        """The detection U-Net (loaded from ``models/detection.pt``; None before training)."""
-        if self._det_model is None:
-            path = self.folder / storage.DETECTION_MODEL
-            if path.is_file():
-                from celltrack.detect import load_model
+    def _detection_path(self) -> Path:
+        """``models/detection.pt`` (``models/indicator.pt`` for ``detection.kind: indicator``)."""
+        return self.folder / storage.MODELS / f"{detector_name(self.config.detection)}.pt"
 
-                self._det_model, _ = load_model(path)
+    @property
+    def detection_model(self) -> Any:
+        """The detection network of ``detection.kind`` (loaded from :attr:`_detection_path`;
+        None before training; the joint network with ``motion.joint``)."""
+        if is_joint(self.config.motion):
+            return self.flow_model
+        if self._det_model is None:
+            path = self._detection_path
+            if path.is_file():
+                self._det_model = load_detector(path, self.config.detection)
         return self._det_model
 
     def _training_spots(self) -> TrackGraph:
@@ -761,8 +783,11 @@ class Project:
                 "seconds": time.perf_counter() - start,
                 "spots": int(spots.num_nodes),
             }
-        from celltrack.detect import DetectionTrainer, build_model
-
+        if is_joint(self.config.motion):
+            raise InvalidInputError(
+                "motion.joint: true trains the indicator together with the movement vectors: "
+                "call train_motion() (points and approved links), or set motion.joint: false"
+            )
         t = None
         if incremental:
             t = self._check_frame(self.frame if frame is None else frame)
@@ -779,12 +804,12 @@ class Project:
         model = self.detection_model
         fresh = model is None
         if fresh:
-            model = build_model(cfg.model, self.voxel_size, two_d=self.shape[1] == 1)
+            model = new_detector(cfg, self.voxel_size, two_d=self.shape[1] == 1)
             self._det_model = model
         if self._trainer is None or self._trainer.model is not model:
-            self._trainer = DetectionTrainer(model, cfg, voxel_size=self.voxel_size)
+            self._trainer = detection_trainer(model, cfg, self.voxel_size)
         trainer = self._trainer
-        if fresh and self.config.prior:
+        if fresh and self.config.prior and cfg.kind == "ellipsoid":  # the indicator has none
             trainer.prior(self.images, progress=progress)
         before = len(trainer.history["loss"])
         if incremental:
@@ -792,8 +817,7 @@ class Project:
         else:
             trainer.batch(self.images, spots, epochs=epochs, progress=progress)
         trainer.save(
-            self.folder / storage.DETECTION_MODEL,
-            meta={"voxel_size": [float(v) for v in self.voxel_size]},
+            self._detection_path, meta={"voxel_size": [float(v) for v in self.voxel_size]}
         )
         losses = trainer.history["loss"][before:]
         return {
@@ -824,34 +848,23 @@ class Project:
         """
         t = self._check_frame(self.frame if frame is None else frame)
         cfg = self.config.detection
-        if cfg.kind == "classical":
-            from celltrack.detect.classical import detect_classical
-
-            pred = detect_classical(
-                self.images, frames=[t], cfg=cfg, voxel_size=self.voxel_size, progress=progress
+        model = None if cfg.kind == "classical" else self.detection_model
+        if model is None and cfg.kind != "classical":
+            how = "train_motion() (motion.joint)" if is_joint(self.config.motion) else (
+                "train_detection()"
             )
-        else:
-            from celltrack.detect import detect
-
-            model = self.detection_model
-            if model is None:
-                raise CelltrackError(
-                    "no detection model yet: call train_detection() after annotating a few "
-                    "nuclei (or set detection.kind: classical to detect without training)"
-                )
-            pred = detect(
-                model,
-                self.images,
-                frames=[t],
-                cfg=cfg,
-                voxel_size=self.voxel_size,
-                progress=progress,
+            raise CelltrackError(
+                f"no detection model yet: call {how} after annotating a few nuclei (or set "
+                "detection.kind: classical to detect without training)"
             )
+        pred = detect_spots(
+            model, self.images, cfg, voxel_size=self.voxel_size, frames=[t], progress=progress
+        )
         graph, stats = merge_predictions(
             self._annotations,
             pred,
             t,
-            cfg.spots.suppression_distance_um,
+            suppression_distance_um(cfg),
             next_id=self._next_id(),
         )
         self._commit(graph)
@@ -859,16 +872,20 @@ class Project:
         logger.info("frame %d: %s", t, stats)
         return self.spots(t)
 
-    # ------------------------------------------------------------------ flow
+    # ------------------------------------------------------------------ motion
+    @property
+    def _motion_path(self) -> Path:
+        """``models/flow.pt``, ``models/movement.pt`` or ``models/joint.pt`` by motion kind."""
+        return self.folder / storage.MODELS / f"{motion_name(self.config.motion)}.pt"
+
     @property
     def flow_model(self) -> Any:
-        """The flow U-Net (from ``models/flow.pt``; None before :meth:`train_flow`)."""
+        """The motion network of ``motion.kind`` (ELEPHANT's flow U-Net or Linajea's
+        movement-vector / joint network; None before :meth:`train_motion`)."""
         if self._flow_model is None:
-            path = self.folder / storage.FLOW_MODEL
+            path = self._motion_path
             if path.is_file():
-                from celltrack.flow import load_flow_model
-
-                self._flow_model = load_flow_model(path)
+                self._flow_model = load_motion_model(path, self.config.motion)
         return self._flow_model
 
     def approved_links(self) -> TrackGraph:
@@ -876,14 +893,16 @@ class Project:
         g = self._annotations
         return g.subgraph(edges=approved_mask(g))
 
-    def train_flow(self, *, epochs: int | None = None, progress: bool = False) -> dict[str, Any]:
-        """Train (fine-tune) the flow model from the approved links between consecutive frames.
+    def train_motion(self, *, epochs: int | None = None, progress: bool = False) -> dict[str, Any]:
+        """Train the motion model from the approved links between consecutive frames.
 
-        Interrupted training resumes from ``models/.flow.partial.pt``; the finished model
-        replaces ``models/flow.pt`` atomically.
+        ``motion.kind: flow`` fine-tunes ELEPHANT's backward flow, ``movement_vectors``
+        Linajea's movement vectors; with ``motion.joint`` one network learns the cell
+        indicator (from the reviewed spots) and the movement vectors together and also
+        serves :meth:`predict`. Interrupted training resumes from
+        ``models/.<name>.partial.pt``; the finished model replaces ``models/<name>.pt``
+        (name flow, movement or joint) atomically.
         """
-        from celltrack.flow import train_flow
-
         start = time.perf_counter()
         g = self.approved_links()
         if g.num_edges:
@@ -894,29 +913,39 @@ class Project:
                 "no approved link between consecutive frames: approve links "
                 "(approve_links / add_link) before training the flow model"
             )
-        cfg = self.config.flow
+        cfg = self.config.motion
         if epochs is not None:
             cfg = cfg.model_copy(update={"train": cfg.train.model_copy(update={"epochs": epochs})})
-        partial = self.folder / "models" / ".flow.partial.pt"
-        result = train_flow(
-            self.images,
-            g,
-            self.voxel_size,
-            cfg,
-            model=self.flow_model,
-            checkpoint=partial,
-            resume=True,
-            progress=progress,
-        )
-        os.replace(partial, self.folder / storage.FLOW_MODEL)
-        self._flow_model = result.model
-        last = result.history[-1]["loss"] if result.history else float("nan")
+        partial = self._motion_path.with_name(f".{self._motion_path.stem}.partial.pt")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        if is_joint(cfg):
+            model, history = train_joint_model(
+                self.images,
+                self._training_spots(),
+                self.voxel_size,
+                self.config.detection,
+                cfg,
+                checkpoint=partial,
+                progress=progress,
+            )
+        else:
+            model, history = train_motion_model(
+                self.images, g, self.voxel_size, cfg, checkpoint=partial, progress=progress,
+                model=self.flow_model,
+            )
+        os.replace(partial, self._motion_path)
+        self._flow_model = model
+        last = history[-1]["loss"] if history else float("nan")
         return {
-            "links": result.n_links,
-            "epochs": len(result.history),
+            "links": int(g.num_edges),
+            "epochs": len(history),
             "loss": float(last),
             "seconds": time.perf_counter() - start,
         }
+
+    def train_flow(self, *, epochs: int | None = None, progress: bool = False) -> dict[str, Any]:
+        """:meth:`train_motion` (the name from before movement vectors existed)."""
+        return self.train_motion(epochs=epochs, progress=progress)
 
     # ------------------------------------------------------------------ linking
     def _linker(self, linker: Any) -> Any:
@@ -995,14 +1024,8 @@ class Project:
             spots = g.subgraph(nodes=(g.t >= lo) & (g.t <= hi))
         spots = linkable_spots(spots)
         if use_flow and self.flow_model is not None:
-            from celltrack.flow import predict_parents
-
-            spots = predict_parents(
-                self.flow_model,
-                self.images,
-                spots,
-                self.voxel_size,
-                self.config.flow,
+            spots = predict_parent_positions(
+                self.flow_model, self.images, spots, self.voxel_size, self.config.motion,
                 progress=progress,
             )
         candidates = self.config.candidates

@@ -34,13 +34,12 @@ from celltrack.io.geff_io import read_geff, write_geff
 
 __all__ = [
     "ANNOTATIONS",
-    "DETECTION_MODEL",
-    "FLOW_MODEL",
     "FORMAT",
     "FORMAT_VERSION",
     "IMAGES",
     "JOURNAL",
     "MANIFEST",
+    "MODELS",
     "TRACKS",
     "load_graph",
     "read_manifest",
@@ -59,8 +58,8 @@ ANNOTATIONS = "annotations.geff"
 JOURNAL = "annotations.journal"
 TRACKS = "tracks.geff"
 IMAGES = "images.zarr"
-DETECTION_MODEL = "models/detection.pt"
-FLOW_MODEL = "models/flow.pt"
+#: Folder of the trained networks (``<kind name>.pt``, see celltrack.model_kinds).
+MODELS = "models"
 
 
 def recover(path: str | Path) -> bool:

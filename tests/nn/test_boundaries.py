@@ -33,7 +33,9 @@ def test_nn_imports_neither_stage():
 
 def test_stage_configs_import_without_torch():
     code = (
-        "import sys, celltrack.config.detection, celltrack.config.flow, celltrack.config.nn; "
+        "import sys, celltrack.config.detection, celltrack.config.flow, celltrack.config.nn, "
+        "celltrack.config.indicator, celltrack.config.movement, celltrack.config.stages, "
+        "celltrack.config.pipeline, celltrack.model_kinds; "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

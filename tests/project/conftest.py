@@ -42,7 +42,7 @@ def fast_config(**overrides) -> ProjectConfig:
         train=FlowTrainConfig(epochs=1, crops_per_frame=1, batch_size=1, crop_shape=(8, 32, 32)),
         predict=FlowPredictConfig(tile_shape=(12, 48, 48), overlap=(0, 0, 0)),
     )
-    return ProjectConfig(detection=det, flow=flow, **overrides)
+    return ProjectConfig(detection=det, motion=flow, **overrides)
 
 
 @pytest.fixture(name="fast_config")

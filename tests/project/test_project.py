@@ -45,7 +45,7 @@ def test_create_from_a_file_and_from_a_pipeline_like_config(tmp_path, tiny_data,
 
     fast = fast_config(linker={"kind": "greedy"})
     pipeline = PipelineConfig(
-        detection=fast.detection, flow=fast.flow, candidates=fast.candidates, linker=fast.linker
+        detection=fast.detection, motion=fast.motion, candidates=fast.candidates, linker=fast.linker
     )
     p = Project.create(tmp_path / "q", path, voxel_size=tiny_data.voxel_size, config=pipeline)
     assert p.shape == tiny_data.image.shape and not (p.folder / "images.zarr").exists()
@@ -388,7 +388,7 @@ def test_project_presets_fill_the_keys_not_set(tmp_path, tiny_data):
         voxel_size=tiny_data.voxel_size,
         config={"preset": "default", "detection": {"train": {"epochs": 2}}},
     )
-    assert gpu.config.detection.model.preset == "default" and gpu.config.flow == FlowConfig()
+    assert gpu.config.detection.model.preset == "default" and gpu.config.motion == FlowConfig()
     assert gpu.config.detection.train.epochs == 2  # the key set wins
     assert Project.open(gpu.folder).config == gpu.config  # resolved once, stored as resolved
     # a pipeline config's explicit preset comes along; its sections given whole stay
