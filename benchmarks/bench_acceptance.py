@@ -1,6 +1,6 @@
 """Full-size acceptance checks (moved out of the test suite, which runs smaller versions).
 
-Run ``python benchmarks/bench_acceptance.py [--only detect|flow]``. Prints one table and
+Run ``python benchmarks/bench_acceptance.py [--only detect|flow|movement]``. Prints one table and
 writes ``benchmarks/results/acceptance.json``:
 
 - **detect**: ≤ 10 annotated nuclei in one frame of the 20-frame synthetic default, CPU
@@ -10,6 +10,9 @@ writes ``benchmarks/results/acceptance.json``:
 - **flow**: a flow model trained from 30 approved links on 2D+t large motion (128 × 128,
   12 frames, 80 epochs) must halve the mean parent-position error of assuming no motion.
   The test suite's version is ``tests/flow/test_acceptance.py`` (96 × 96, 6 frames).
+- **movement**: Linajea's movement vectors from 20 approved links on the same 2D+t large
+  motion (seed 1; settings chosen on seed 0) must halve the no-motion error too. The test
+  suite's version is the slow-marked test in ``tests/flow/test_movement_training.py``.
 
 The exit status is 1 when a check fails, so the script can gate a release.
 """
@@ -103,11 +106,45 @@ def flow_check() -> dict:
     }
 
 
+def movement_check() -> dict:
+    """Movement vectors on the flow check's 2D+t large motion; returns one table row."""
+    from celltrack.config.movement import MovementConfig, MovementTargetConfig
+    from celltrack.config.nn import AugmentConfig
+    from celltrack.flow import parent_errors, predict_parents_movement, train_movement
+
+    torch.set_num_threads(2)
+    wall = time.perf_counter()
+    data = make_embryo(
+        SynthConfig.large_motion(
+            seed=1, shape=(1, 128, 128), voxel_size=(1.0, 1.0, 1.0), n_nuclei=40, max_nuclei=80
+        )
+    )
+    links = sample_annotations(data.gt, n_nuclei=0, frames=[2, 5, 8], n_links=20, rng=1)
+    base = MovementConfig.cpu()
+    cfg = MovementConfig.cpu(
+        target=MovementTargetConfig(radius_um=8.0),
+        augment=AugmentConfig(flip=True),
+        train=base.train.model_copy(update={"epochs": 150, "crop_shape": (1, 48, 48)}),
+    )
+    start = time.process_time()
+    model = train_movement(data.image, links, data.voxel_size, cfg).model
+    cpu = time.process_time() - start
+    predicted = predict_parents_movement(model, data.image, data.gt, data.voxel_size, cfg)
+    ratio = parent_errors(predicted, data.gt).ratio
+    return {
+        "check": "movement vectors: 20 links -> parent error <= 0.5 x no-motion",
+        "value": round(ratio, 4),
+        "train_cpu_s": round(cpu, 1),
+        "wall_s": round(time.perf_counter() - wall, 1),
+        "passed": bool(ratio <= 0.5),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["detect", "flow"], default=None)
+    parser.add_argument("--only", choices=["detect", "flow", "movement"], default=None)
     args = parser.parse_args()
-    checks = {"detect": detect_check, "flow": flow_check}
+    checks = {"detect": detect_check, "flow": flow_check, "movement": movement_check}
     rows = [fn() for name, fn in checks.items() if args.only in (None, name)]
     print_table(rows, "Full-size acceptance checks")
     write_json(

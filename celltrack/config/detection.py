@@ -246,7 +246,9 @@ class DetectionConfig(Config):
     kind: Literal["ellipsoid", "classical"] = Field(
         "ellipsoid",
         description="'ellipsoid': ELEPHANT's 3-class U-Net trained from the annotations; "
-        "'classical': threshold + distance-transform watershed, no training (see classical)",
+        "'classical': threshold + distance-transform watershed, no training (see classical); "
+        "'indicator': Linajea's cell indicator from points, whose section has its own keys "
+        "(celltrack.config.indicator)",
     )
     classical: ClassicalConfig = Field(
         default_factory=ClassicalConfig, description="Classical detector (kind: classical)"

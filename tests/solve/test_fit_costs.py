@@ -188,3 +188,32 @@ def test_fit_costs_validates_its_inputs():
     other = TrackGraph({"id": [900], "t": [0], "z": [0.0], "y": [0.0], "x": [0.0]})
     with pytest.raises(InvalidInputError, match="match"):
         fit_costs(cand, other)
+
+
+def test_the_node_score_weight_is_learned_from_indicator_scores():
+    """Linajea's c_V = τ_V + w_V · s: true nodes score high on the cell indicator, false
+    maxima low; learning (τ_V, w_V) must keep the true nodes and drop the false ones."""
+    cand, gt = pairs_graph(TRUE_D, [])
+    k = cand.num_nodes
+    false_ids = 1000 + np.arange(4)
+    nodes = {
+        "id": np.concatenate([cand.ids, false_ids]),
+        "t": np.concatenate([cand.t, [0, 0, 1, 1]]),
+        "z": np.zeros(k + 4),
+        "y": np.full(k + 4, 0.0),
+        "x": np.concatenate([cand.nodes["x"], 1000.0 + 100.0 * np.arange(4)]),
+        "score": np.concatenate([np.full(k, 0.9), [0.3, 0.4, 0.35, 0.45]]),
+    }
+    src, tgt = cand.edge_index()
+    edges = {
+        "source": cand.ids[src], "target": cand.ids[tgt],
+        "pred_distance": cand.edges["pred_distance"], "distance": cand.edges["distance"],
+    }
+    scored = TrackGraph(nodes, edges)
+    base = ILPConfig(node_offset=-20.0, node_score_weight=0.0, appear_cost=1.0,
+                     edge_weight=0.1, disappear_cost=0.0)
+    res = fit_costs(scored, gt, base=base, learn=("node_offset", "node_score_weight"),
+                    regularizer_weight=1e-3)
+    assert res.weights["node_score_weight"] < 0  # a higher indicator score is cheaper
+    linked = ILPLinker(res.config).link(scored).graph
+    assert set(linked.ids.tolist()) == set(gt.ids.tolist())
