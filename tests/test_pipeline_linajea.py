@@ -92,3 +92,20 @@ def test_a_project_annotates_trains_predicts_and_links_with_linajeas_models(tmp_
     assert reopened.detection_model is not None and reopened.flow_model is not None
     tracks = reopened.link().graph
     assert tracks.num_edges > 0
+
+
+def test_a_project_with_the_joint_model_trains_once_for_detection_and_motion(tmp_path, tiny):
+    data, ann = tiny
+    quick = linajea_config(tmp_path, joint=True)
+    config = ProjectConfig(detection=quick.detection, motion=quick.motion, linker=GreedyConfig())
+    project = Project.create(
+        tmp_path / "p", data.image, voxel_size=data.voxel_size, config=config
+    )
+    project.add_annotations(ann)
+    with pytest.raises(InvalidInputError, match="call train_motion"):
+        project.train_detection(incremental=False)
+    project.train_motion(epochs=1)
+    assert (tmp_path / "p" / "models" / "joint.pt").is_file()
+    assert project.detection_model is project.flow_model  # one network, both heads
+    frame = int(np.bincount(ann.t).argmax())
+    assert project.predict(frame).num_nodes >= int(np.sum(ann.t == frame))
