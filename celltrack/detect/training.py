@@ -60,6 +60,7 @@ from celltrack.nn.training import (
     TrainingState,
     TrainResult,
     check_same_run,
+    fit_crop_epochs,
     fit_epochs,
     restore_training_state,
     save_training_checkpoint,
@@ -517,27 +518,19 @@ class DetectionTrainer:
         items = [self._annotated_frame(movie, images, annotations, int(t)) for t in frames]
         self._report(items)
         tc = self.cfg.train
-        n_epochs = epochs if epochs is not None else tc.epochs
-        per_epoch = len(items) * tc.crops_per_frame
-        steps_per_epoch = -(-per_epoch // tc.batch_size)
-        total = n_epochs * steps_per_epoch
-
-        def batches(epoch: int, rng: np.random.Generator):
-            order = rng.permutation(np.repeat(np.arange(len(items)), tc.crops_per_frame))
-            for i in range(0, per_epoch, tc.batch_size):
-                yield self._batch([items[k] for k in order[i : i + tc.batch_size]], rng)
-
-        fit_epochs(
+        fit_crop_epochs(
             self.model,
             self.state,
-            mode="batch",
-            epochs=n_epochs,
-            batches=batches,
+            items,
+            epochs=epochs if epochs is not None else tc.epochs,
+            crops_per_frame=tc.crops_per_frame,
+            batch_size=tc.batch_size,
+            batch_of=self._batch,
             loss_of=self._loss,
-            lr_of=lambda epoch, i: self._lr(epoch * steps_per_epoch + i, total),
+            lr_of=self._lr,
             on_epoch_end=None if ckpt is None else (lambda _: self.save(ckpt)),
             progress=progress,
-            num_threads=self.cfg.train.num_threads,
+            num_threads=tc.num_threads,
         )
         return self.history
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +34,7 @@ __all__ = [
     "TrainResult",
     "TrainingState",
     "check_same_run",
+    "fit_crop_epochs",
     "fit_epochs",
     "optimisation_step",
     "restore_training_state",
@@ -234,6 +235,61 @@ def fit_epochs(
             model, state, mode=mode, epochs=epochs, batches=batches, loss_of=loss_of,
             lr_of=lr_of, record=record, on_epoch_end=on_epoch_end, progress=progress,
         )
+
+
+def fit_crop_epochs(
+    model: torch.nn.Module,
+    state: TrainingState,
+    items: Sequence[Any],
+    *,
+    epochs: int,
+    crops_per_frame: int,
+    batch_size: int,
+    batch_of: Callable[[list[Any], np.random.Generator], Any],
+    loss_of: LossFn,
+    lr_of: Callable[[int, int], float],
+    on_epoch_end: Callable[[TrainingState], None] | None = None,
+    progress: bool = False,
+    num_threads: int | None = None,
+) -> TrainingHistory:
+    """Batch training: epochs of ``crops_per_frame`` crops per item, in shuffled batches.
+
+    Each epoch draws a permutation of the items repeated ``crops_per_frame`` times and
+    feeds them ``batch_size`` at a time to ``batch_of`` (phase ``"batch"`` of
+    :func:`fit_epochs`, resumable by epoch).
+
+    Parameters
+    ----------
+    items : sequence
+        The annotated frames (whatever ``batch_of`` crops from).
+    batch_of : callable
+        ``batch_of(items_of_the_batch, rng)``: the batch of crops.
+    lr_of : callable
+        ``lr_of(step, total_steps)``: the learning rate of a step of the whole run.
+    model, state, epochs, loss_of, on_epoch_end, progress, num_threads
+        As for :func:`fit_epochs`.
+    """
+    per_epoch = len(items) * crops_per_frame
+    steps_per_epoch = -(-per_epoch // batch_size)
+    total = epochs * steps_per_epoch
+
+    def batches(epoch: int, rng: np.random.Generator) -> Iterator[Any]:
+        order = rng.permutation(np.repeat(np.arange(len(items)), crops_per_frame))
+        for i in range(0, per_epoch, batch_size):
+            yield batch_of([items[k] for k in order[i : i + batch_size]], rng)
+
+    return fit_epochs(
+        model,
+        state,
+        mode="batch",
+        epochs=epochs,
+        batches=batches,
+        loss_of=loss_of,
+        lr_of=lambda epoch, i: lr_of(epoch * steps_per_epoch + i, total),
+        on_epoch_end=on_epoch_end,
+        progress=progress,
+        num_threads=num_threads,
+    )
 
 
 def _fit_epochs(
