@@ -23,20 +23,12 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     field_validator,
-    model_validator,
 )
 
 from celltrack.config.base import Config
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
-from celltrack.config.stages import (
-    DETECTION_KINDS,
-    MOTION_KINDS,
-    DetectionSection,
-    MotionSection,
-    check_joint,
-    check_kind,
-)
+from celltrack.config.stages import DetectionSection, MotionSection, StageSections
 from celltrack.errors import ConfigError
 from celltrack.graph.candidates import CandidateConfig
 from celltrack.solve.base import linker_config
@@ -87,33 +79,6 @@ def overlay_explicit(base: BaseModel, user: BaseModel) -> BaseModel:
     return type(base).model_validate(
         {k: v.model_dump() if isinstance(v, BaseModel) else v for k, v in values.items()}
     )
-
-
-#: Keys renamed when the motion stage got a second kind: old name → new name.
-RENAMED_KEYS: dict[str, str] = {
-    "flow": "motion",
-    "use_flow": "use_motion",
-    "min_flow_links": "min_motion_links",
-}
-
-
-def renamed_keys(value: Any) -> Any:
-    """Refuse the old key names of :data:`RENAMED_KEYS` with the new name (before validation).
-
-    Raises
-    ------
-    ValueError
-        When a mapping holds ``flow``, ``use_flow`` or ``min_flow_links``.
-    """
-    if isinstance(value, dict):
-        for old, new in RENAMED_KEYS.items():
-            if old in value:
-                raise ValueError(
-                    f"the key '{old}' is now '{new}' (the motion stage is ELEPHANT's flow or "
-                    f"Linajea's movement vectors, chosen by motion.kind): rename '{old}' to "
-                    f"'{new}'"
-                )
-    return value
 
 
 def preset_sections(config: BaseModel, preset: str) -> dict[str, Config]:
@@ -275,7 +240,7 @@ def _check_linker_keys(value: dict[str, Any]) -> None:
     )
 
 
-class PipelineConfig(Config):
+class PipelineConfig(StageSections):
     """Root configuration: one nested config per stage."""
 
     preset: Preset = Field(
@@ -320,32 +285,12 @@ class PipelineConfig(Config):
     )
     progress: bool = Field(True, description="Show progress bars.")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed_keys(cls, value: Any) -> Any:
-        return renamed_keys(value)
-
     @field_validator("linker", mode="before")
     @classmethod
     def _check_linker(cls, value: Any) -> Config:
         if isinstance(value, dict):
             _check_linker_keys(value)
         return linker_config(value)
-
-    @field_validator("detection", mode="before")
-    @classmethod
-    def _check_detection_kind(cls, value: Any) -> Any:
-        return check_kind("detection", value, DETECTION_KINDS)
-
-    @field_validator("motion", mode="before")
-    @classmethod
-    def _check_motion_kind(cls, value: Any) -> Any:
-        return check_kind("motion", value, MOTION_KINDS)
-
-    @model_validator(mode="after")
-    def _joint_needs_indicator(self) -> PipelineConfig:
-        check_joint(self.detection, self.motion)
-        return self
 
     @classmethod
     def cpu(cls, **overrides: Any) -> PipelineConfig:

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, field_validator
 
 from celltrack.config.base import Config, config_from_dict
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
-from celltrack.config.pipeline import RENAMED_KEYS, preset_sections, renamed_keys
-from celltrack.config.stages import (
-    DETECTION_KINDS,
-    MOTION_KINDS,
-    DetectionSection,
-    MotionSection,
-    check_joint,
-    check_kind,
-)
+from celltrack.config.pipeline import preset_sections
+from celltrack.config.stages import RENAMED_KEYS, DetectionSection, MotionSection, StageSections
 from celltrack.errors import ConfigError
 from celltrack.graph.candidates import CandidateConfig
 from celltrack.solve.base import linker_config
@@ -26,7 +19,7 @@ from celltrack.solve.flow_nn import FlowNNConfig
 __all__ = ["ProjectConfig", "as_project_config", "renamed_sections"]
 
 
-class ProjectConfig(Config):
+class ProjectConfig(StageSections):
     """Stage settings used by :class:`celltrack.project.Project`.
 
     The fields have the names and types of the matching fields of the pipeline config
@@ -66,30 +59,11 @@ class ProjectConfig(Config):
         "before its first supervised update",
     )
 
-    @model_validator(mode="before")
-    @classmethod
-    def _renamed_keys(cls, value: Any) -> Any:
-        return renamed_keys(value)
-
     @field_validator("linker", mode="before")
     @classmethod
     def _check_linker(cls, value: Any) -> Config:
         return linker_config(value)
 
-    @field_validator("detection", mode="before")
-    @classmethod
-    def _check_detection_kind(cls, value: Any) -> Any:
-        return check_kind("detection", value, DETECTION_KINDS)
-
-    @field_validator("motion", mode="before")
-    @classmethod
-    def _check_motion_kind(cls, value: Any) -> Any:
-        return check_kind("motion", value, MOTION_KINDS)
-
-    @model_validator(mode="after")
-    def _joint_needs_indicator(self) -> ProjectConfig:
-        check_joint(self.detection, self.motion)
-        return self
 
 
 def _with_preset(config: ProjectConfig) -> ProjectConfig:
@@ -137,8 +111,9 @@ def as_project_config(config: Any) -> ProjectConfig:
 def renamed_sections(stored: Any) -> Any:
     """A project manifest's stored config with the old key names (``flow``) renamed.
 
-    Configs a person writes get an error naming the new key (:func:`renamed_keys`); a
-    project saved before the rename is read as it was meant.
+    Configs a person writes get an error naming the new key
+    (:func:`~celltrack.config.stages.renamed_keys`); a project saved before the rename is
+    read as it was meant.
     """
     if not isinstance(stored, dict):
         return stored

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag
+from pydantic import Discriminator, Tag, field_validator, model_validator
 
+from celltrack.config.base import Config
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
 from celltrack.config.indicator import IndicatorConfig
@@ -23,12 +24,15 @@ from celltrack.config.movement import MovementConfig
 __all__ = [
     "DETECTION_KINDS",
     "MOTION_KINDS",
+    "RENAMED_KEYS",
     "AnyDetectionConfig",
     "AnyMotionConfig",
     "DetectionSection",
     "MotionSection",
+    "StageSections",
     "check_joint",
     "check_kind",
+    "renamed_keys",
 ]
 
 #: Detection kinds and the config class of each.
@@ -98,3 +102,58 @@ def check_joint(detection: Any, motion: Any) -> None:
             "movement head, so it needs detection.kind: indicator; set detection.kind: "
             f"indicator or motion.joint: false (detection.kind is {detection.kind!r})"
         )
+
+
+#: Keys renamed when the motion stage got a second kind: old name → new name.
+RENAMED_KEYS: dict[str, str] = {
+    "flow": "motion",
+    "use_flow": "use_motion",
+    "min_flow_links": "min_motion_links",
+}
+
+
+def renamed_keys(value: Any) -> Any:
+    """Refuse the old key names of :data:`RENAMED_KEYS` with the new name (before validation).
+
+    Raises
+    ------
+    ValueError
+        When a mapping holds ``flow``, ``use_flow`` or ``min_flow_links``.
+    """
+    if isinstance(value, dict):
+        for old, new in RENAMED_KEYS.items():
+            if old in value:
+                raise ValueError(
+                    f"the key '{old}' is now '{new}' (the motion stage is ELEPHANT's flow or "
+                    f"Linajea's movement vectors, chosen by motion.kind): rename '{old}' to "
+                    f"'{new}'"
+                )
+    return value
+
+
+class StageSections(Config):
+    """The checks of a config with ``detection`` and ``motion`` sections (pipeline, project).
+
+    Old key names are refused with the new one, unknown kinds with the known ones, and
+    ``motion.joint`` needs ``detection.kind: indicator``. Subclasses declare the two fields.
+    """
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_keys(cls, value: Any) -> Any:
+        return renamed_keys(value)
+
+    @field_validator("detection", mode="before", check_fields=False)
+    @classmethod
+    def _check_detection_kind(cls, value: Any) -> Any:
+        return check_kind("detection", value, DETECTION_KINDS)
+
+    @field_validator("motion", mode="before", check_fields=False)
+    @classmethod
+    def _check_motion_kind(cls, value: Any) -> Any:
+        return check_kind("motion", value, MOTION_KINDS)
+
+    @model_validator(mode="after")
+    def _joint_needs_indicator(self) -> StageSections:
+        check_joint(self.detection, self.motion)  # type: ignore[attr-defined]
+        return self
