@@ -136,13 +136,43 @@ def check_tags(tags: Any) -> np.ndarray:
 def unknown_tags(tags: np.ndarray) -> list[str]:
     """The distinct values of ``tags`` (array of str, any shape) that are not tags, sorted.
 
-    Seven vectorised comparisons instead of a sort: cheap on every edit of a large graph.
+    No sort: each value's first two characters name the one tag it can be, and its code
+    points are compared with that tag's in one vectorised pass (cheap on every edit of a
+    large graph).
     """
-    arr = np.asarray(tags).astype(str)
-    known = np.zeros(arr.shape, bool)
-    for tag in TAGS:
-        known |= arr == tag
-    return sorted(set(arr[~known].tolist()))
+    arr = np.asarray(tags)
+    if arr.dtype.kind != "U":
+        arr = arr.astype(str)
+    flat = arr.reshape(-1)
+    known = _known_mask(flat) if flat.dtype.itemsize <= _TAG_BYTES else None
+    if known is None:  # wider strings: seven comparisons
+        known = np.zeros(flat.shape, bool)
+        for tag in TAGS:
+            known |= flat == tag
+    return sorted(set(flat[~known].tolist()))
+
+
+_TAG_CHARS = max(len(t) for t in TAGS)
+_TAG_BYTES = np.dtype(f"<U{_TAG_CHARS}").itemsize
+#: Code points of every tag, one row each (zero-padded like NumPy strings).
+_TAG_CODES = np.array(TAGS, dtype=f"<U{_TAG_CHARS}").view(np.uint32).reshape(len(TAGS), -1)
+#: Row of _TAG_CODES by a value's first two code points (-1: no tag starts so).
+_TAG_BY_PREFIX = np.full((128, 128), -1, np.int64)
+_TAG_BY_PREFIX[_TAG_CODES[:, 0], _TAG_CODES[:, 1]] = np.arange(len(TAGS))
+
+
+def _known_mask(flat: np.ndarray) -> np.ndarray:
+    """Which values of a 1-D str array (at most the longest tag's width) are tags."""
+    codes = np.ascontiguousarray(flat.astype(f"<U{_TAG_CHARS}", copy=False))
+    codes = codes.view(np.uint32).reshape(flat.size, _TAG_CHARS)
+    # code points >= 127 map to row 127 of the table, where no tag starts
+    prefix = np.minimum(codes[:, 0], 127).astype(np.int64) * 128 + np.minimum(codes[:, 1], 127)
+    row = np.take(_TAG_BY_PREFIX.reshape(-1), prefix)
+    known = row >= 0
+    expected = np.take(_TAG_CODES, row, axis=0, mode="clip")  # unknown rows: any tag
+    wrong = np.flatnonzero(codes != expected) // _TAG_CHARS
+    known[wrong] = False
+    return known
 
 
 def tags_of(graph: Any, default: str = Tag.UNLABELED.value) -> np.ndarray:

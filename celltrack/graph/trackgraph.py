@@ -36,7 +36,7 @@ def _as_column(name: str, values: Any, length: int | None, owner: str) -> np.nda
             f"(one per {owner})"
         )
     if array.dtype.kind in "UO" and name == "tag":
-        array = array.astype(str)
+        array = array.astype(str, copy=False)
     return array
 
 
@@ -546,16 +546,22 @@ class TrackGraph:
         return component_labels(src[keep], tgt[keep], self.num_nodes, first_appearance=True)
 
     # ------------------------------------------------------------------ combination
-    def add_nodes(self, nodes: Mapping[str, Any]) -> TrackGraph:
-        """A new graph with extra nodes appended (missing columns filled with defaults)."""
-        other = TrackGraph(nodes, validate=False)
-        return concat([self, other], offset_ids=False)
+    def add_nodes(self, nodes: Mapping[str, Any], *, validate: bool = True) -> TrackGraph:
+        """A new graph with extra nodes appended (missing columns filled with defaults).
 
-    def add_edges(self, edges: Mapping[str, Any]) -> TrackGraph:
-        """A new graph with extra edges appended (missing columns filled with defaults)."""
+        ``validate=False`` skips the checks (for a caller that validates the result itself).
+        """
+        other = TrackGraph(nodes, validate=False)
+        return concat([self, other], offset_ids=False, validate=validate)
+
+    def add_edges(self, edges: Mapping[str, Any], *, validate: bool = True) -> TrackGraph:
+        """A new graph with extra edges appended (missing columns filled with defaults).
+
+        ``validate=False`` skips the checks (for a caller that validates the result itself).
+        """
         m = len(np.asarray(edges["source"]))
         cols = _merge_columns([self._edges, dict(edges)], [self.num_edges, m])
-        return TrackGraph(dict(self._nodes), cols, attrs=dict(self.attrs))
+        return TrackGraph(dict(self._nodes), cols, attrs=dict(self.attrs), validate=validate)
 
     # ------------------------------------------------------------------ networkx
     def to_networkx(self):
@@ -636,15 +642,28 @@ class TrackGraph:
         return all(_columns_equal(a._edges[n], b._edges[n], atol) for n in enames)
 
     def sorted(self) -> TrackGraph:
-        """A copy with nodes ordered by id and edges by (source, target)."""
-        norder = np.argsort(self._nodes["id"], kind="stable")
-        eorder = np.lexsort((self._edges["target"], self._edges["source"]))
-        return TrackGraph(
-            {k: v[norder] for k, v in self._nodes.items()},
-            {k: v[eorder] for k, v in self._edges.items()},
-            attrs=dict(self.attrs),
-            validate=False,
-        )
+        """A copy with nodes ordered by id and edges by (source, target).
+
+        A table already in that order is not gathered again: the copy shares its column
+        arrays (columns are never written in place; :meth:`set_node_column` replaces them).
+        """
+        ids, src, tgt = self._nodes["id"], self._edges["source"], self._edges["target"]
+        nodes_ok = _non_decreasing(ids)
+        edges_ok = _pairs_ordered(src, tgt)
+        if nodes_ok:
+            nodes = dict(self._nodes)
+        else:
+            norder = np.argsort(ids, kind="stable")
+            nodes = {k: v[norder] for k, v in self._nodes.items()}
+        if edges_ok:
+            edges = dict(self._edges)
+        else:
+            eorder = np.lexsort((tgt, src))
+            edges = {k: v[eorder] for k, v in self._edges.items()}
+        out = TrackGraph(nodes, edges, attrs=dict(self.attrs), validate=False)
+        if nodes_ok:  # the cached lookups stay true for the same arrays
+            out._cache = {k: v for k, v in self._cache.items() if edges_ok or k != "edge_index"}
+        return out
 
 
 class _ReadOnlyColumns(Mapping):
@@ -666,6 +685,21 @@ class _ReadOnlyColumns(Mapping):
 
     def __repr__(self) -> str:
         return f"columns({', '.join(f'{k}{v.shape}' for k, v in self._columns.items())})"
+
+
+def _non_decreasing(values: np.ndarray) -> bool:
+    """True if ``values`` (1-D) is in non-decreasing order (a stable sort keeps it)."""
+    return values.size < 2 or bool(np.all(values[1:] >= values[:-1]))
+
+
+def _pairs_ordered(first: np.ndarray, second: np.ndarray) -> bool:
+    """True if the rows (first, second) are in lexicographic non-decreasing order."""
+    if first.size < 2:
+        return True
+    if not _non_decreasing(first):
+        return False
+    tie = first[1:] == first[:-1]
+    return bool(np.all(second[1:][tie] >= second[:-1][tie]))
 
 
 def _check_tags(tags: np.ndarray) -> None:
@@ -745,7 +779,9 @@ def _merge_columns(
     return merged
 
 
-def concat(graphs: list[TrackGraph], *, offset_ids: bool = False) -> TrackGraph:
+def concat(
+    graphs: list[TrackGraph], *, offset_ids: bool = False, validate: bool = True
+) -> TrackGraph:
     """Concatenate graphs (nodes and edges); columns missing in some get defaults.
 
     Parameters
@@ -754,6 +790,8 @@ def concat(graphs: list[TrackGraph], *, offset_ids: bool = False) -> TrackGraph:
         Graphs to join.
     offset_ids : bool
         If True, shift each graph's ids past the previous maximum so they cannot clash.
+    validate : bool
+        Check the result (default True).
     """
     if not graphs:
         return TrackGraph.empty()
@@ -770,4 +808,4 @@ def concat(graphs: list[TrackGraph], *, offset_ids: bool = False) -> TrackGraph:
         edge_tables.append(edges)
     nodes = _merge_columns(node_tables, [g.num_nodes for g in graphs])
     edges = _merge_columns(edge_tables, [g.num_edges for g in graphs])
-    return TrackGraph(nodes, edges, attrs=dict(graphs[0].attrs))
+    return TrackGraph(nodes, edges, attrs=dict(graphs[0].attrs), validate=validate)

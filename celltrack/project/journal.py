@@ -22,6 +22,7 @@ graph exactly.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ import numpy as np
 from celltrack.errors import FormatError
 from celltrack.graph import TrackGraph
 
-__all__ = ["COMPACT_EVERY", "EditJournal", "graph_delta"]
+__all__ = ["COMPACT_EVERY", "EditJournal", "apply_delta", "delta_is_empty", "graph_delta"]
 
 #: Edits appended before the journal is folded into the store.
 COMPACT_EVERY = 500
@@ -60,26 +61,109 @@ def _rows_differ(a: dict[str, np.ndarray], b: dict[str, np.ndarray], ra, rb) -> 
     differ = np.zeros(len(ra), bool)
     for name, col in a.items():
         if col.dtype.hasobject:  # no fixed width: compare values
-            differ |= col[ra] != b[name][rb]
+            differ |= _any_per_row(col[ra] != b[name][rb], len(ra))
         else:
             differ |= (_row_bytes(col, ra) != _row_bytes(b[name], rb)).any(axis=1)
     return differ
 
 
+def _any_per_row(mask: Any, rows: int) -> np.ndarray:
+    return np.asarray(mask, bool).reshape(rows, -1).any(axis=1)
+
+
+def _same_buffer(a: np.ndarray, b: np.ndarray) -> bool:
+    """True if ``a`` and ``b`` are the same memory read the same way (so equal)."""
+    return (
+        a.shape == b.shape
+        and a.strides == b.strides
+        and a.dtype == b.dtype
+        and a.__array_interface__["data"][0] == b.__array_interface__["data"][0]
+    )
+
+
+def _words(column: np.ndarray) -> tuple[np.ndarray, int]:
+    """A contiguous column's bytes as the widest unsigned words that split its rows evenly,
+    flat, and the number of words per row."""
+    width = column.dtype.itemsize * math.prod(column.shape[1:])
+    size = next(w for w in (8, 4, 2, 1) if width % w == 0)
+    flat = np.ascontiguousarray(column).reshape(-1).view(np.uint8).view(f"u{size}")
+    return flat, width // size
+
+
+def _aligned_changes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Rows i where ``a[i]`` and ``b[i]`` (same shape and dtype) differ bit for bit, sorted.
+
+    A column shared by both graphs costs nothing; an equal one one pass over its memory;
+    only a column that differs is searched for its rows.
+    """
+    n = len(a)
+    if n == 0 or _same_buffer(a, b):
+        return np.zeros(0, np.int64)
+    if a.dtype.hasobject:
+        return np.flatnonzero(_any_per_row(a != b, n))
+    wa, per_row = _words(a)
+    wb, _ = _words(b)
+    if per_row == 0 or np.array_equal(wa, wb):
+        return np.zeros(0, np.int64)
+    return np.unique(np.flatnonzero(wa != wb) // per_row)
+
+
+def _region_changes(
+    old: dict[str, np.ndarray], new: dict[str, np.ndarray], o: int, n: int, length: int
+) -> np.ndarray:
+    """Rows ``n + i`` of ``new`` whose row ``o + i`` of ``old`` (same key) differs."""
+    if length == 0:
+        return np.zeros(0, np.int64)
+    found = [
+        _aligned_changes(old[name][o : o + length], col[n : n + length])
+        for name, col in new.items()
+    ]
+    return n + np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+
+
+def _common_prefix(a: np.ndarray, b: np.ndarray) -> int:
+    """Number of leading positions where the key arrays ``a`` and ``b`` agree."""
+    k = min(len(a), len(b))
+    differ = np.flatnonzero(a[:k] != b[:k])
+    return int(differ[0]) if differ.size else k
+
+
+def _member(sorted_keys: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Which of ``query`` occur in the sorted, unique ``sorted_keys``."""
+    if sorted_keys.size == 0 or query.size == 0:
+        return np.zeros(query.shape, bool)
+    if sorted_keys.dtype.names is not None:  # record keys (ids beyond 31 bits)
+        return np.isin(query, sorted_keys)
+    pos = np.minimum(np.searchsorted(sorted_keys, query), sorted_keys.size - 1)
+    return sorted_keys[pos] == query
+
+
 def _table_delta(
     old: dict[str, np.ndarray], new: dict[str, np.ndarray], old_keys, new_keys
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Rows of ``old`` to delete (by key) and rows of ``new`` to upsert (all columns)."""
-    keep_old = np.isin(old_keys, new_keys)
-    in_old = np.isin(new_keys, old_keys)
-    upsert = ~in_old
-    common_new = np.flatnonzero(in_old)
-    if common_new.size:
-        # both tables are canonical (sorted by key), so common keys line up in order
-        common_old = np.flatnonzero(keep_old)
-        upsert[common_new[_rows_differ(new, old, common_new, common_old)]] = True
-    deleted = old_keys[~keep_old]
-    rows = np.flatnonzero(upsert)
+    """Rows of ``old`` to delete and the payload of the rows of ``new`` to upsert.
+
+    Both tables are canonical (sorted by unique key). An edit changes a run of keys: the
+    common leading and trailing keys line up row for row and are compared column by
+    column (:func:`_aligned_changes`); only the keys in between are matched by value.
+    """
+    n_old, n_new = len(old_keys), len(new_keys)
+    head = _common_prefix(old_keys, new_keys)
+    tail = _common_prefix(old_keys[head:][::-1], new_keys[head:][::-1])
+    old_mid, new_mid = old_keys[head : n_old - tail], new_keys[head : n_new - tail]
+    in_old = _member(old_mid, new_mid)
+    keep_old = _member(new_mid, old_mid)
+    parts = [
+        _region_changes(old, new, 0, 0, head),
+        _region_changes(old, new, n_old - tail, n_new - tail, tail),
+        head + np.flatnonzero(~in_old),
+    ]
+    common_new = head + np.flatnonzero(in_old)
+    if common_new.size:  # common keys between the aligned runs line up in order too
+        common_old = head + np.flatnonzero(keep_old)
+        parts.append(common_new[_rows_differ(new, old, common_new, common_old)])
+    deleted = head + np.flatnonzero(~keep_old)
+    rows = np.unique(np.concatenate(parts))
     return deleted, {name: _column_payload(col[rows]) for name, col in new.items()}
 
 
@@ -88,28 +172,67 @@ def _edge_keys(edges: dict[str, np.ndarray]) -> np.ndarray:
     return np.ascontiguousarray(pairs).view([("s", np.int64), ("t", np.int64)]).ravel()
 
 
+_PACK_BITS = 31
+
+
+def _packed_edge_keys(edges: dict[str, np.ndarray]) -> np.ndarray | None:
+    """(source, target) packed into one int64 that sorts like the pairs; None when an id
+    is negative or needs more than 31 bits."""
+    src = np.asarray(edges["source"], np.int64)
+    tgt = np.asarray(edges["target"], np.int64)
+    if src.size and (min(src.min(), tgt.min()) < 0 or max(src.max(), tgt.max()) >> _PACK_BITS):
+        return None
+    return (src << _PACK_BITS) | tgt
+
+
+def _edge_key_pair(old: dict[str, np.ndarray], new: dict[str, np.ndarray]):
+    """Comparable keys of both edge tables (packed integers where the ids allow)."""
+    a, b = _packed_edge_keys(old), _packed_edge_keys(new)
+    if a is None or b is None:
+        return _edge_keys(old), _edge_keys(new)
+    return a, b
+
+
+def _same_columns(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> bool:
+    """True if both tables have the same column names, dtypes and row shapes."""
+    if a.keys() != b.keys():
+        return False
+    return all(
+        v.dtype.str == b[k].dtype.str and v.shape[1:] == b[k].shape[1:] for k, v in a.items()
+    )
+
+
 def graph_delta(old: TrackGraph, new: TrackGraph) -> dict[str, Any] | None:
     """The edit that turns canonical ``old`` into canonical ``new``, as JSON-able data.
 
-    Returns None when the edit changes the set of columns or their dtypes (then the caller
-    writes the whole graph instead).
+    Rows count as changed when they differ bit for bit (a NaN equals itself; −0.0 differs
+    from 0.0). Returns None when the edit changes the set of columns or their dtypes (then
+    the caller writes the whole graph instead).
     """
-    for a, b in ((old.nodes, new.nodes), (old.edges, new.edges)):
-        if {k: (v.dtype.str, v.shape[1:]) for k, v in a.items()} != {
-            k: (v.dtype.str, v.shape[1:]) for k, v in b.items()
-        }:
-            return None
     old_n, new_n = dict(old.nodes), dict(new.nodes)
-    del_nodes, nodes = _table_delta(old_n, new_n, old_n["id"], new_n["id"])
     old_e, new_e = dict(old.edges), dict(new.edges)
-    del_edges, edges = _table_delta(old_e, new_e, _edge_keys(old_e), _edge_keys(new_e))
+    if not (_same_columns(old_n, new_n) and _same_columns(old_e, new_e)):
+        return None
+    del_nodes, nodes = _table_delta(old_n, new_n, old_n["id"], new_n["id"])
+    del_edges, edges = _table_delta(old_e, new_e, *_edge_key_pair(old_e, new_e))
+    pairs = np.stack([old_e["source"][del_edges], old_e["target"][del_edges]], axis=1)
     return {
-        "del_nodes": del_nodes.tolist(),
+        "del_nodes": old_n["id"][del_nodes].tolist(),
         "nodes": nodes,
-        "del_edges": [[int(s), int(t)] for s, t in del_edges.tolist()],
+        "del_edges": pairs.astype(np.int64).tolist(),
         "edges": edges,
         "attrs": new.attrs if new.attrs != old.attrs else None,
     }
+
+
+def delta_is_empty(delta: dict[str, Any]) -> bool:
+    """True if a :func:`graph_delta` changes nothing."""
+    return (
+        not delta["del_nodes"]
+        and not delta["del_edges"]
+        and delta["attrs"] is None
+        and not any(c["values"] for c in (*delta["nodes"].values(), *delta["edges"].values()))
+    )
 
 
 def _merge(table: dict[str, np.ndarray], keep: np.ndarray, add: dict[str, np.ndarray]):

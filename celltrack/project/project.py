@@ -16,9 +16,14 @@ annotation graph whose nodes carry proofreading tags and whose edges carry an
     project.train_flow()
     project.export("tracks.geff")
 
-Every annotation change is written to ``annotations.geff`` atomically before the call
-returns (the in-memory state only changes once the write succeeded), so a crash never
-loses a completed edit; ``Project.open(folder)`` resumes.
+Every annotation change is durable before the call returns (an fsynced journal entry, or
+an atomic rewrite of ``annotations.geff``; the in-memory state only changes once the write
+succeeded), so a crash never loses a completed edit; ``Project.open(folder)`` resumes.
+
+Annotation edits can be undone and redone (:meth:`Project.undo`, :meth:`Project.redo`):
+every change of the annotation graph is one step, a ``batch()`` block is one step, and so
+are the merges of :meth:`Project.predict` and :meth:`Project.link`. The history lives in
+memory only (at most :data:`UNDO_STEPS` steps) and starts empty when a project is opened.
 """
 
 from __future__ import annotations
@@ -65,7 +70,7 @@ from celltrack.model_kinds import (
 )
 from celltrack.project import storage
 from celltrack.project.config import ProjectConfig, as_project_config, renamed_sections
-from celltrack.project.journal import COMPACT_EVERY, EditJournal, graph_delta
+from celltrack.project.journal import COMPACT_EVERY, EditJournal, delta_is_empty, graph_delta
 from celltrack.project.links import merge_links, renumber_created
 from celltrack.project.tags import merge_predictions
 from celltrack.solve.base import LinkResult
@@ -78,9 +83,12 @@ from celltrack.solve.stage import (
     resolve_linker,
 )
 
-__all__ = ["Project"]
+__all__ = ["UNDO_STEPS", "Project"]
 
 logger = logging.getLogger(__name__)
+
+#: Annotation edits :meth:`Project.undo` can revert; older ones are forgotten.
+UNDO_STEPS = 100
 
 
 def _empty_annotations() -> TrackGraph:
@@ -103,12 +111,19 @@ def _empty_annotations() -> TrackGraph:
     )
 
 
-def _replace_nodes(graph: TrackGraph, columns: dict[str, np.ndarray]) -> TrackGraph:
-    """A copy of ``graph`` with some node columns (required ones included) replaced."""
-    nodes = {k: np.array(v) for k, v in graph.nodes.items()}
-    nodes.update(columns)
-    edges = {k: np.array(v) for k, v in graph.edges.items()}
-    return TrackGraph(nodes, edges, attrs=dict(graph.attrs), validate=False)
+def _with_columns(
+    graph: TrackGraph,
+    nodes: dict[str, np.ndarray] | None = None,
+    edges: dict[str, np.ndarray] | None = None,
+) -> TrackGraph:
+    """A new, unvalidated graph with some columns (required ones included) replaced.
+
+    The other columns are shared with ``graph`` as read-only views (graphs never write
+    their columns in place), so an edit copies only what it changes.
+    """
+    node_cols = {**graph.nodes, **(nodes or {})}
+    edge_cols = {**graph.edges, **(edges or {})}
+    return TrackGraph(node_cols, edge_cols, attrs=dict(graph.attrs), validate=False)
 
 
 class Project:
@@ -162,6 +177,9 @@ class Project:
         self.last_predict_stats: dict[str, int] = {}
         self._defer = 0
         self._dirty = False
+        self._undo: list[TrackGraph] = []  # annotation graphs before each step, oldest first
+        self._redo: list[TrackGraph] = []
+        self._batch_before: TrackGraph | None = None
         if self._journal.path.exists():  # fold what the last session journalled
             self._compact()
 
@@ -331,23 +349,28 @@ class Project:
             raise InvalidInputError(f"frame must be an integer in 0..{n - 1}, got {t!r}")
         return int(t)
 
-    def _commit(self, graph: TrackGraph) -> None:
+    def _commit(self, graph: TrackGraph, *, undoable: bool = True) -> None:
         """Validate, save durably, then (only then) replace the in-memory graph.
 
         The edit is appended to the fsynced journal (:mod:`celltrack.project.journal`: a
         few ms, whatever the number of spots); every ``COMPACT_EVERY`` edits, or when an
         edit changes the graph's columns, the whole graph is written to the store instead.
+        An ``undoable`` edit that changes the graph becomes one undo step (inside a
+        ``batch()`` the whole block is one step) and clears the redo history.
         """
+        before = self._annotations
         graph.validate()
         next_id = int(graph.ids.max()) + 1 if graph.num_nodes else 0
-        graph.attrs["next_id"] = max(next_id, int(self._annotations.attrs.get("next_id", 0)))
+        graph.attrs["next_id"] = max(next_id, int(before.attrs.get("next_id", 0)))
         graph.attrs["voxel_size"] = [float(v) for v in self.voxel_size]
         graph = graph.sorted()
         if self._defer:
+            if not self._dirty:
+                self._batch_before = before
             self._annotations = graph
             self._dirty = True
             return
-        delta = graph_delta(self._annotations, graph)
+        delta = graph_delta(before, graph)
         if delta is None or self._pending >= COMPACT_EVERY:
             self._compact(graph)
         else:
@@ -355,6 +378,62 @@ class Project:
             self._seq += 1
             self._pending += 1
         self._annotations = graph
+        if undoable and (delta is None or not delta_is_empty(delta)):
+            self._remember(before)
+
+    def _remember(self, before: TrackGraph) -> None:
+        """Make ``before`` the newest undo step (forgetting the oldest beyond UNDO_STEPS)."""
+        self._undo.append(before)
+        del self._undo[: max(len(self._undo) - UNDO_STEPS, 0)]
+        self._redo.clear()
+
+    # ------------------------------------------------------------------ undo / redo
+    @property
+    def can_undo(self) -> bool:
+        """True if :meth:`undo` has an edit to revert."""
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        """True if :meth:`redo` has an undone edit to restore."""
+        return bool(self._redo)
+
+    def undo(self) -> bool:
+        """Revert the last annotation edit (spots, tags, links); False if there is none.
+
+        One step is one edit method call, one ``batch()`` block, or the annotation merge of
+        one :meth:`predict` or :meth:`link` (the tracks of :meth:`link` and trained models
+        are not touched). The undo is itself a durable, journalled edit. Node ids are never
+        reused: spots added after an undo get fresh ids. The history (at most
+        :data:`UNDO_STEPS` steps) is kept in memory only: it starts empty when a project
+        is opened, and a new edit clears what :meth:`redo` could restore.
+
+        Raises
+        ------
+        InvalidInputError
+            Inside a ``batch()`` block.
+        """
+        return self._step(self._undo, self._redo)
+
+    def redo(self) -> bool:
+        """Restore the last edit :meth:`undo` reverted; False if there is none."""
+        return self._step(self._redo, self._undo)
+
+    def _step(self, source: list[TrackGraph], target: list[TrackGraph]) -> bool:
+        """Commit the newest graph of ``source``; the current one goes onto ``target``."""
+        if self._defer:
+            raise InvalidInputError(
+                "undo() / redo() inside a batch() block: finish the block first (the block "
+                "is undone as one step)"
+            )
+        if not source:
+            return False
+        current = self._annotations
+        self._commit(_with_columns(source[-1]), undoable=False)
+        source.pop()
+        target.append(current)
+        del target[: max(len(target) - UNDO_STEPS, 0)]
+        return True
 
     def _compact(self, graph: TrackGraph | None = None) -> None:
         """Write the whole annotation graph to the store, then empty the journal."""
@@ -378,7 +457,7 @@ class Project:
 
         The save also happens when the block raises, so completed edits are kept. Use it
         for scripted edits (many ``add_spot`` / ``add_link`` calls); interactive edits
-        outside a block are saved one by one.
+        outside a block are saved one by one. The block is one :meth:`undo` step.
 
         Examples
         --------
@@ -395,6 +474,9 @@ class Project:
                 self._seq += 1
                 self._compact()
                 self._dirty = False
+                if self._batch_before is not None:
+                    self._remember(self._batch_before)
+                    self._batch_before = None
 
     def _next_id(self) -> int:
         g = self._annotations
@@ -496,7 +578,7 @@ class Project:
             "score": np.ones(n),  # a person's spot: full confidence
             "tag": np.full(n, tag, dtype=TAG_DTYPE),
         }
-        graph = self._annotations.add_nodes(new)
+        graph = self._annotations.add_nodes(new, validate=False)  # _commit validates
         graph.attrs = dict(self._annotations.attrs)
         self._commit(graph)
         return ids
@@ -610,7 +692,7 @@ class Project:
             cov = np.array(g.nodes["covariance"])
             cov[row] = self._covariances(1, radius_um, covariance)[0]
             cols["covariance"] = cov
-        self._commit(_replace_nodes(g, cols))
+        self._commit(_with_columns(g, nodes=cols))
 
     def remove_spots(self, node_ids: Any) -> None:
         """Delete spots and every link touching them."""
@@ -635,9 +717,7 @@ class Project:
         rows = g.index_of(ids)
         tags = np.asarray(g.nodes["tag"]).astype(TAG_DTYPE)
         tags[rows] = review_tags(tags[rows], decision)
-        graph = g.copy()
-        graph.set_node_column("tag", tags)
-        self._commit(graph)
+        self._commit(_with_columns(g, nodes={"tag": tags}))
 
     # ------------------------------------------------------------------ links
     def add_link(self, parent: int, child: int, *, approved: bool = True) -> None:
@@ -667,16 +747,17 @@ class Project:
         out_approved = int(np.count_nonzero((src == parent) & approved_col & ~same))
         if approved and out_approved >= 2:
             raise GraphError(f"node {parent} already has two approved children; remove one first")
-        keep = ~into
-        graph = g.subgraph(edges=keep)
-        graph.attrs = dict(g.attrs)
+        graph = g
+        if np.any(into):
+            graph = _with_columns(g, edges={k: v[~into] for k, v in g.edges.items()})
         if np.any(same):
             col = approved_mask(graph)
-            col[graph.edge_rows([(parent, child)])[0]] = bool(approved)
-            graph.set_edge_column("approved", col)
+            col[np.flatnonzero(same[~into])[0]] = bool(approved)
+            graph = _with_columns(graph, edges={"approved": col})
         else:
             graph = graph.add_edges(
-                {"source": [int(parent)], "target": [int(child)], "approved": [bool(approved)]}
+                {"source": [int(parent)], "target": [int(child)], "approved": [bool(approved)]},
+                validate=False,  # _commit validates
             )
         self._commit(graph)
 
@@ -689,7 +770,7 @@ class Project:
             raise GraphError(f"links {bad} do not exist")
         keep = np.ones(g.num_edges, bool)
         keep[rows] = False
-        self._commit(g.subgraph(edges=keep))
+        self._commit(_with_columns(g, edges={k: v[keep] for k, v in g.edges.items()}))
 
     def approve_links(self, pairs: Any, approved: bool = True) -> None:
         """Mark existing links (parent, child) as approved (or not, ``approved=False``)."""
@@ -700,8 +781,7 @@ class Project:
             raise GraphError(f"links {bad} do not exist; create them with add_link(parent, child)")
         col = approved_mask(g)
         col[rows] = bool(approved)
-        graph = g.copy()
-        graph.set_edge_column("approved", col)
+        graph = _with_columns(g, edges={"approved": col})
         if approved:
             src, tgt = graph.edge_index()
             indeg = np.bincount(tgt[col], minlength=graph.num_nodes)
@@ -1104,8 +1184,9 @@ class Project:
         Parameters
         ----------
         path : str or Path
-            Output (``.geff``/``.zarr`` store, CTC folder, ``.csv`` or ``.json`` file).
-        format : {"geff", "ctc", "csv", "json"}, optional
+            Output (``.geff``/``.zarr`` store, CTC folder, TrackMate ``.xml``, ``.csv`` or
+            ``.json`` file).
+        format : {"geff", "ctc", "trackmate", "csv", "json"}, optional
             Default: from the suffix of ``path``.
         what : {"tracks", "annotations"}
             The last :meth:`link` result, or the annotation graph with its tags.
