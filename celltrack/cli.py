@@ -346,10 +346,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.set_defaults(func=_cmd_evaluate)
 
-    ex = sub.add_parser("export", help="convert tracks between GEFF, CTC, CSV and JSON")
+    ex = sub.add_parser(
+        "export", help="convert tracks between GEFF, CTC, TrackMate XML, CSV and JSON"
+    )
     ex.add_argument("input", help="GEFF, CSV/JSON, TrackMate XML or CTC folder")
-    ex.add_argument("output", help="destination (.geff, .csv, .json or a folder with --format ctc)")
-    ex.add_argument("--format", choices=["geff", "csv", "json", "ctc"], default=None)
+    ex.add_argument(
+        "output", help="destination (.geff, .xml, .csv, .json or a folder with --format ctc)"
+    )
+    # the formats of celltrack.io.tracks.WRITE_FORMATS (spelt out: the CLI imports lightly)
+    ex.add_argument(
+        "--format", choices=["geff", "ctc", "trackmate", "csv", "json"], default=None
+    )
     ex.add_argument(
         "--shape",
         type=int,
@@ -360,7 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument(
         "--voxel-size", type=float, nargs=3, metavar=("Z", "Y", "X"), help="voxel size (µm)"
     )
-    ex.add_argument("--radius", type=float, default=None, help="CTC sphere radius (µm)")
+    ex.add_argument(
+        "--radius",
+        type=float,
+        default=None,
+        help="sphere radius (µm) of CTC masks and TrackMate spots",
+    )
     ex.add_argument(
         "--ctc-layout",
         choices=("res", "gt"),

@@ -380,3 +380,13 @@ def test_ground_truth_exported_in_the_gt_layout_evaluates_as_ground_truth(tmp_pa
     assert main(["evaluate", "--ctc", str(tmp_path / "01_GT"), str(res_dir)]) == 0
     tra = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("TRA"))
     assert tra.split()[-1] == "1.000000"
+
+
+def test_export_offers_every_written_format():
+    from celltrack.cli import build_parser
+    from celltrack.io.tracks import WRITE_FORMATS
+
+    parser = build_parser()
+    export = parser._subparsers._group_actions[0].choices["export"]
+    choices = next(a.choices for a in export._actions if a.dest == "format")
+    assert sorted(choices) == sorted(WRITE_FORMATS)

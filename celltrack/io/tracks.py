@@ -14,8 +14,11 @@ format     on disk                               read by (written by)
 ``ctc``    folder: track file + label masks      ``read_ctc`` (``write_ctc``)
 ``csv``    ``x.csv`` (+ ``x_links.csv``)         ``read_annotations`` (see below)
 ``json``   one ``.json`` file                    ``read_annotations`` (``write_annotations``)
-``xml``    TrackMate / MaMuT ``.xml``            ``read_trackmate`` (read only)
+``xml``    TrackMate / MaMuT ``.xml``            ``read_trackmate`` (``write_trackmate``)
 ========== ===================================== ==========================
+
+TrackMate XML (TrackMate 7, which Mastodon imports) is written for ``format="trackmate"``
+(or ``"xml"``) or an ``.xml`` suffix; a written file reads back as format ``xml``.
 
 A lineage forest is written as CSV in one file, the track table napari's Tracks layer and
 TrackMate users expect (:func:`~celltrack.io.track_table.write_track_table`: ``track_id,
@@ -44,7 +47,7 @@ logger = logging.getLogger(__name__)
 #: Formats :func:`read_tracks` reads.
 READ_FORMATS = ("geff", "ctc", "csv", "json", "xml")
 #: Formats :func:`write_tracks` writes.
-WRITE_FORMATS = ("geff", "ctc", "csv", "json")
+WRITE_FORMATS = ("geff", "ctc", "csv", "json", "trackmate")
 
 _SUFFIXES = {".geff": "geff", ".zarr": "geff", ".csv": "csv", ".json": "json", ".xml": "xml"}
 _ZARR_META = ("zarr.json", ".zattrs", ".zgroup")
@@ -182,7 +185,9 @@ def write_tracks(
     radius_um: float | None = None,
     ctc_layout: str = "res",
 ) -> Path:
-    """Write a graph as GEFF, a CTC folder, CSV or JSON; refuse to replace existing data.
+    """Write a graph as GEFF, a CTC folder, CSV, JSON or TrackMate XML; never replace data.
+
+    (Existing data is replaced only with ``overwrite=True``.)
 
     Every format is written atomically (temporary sibling + rename). An existing target
     that holds anything (for CSV: the spots file or its ``<stem>_links.csv``) is left
@@ -192,22 +197,27 @@ def write_tracks(
     Parameters
     ----------
     graph : TrackGraph
-        Positions in µm. CTC needs a forest (at most one parent per node).
+        Positions in µm. CTC and TrackMate need a forest (at most one parent per node).
     path : str or Path
-        Output: ``.geff`` / ``.zarr`` store, ``.csv`` or ``.json`` file, or a CTC folder
-        (e.g. ``.../01_RES``). For CSV/JSON a different suffix is replaced by the
-        format's.
-    format : {"geff", "ctc", "csv", "json"}, optional
-        Default: from the suffix of ``path`` (a CTC folder needs ``format="ctc"``).
+        Output: ``.geff`` / ``.zarr`` store, ``.csv``, ``.json`` or ``.xml`` (TrackMate)
+        file, or a CTC folder (e.g. ``.../01_RES``). For CSV/JSON/TrackMate a different
+        suffix is replaced by the format's (``.xml`` for TrackMate).
+    format : {"geff", "ctc", "csv", "json", "trackmate"}, optional
+        Default: from the suffix of ``path`` (``.xml``: TrackMate; a CTC folder needs
+        ``format="ctc"``). ``"xml"`` is accepted for ``"trackmate"``.
     overwrite : bool
         Replace an existing target.
     shape : sequence of 4 int, optional
-        CTC only: movie shape (T, Z, Y, X) in voxels; default ``graph.attrs["ctc_shape"]``
-        (set by :func:`read_ctc`).
+        CTC and TrackMate: movie shape (T, Z, Y, X) in voxels; default
+        ``graph.attrs["ctc_shape"]`` (set by :func:`read_ctc`). Required for CTC;
+        TrackMate falls back to the extent of the spots.
     voxel_size : sequence of 3 float, optional
-        CTC only: voxel size (z, y, x) in µm; default ``graph.attrs["voxel_size"]``.
+        CTC and TrackMate: voxel size (z, y, x) in µm; default
+        ``graph.attrs["voxel_size"]`` (TrackMate: else 1 µm).
     radius_um : float, optional
-        CTC only: paint spheres of this radius (µm) instead of the node covariances.
+        CTC: paint spheres of this radius (µm) instead of the node covariances.
+        TrackMate: the RADIUS of every spot (default: from the covariances, see
+        :func:`~celltrack.io.trackmate_write.write_trackmate`).
     ctc_layout : {"res", "gt"}
         CTC only: ``"res"`` writes a result folder (``res_track.txt``, ``maskTTT.tif``);
         ``"gt"`` writes ground truth (``man_track.txt``, ``man_trackTTT.tif``), which
@@ -227,7 +237,8 @@ def write_tracks(
         On an unknown or read-only format (the message lists the accepted ones), a graph
         that is not a TrackGraph, or CTC export without a shape or voxel size.
     GraphError, FormatError, ShapeError
-        From the format's writer (see :func:`write_ctc`, :func:`write_geff`).
+        From the format's writer (see :func:`write_ctc`, :func:`write_geff`,
+        :func:`~celltrack.io.trackmate_write.write_trackmate`).
     """
     if not isinstance(graph, TrackGraph):
         raise InvalidInputError(f"write_tracks needs a TrackGraph, got {type(graph).__name__}")
@@ -239,6 +250,13 @@ def write_tracks(
         return write_geff(graph, path, overwrite=overwrite)
     if fmt == "ctc":
         return _write_ctc(graph, path, overwrite, shape, voxel_size, radius_um, ctc_layout)
+    if fmt == "trackmate":
+        from celltrack.io.trackmate_write import write_trackmate
+
+        if path.suffix.lower() != ".xml":
+            path = path.with_suffix(".xml")
+        return write_trackmate(graph, path, shape=shape, voxel_size=voxel_size,
+                               radius_um=radius_um, overwrite=overwrite)
     from celltrack.io.annotations import links_path, write_annotations
 
     if path.suffix.lower() != f".{fmt}":
@@ -260,25 +278,18 @@ def _write_format(path: Path, format: str | None) -> str:
     if format is not None:
         fmt = str(format).strip().lower()
         if fmt == "xml":
-            raise InvalidInputError(
-                f"TrackMate/MaMuT XML can be read but not written; choose one of {accepted}"
-            )
+            return "trackmate"
         if fmt not in WRITE_FORMATS:
             raise InvalidInputError(f"unknown track format {format!r}; accepted: {accepted}")
         return fmt
     fmt = _SUFFIXES.get(path.suffix.lower())
-    if fmt == "xml":
-        raise InvalidInputError(
-            f"{path.name!r}: TrackMate/MaMuT XML can be read but not written; use a .geff, "
-            f".csv or .json suffix, or pass format= (one of {accepted})"
-        )
     if fmt is None:
         raise InvalidInputError(
             f"cannot tell the output format of {path.name!r} from its suffix: use .geff/.zarr, "
-            f".csv or .json, or pass format= (one of {accepted}; a CTC folder needs "
-            "format='ctc')"
+            f".csv, .json or .xml (TrackMate), or pass format= (one of {accepted}; a CTC "
+            "folder needs format='ctc')"
         )
-    return fmt
+    return "trackmate" if fmt == "xml" else fmt
 
 
 def _write_ctc(
