@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from celltrack._version import __version__
 from celltrack.config.detection import DetectionConfig
@@ -40,6 +39,7 @@ from celltrack.graph import TrackGraph
 from celltrack.graph.tags import LINKABLE, REVIEWED, TAG_DTYPE, Tag, tags_of
 from celltrack.graph.trackgraph import concat
 from celltrack.io import ImageSeries, as_movie
+from celltrack.progress import progress_bar
 
 __all__ = ["detect", "open_movie"]
 
@@ -145,7 +145,7 @@ def detect(
         annotated = [t for t in frame_list if t in with_marks]
     rest = [t for t in frame_list if t not in set(annotated)]
 
-    bar = tqdm(total=len(frame_list), desc="detect", disable=not progress, leave=False)
+    bar = progress_bar(total=len(frame_list), desc="detect", disable=not progress, leave=False)
     by_frame: dict[int, TrackGraph] = {}
     centre_maps: dict[int, np.ndarray] = {}
     for t in annotated:  # calibration frames first: their centre maps choose the threshold

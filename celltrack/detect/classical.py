@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from tqdm.auto import tqdm
 
 from celltrack.config.classical import ClassicalConfig
 from celltrack.config.detection import DetectionConfig
@@ -66,6 +65,7 @@ from celltrack.graph import TrackGraph
 from celltrack.graph.tags import Tag
 from celltrack.io import ImageSeries
 from celltrack.nn.normalize import normalize_frame
+from celltrack.progress import progress_bar
 
 __all__ = ["calibrate_classical", "detect_classical"]
 
@@ -451,7 +451,7 @@ def detect_classical(
     logger.debug("classical detection with %s", classical)
 
     per_frame = []
-    for t in tqdm(frame_list, desc="detect (classical)", disable=not progress, leave=False):
+    for t in progress_bar(frame_list, desc="detect (classical)", disable=not progress, leave=False):
         pos, cov, score, _ = classical_frame(np.asarray(movie[t]), vs, classical, cfg.normalize)
         n = len(pos)
         per_frame.append(

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from celltrack.config.detection import DetectionConfig, LabelConfig, SpotConfig
 from celltrack.config.indicator import IndicatorConfig, IndicatorNMSConfig
@@ -48,6 +47,7 @@ from celltrack.nn.linajea_unet import LinajeaUNet
 from celltrack.nn.threads import torch_threads
 from celltrack.nn.tiling import evaluating, predict_tiled
 from celltrack.nn.windows import frame_window
+from celltrack.progress import progress_bar
 
 __all__ = [
     "detect_indicator",
@@ -265,7 +265,7 @@ def detect_indicator(
         reviewed = np.isin(tags_of(annotations, default=Tag.TP), REVIEWED)
         marked = set(np.unique(annotations.t[reviewed]).tolist())
         annotated = [t for t in frame_list if t in marked]
-    bar = tqdm(total=len(frame_list), desc="detect", disable=not progress, leave=False)
+    bar = progress_bar(total=len(frame_list), desc="detect", disable=not progress, leave=False)
     maps: dict[int, np.ndarray] = {}
     for t in annotated:  # calibration frames first: their maps choose the threshold
         maps[t] = predict_indicator(model, movie, t, cfg)

@@ -13,13 +13,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from celltrack.config.flow import FlowConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
 from celltrack.graph import TrackGraph
 from celltrack.io import as_movie
+from celltrack.progress import progress_bar
 
 __all__ = ["PARENT_COLUMNS", "displace", "predict_parents"]
 
@@ -193,7 +193,7 @@ def predict_parents(
     todo = spots.frames if frames is None else np.asarray(list(frames), np.int64)
     todo = [int(t) for t in todo if 1 <= int(t) < movie.shape[0]]
     out = displace(spots, {}, voxel_size)
-    for t in tqdm(todo, desc="flow", disable=not progress, leave=False):
+    for t in progress_bar(todo, desc="flow", disable=not progress, leave=False):
         field = predict_flow(model, movie[t - 1], movie[t], cfg)
         out = displace(
             out,

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from celltrack.config.movement import MovementConfig
 from celltrack.errors import InvalidInputError, ShapeError
@@ -30,6 +29,7 @@ from celltrack.nn.linajea_unet import LinajeaUNet
 from celltrack.nn.threads import torch_threads
 from celltrack.nn.tiling import evaluating, predict_tiled
 from celltrack.nn.windows import frame_window
+from celltrack.progress import progress_bar
 
 __all__ = ["parents_from_vectors", "predict_movement", "predict_parents_movement"]
 
@@ -217,7 +217,7 @@ def predict_parents_movement(
     )
     todo = spots.frames if frames is None else np.asarray(list(frames), np.int64)
     todo = [int(t) for t in todo if 1 <= int(t) < movie.shape[0]]
-    for t in tqdm(todo, desc="movement", disable=not progress, leave=False):
+    for t in progress_bar(todo, desc="movement", disable=not progress, leave=False):
         rows = np.flatnonzero(spots.t == t)
         if rows.size == 0:
             continue

@@ -16,10 +16,10 @@ from contextlib import contextmanager
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from celltrack.errors import ShapeError
 from celltrack.nn.crops import planar_shape
+from celltrack.progress import progress_bar
 
 __all__ = ["evaluating", "predict_tiled", "tile_starts"]
 
@@ -140,7 +140,7 @@ def predict_tiled(
     groups: dict[tuple[int, ...], list] = {}
     for sl, w in tiles:
         groups.setdefault(tuple(s.stop - s.start for s in sl), []).append((sl, w))
-    bar = tqdm(total=len(tiles), desc="tiles", disable=not progress, leave=False)
+    bar = progress_bar(total=len(tiles), desc="tiles", disable=not progress, leave=False)
     for members in groups.values():
         for i in range(0, len(members), batch_size):
             chunk = members[i : i + batch_size]

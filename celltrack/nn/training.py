@@ -22,13 +22,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from celltrack.errors import CheckpointError
 from celltrack.nn.checkpoint import save_checkpoint
 from celltrack.nn.history import TrainingHistory, TrainRecord
 from celltrack.nn.schedule import set_lr
 from celltrack.nn.threads import torch_threads
+from celltrack.progress import progress_bar, report
 
 __all__ = [
     "TrainResult",
@@ -308,7 +308,7 @@ def _fit_epochs(
     """:func:`fit_epochs` with the threads already set."""
     start = int(state.position.get("epoch", 0)) if state.position.get("phase") == mode else 0
     state.position = {"phase": mode, "epoch": start}
-    bar = tqdm(range(start, epochs), desc=mode, disable=not progress, leave=False)
+    bar = progress_bar(range(start, epochs), desc=mode, disable=not progress, leave=False)
     for epoch in bar:
         model.train()
         epoch_start = time.perf_counter()
@@ -323,6 +323,7 @@ def _fit_epochs(
             loss, parts = loss_of(batch)
             value = optimisation_step(model, state.optimizer, loss)
             n += 1
+            report(mode, epoch - start, epochs - start, loss=value, step=i + 1)
             if record == "step":
                 state.history.append(
                     TrainRecord(

@@ -1,0 +1,66 @@
+"""celltrack.progress: tqdm bars that also report to a listener (the napari plugin's bar)."""
+
+import threading
+
+import numpy as np
+import torch
+
+from celltrack.nn.history import TrainingHistory
+from celltrack.nn.training import TrainingState, fit_epochs
+from celltrack.progress import ProgressEvent, progress_bar, report, report_progress
+
+
+def test_hidden_bar_reports_every_item_and_its_end():
+    events: list[ProgressEvent] = []
+    with report_progress(events.append):
+        out = [x * 2 for x in progress_bar(range(4), desc="frames", disable=True)]
+    assert out == [0, 2, 4, 6]
+    assert [e.n for e in events] == [1, 2, 3, 4, 4]
+    assert all(e.total == 4 and e.desc == "frames" for e in events)
+
+
+def test_manual_updates_and_no_listener_outside_the_block():
+    events: list[ProgressEvent] = []
+    with report_progress(events.append):
+        bar = progress_bar(total=3, desc="tiles", disable=True)
+        bar.update(2)
+        bar.close()
+        report("incremental", 0, 1, loss=0.5, step=3)
+    report("ignored", 1, 1)  # outside: nobody listens
+    assert [(e.desc, e.n) for e in events] == [("tiles", 2), ("tiles", 2), ("incremental", 0)]
+    assert events[-1].info == {"loss": 0.5, "step": 3.0}
+
+
+def test_listener_belongs_to_its_thread():
+    events: list[ProgressEvent] = []
+    with report_progress(events.append):
+        worker = threading.Thread(target=lambda: report("elsewhere", 1, 1))
+        worker.start()
+        worker.join()
+        report("here", 1, 1)
+    assert [e.desc for e in events] == ["here"]
+
+
+def test_training_reports_loss_per_step():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(2, 1)
+    state = TrainingState(
+        torch.optim.SGD(model.parameters(), lr=0.1), np.random.default_rng(0), TrainingHistory()
+    )
+    x, y = torch.randn(8, 2), torch.randn(8, 1)
+
+    def loss_of(_batch):
+        loss = torch.nn.functional.mse_loss(model(x), y)
+        return loss, {}
+
+    events: list[ProgressEvent] = []
+    with report_progress(events.append):
+        fit_epochs(
+            model, state, mode="batch", epochs=2, batches=lambda e, rng: range(3),
+            loss_of=loss_of, lr_of=lambda e, i: 0.1, progress=False,
+        )
+    steps = [e for e in events if "loss" in e.info]
+    assert len(steps) == 6
+    assert [int(e.info["step"]) for e in steps] == [1, 2, 3, 1, 2, 3]
+    assert steps[-1].info["loss"] < steps[0].info["loss"]  # it learns
+    assert events[-1].n == 2 and events[-1].total == 2  # the epoch bar ends at 2/2
