@@ -13,8 +13,14 @@ The table gives the median, p90 and max milliseconds per edit and the median's s
 the 10 ms budget. ``--busy`` keeps the other CPU cores busy with spinning processes while
 timing (the "other core busy" case of the issue).
 
+``--viewer`` also times the same clicks in a napari viewer through the plugin's
+:class:`~celltrack.napari.session.ProjectSession`: the Project edit plus rebuilding the
+spots layer from it (what a person waits for before the colour changes). It needs
+``celltrack[napari]`` and a screen (``xvfb-run -a python benchmarks/bench_edits.py
+--viewer`` on a machine without one).
+
 Usage: ``python benchmarks/bench_edits.py [--spots 10000 ...] [--reps 30] [--busy]
-[--name edits]``. Writes ``benchmarks/results/<name>.json``.
+[--viewer] [--name edits]``. Writes ``benchmarks/results/<name>.json``.
 """
 
 from __future__ import annotations
@@ -142,6 +148,49 @@ def measure(spots: int, reps: int, seed: int = 0) -> list[dict[str, Any]]:
     return rows
 
 
+def measure_viewer(spots: int, reps: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Per click kind: ms for the Project edit plus the spots-layer rebuild in napari."""
+    import napari
+
+    from celltrack.napari.session import ProjectSession
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        project = build(Path(tmp) / "p", spots, seed)
+        viewer = napari.Viewer(show=True)
+        session = ProjectSession(viewer, project)
+        layer = session.spots_layer
+
+        def select(i: int) -> None:
+            layer.selected_data = {int(i * 7 % len(session.ids))}
+
+        clicks: dict[str, Callable[[int], Any]] = {
+            "click: add nucleus": lambda i: layer.add(
+                np.r_[i % FRAMES, rng.uniform(0.0, 1.0, 3) * EXTENT]
+            ),
+            "key a: accept": lambda i: (select(i), session.proofread_selected("accept")),
+            "key r: reject": lambda i: (select(i + 1), session.proofread_selected("reject")),
+            "delete selected": lambda i: (select(i + 2), layer.remove_selected()),
+            "key u: undo": lambda i: session.undo(),
+            "layer rebuild alone": lambda i: session.refresh_spots(),
+        }
+        for kind, fn in clicks.items():
+            ms = _time(fn, reps)
+            rows.append(
+                {
+                    "spots": spots,
+                    "edit": f"viewer {kind}",
+                    "median_ms": float(np.median(ms)),
+                    "p90_ms": float(np.percentile(ms, 90)),
+                    "max_ms": float(ms.max()),
+                    "of_budget": float(np.median(ms)) / BUDGET_MS,
+                }
+            )
+        viewer.close()
+    return rows
+
+
 def _spin() -> None:  # pragma: no cover - runs in a child process
     while True:
         pass
@@ -168,6 +217,8 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=30, help="edits timed per kind (>= 30)")
     parser.add_argument("--busy", action="store_true",
                         help="keep all other CPU cores busy while timing")
+    parser.add_argument("--viewer", action="store_true",
+                        help="also time the clicks in a napari viewer (needs a screen)")
     parser.add_argument("--name", default="edits", help="results file name (without .json)")
     args = parser.parse_args()
     others = max((os.cpu_count() or 1) - 1, 1)
@@ -175,6 +226,8 @@ def main() -> None:
     with busy(others) if args.busy else contextlib.nullcontext():
         for spots in args.spots:
             rows += measure(spots, args.reps)
+            if args.viewer:
+                rows += measure_viewer(spots, args.reps)
     title = f"Project edit latency, ms ({args.reps} reps, budget {BUDGET_MS:g} ms"
     print_table(rows, title + (", other cores busy)" if args.busy else ")"))
     write_json(args.name, {"reps": args.reps, "busy": args.busy, "rows": rows})

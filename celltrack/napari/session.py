@@ -104,6 +104,7 @@ class ProjectSession:
         self._syncing = False
         self._dragging = False
         self._moved: set[int] = set()
+        self._shown_links: dict[str, np.ndarray | None] = {}
         self._add_layers()
 
     # ------------------------------------------------------------------ layers
@@ -158,10 +159,15 @@ class ProjectSession:
         g = self.project.annotations
         layer = self.spots_layer
         selected_ids = set(self._ids[sorted(i for i in layer.selected_data if i < len(self._ids))])
+        coords = spot_coordinates(g, self.two_d)
+        sizes = spot_diameters_um(g, self.radius_um)
         self._syncing = True
         try:
-            layer.data = spot_coordinates(g, self.two_d)
-            layer.size = spot_diameters_um(g, self.radius_um)
+            same_rows = np.array_equal(self._ids, g.ids)
+            if not (same_rows and np.array_equal(np.asarray(layer.data), coords)):
+                layer.data = coords  # a proofread changes only colours: skip the slow part
+            if not (same_rows and np.array_equal(np.asarray(layer.size), sizes)):
+                layer.size = sizes
             layer.features = spot_features(g)
             layer.face_color = spot_colors(spot_tags(g)) if g.num_nodes else "white"
             self._ids = np.asarray(g.ids, np.int64)
@@ -175,10 +181,22 @@ class ProjectSession:
         self._set_tracks(TRACKS, self.project.tracks, colormap="hsv")
 
     def _set_tracks(self, name: str, graph: Any, *, colormap: str) -> None:
+        """Show ``graph``'s links in the Tracks layer ``name`` (updated in place: cheap)."""
+        edges = None if graph is None else np.stack([graph.edges["source"], graph.edges["target"]])
+        shown = self._shown_links.get(name)
+        if shown is not None and edges is not None and np.array_equal(shown, edges):
+            return  # links unchanged (a tag or a lone spot changed): nothing to redraw
+        self._shown_links[name] = edges
         data = track_layer_data(graph, self.two_d)
-        if name in self.viewer.layers:
-            self.viewer.layers.remove(name)
         if data is None:
+            if name in self.viewer.layers:
+                self.viewer.layers.remove(name)
+            return
+        if name in self.viewer.layers:
+            layer = self.viewer.layers[name]
+            layer.graph = {}  # the old graph may name tracks the new data lacks
+            layer.data = data[0]
+            layer.graph = data[1]
             return
         active = self.viewer.layers.selection.active
         self.viewer.add_tracks(
