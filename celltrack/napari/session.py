@@ -121,7 +121,15 @@ class ProjectSession:
     def _add_layers(self) -> None:
         p = self.project
         scale = movie_scale(p.voxel_size, self.two_d)
-        self.viewer.add_image(lazy_movie(p.images), name=MOVIE, scale=scale, colormap="gray")
+        first = np.asarray(p.images[p.frame])
+        low, high = np.percentile(first, (1.0, 99.8))  # nuclei bright, not saturated
+        self.viewer.add_image(
+            lazy_movie(p.images),
+            name=MOVIE,
+            scale=scale,
+            colormap="gray",
+            contrast_limits=(float(low), float(max(high, low + 1))),
+        )
         ndim = 3 if self.two_d else 4
         layer = self.viewer.add_points(
             np.zeros((0, ndim)),

@@ -313,6 +313,10 @@ class CelltrackWidget(QWidget):
         self.session = ProjectSession(self.viewer, project)
         self.session.on_edit.append(self._after_edit)
         self.radius.setValue(self.session.radius_um)
+        for spin, value in zip(self.voxel, project.voxel_size):
+            spin.setValue(float(value))
+        self.project_folder.setText(str(project.folder))
+        self.linker.setCurrentText(project.config.linker.kind)
         last = project.shape[0] - 1
         for spin in (self.predict_from, self.predict_to):
             spin.setRange(0, last)
