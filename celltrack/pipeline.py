@@ -73,6 +73,7 @@ from celltrack.model_kinds import (
     train_joint_model,
     train_motion_model,
 )
+from celltrack.progress import RemainingTime, listen, stop_listening
 from celltrack.solve.base import LinkResult
 from celltrack.solve.stage import (
     field_of_view,
@@ -257,7 +258,15 @@ class Pipeline:
             tqdm.write(message, file=sys.stderr)  # between, not through, the progress bars
 
     def _begin(self, stage: str, what: str) -> None:
+        """Say that ``stage`` starts; until it ends, say how long it will take if it is long."""
+        self._end_listening()
         self._say(f"== {stage}: {what}")
+        self._listening = listen(RemainingTime(self._say, stage))
+
+    def _end_listening(self) -> None:
+        if getattr(self, "_listening", None) is not None:
+            stop_listening(self._listening)
+            self._listening = None
 
     def _say_resources(self) -> None:
         """Which device and how many CPU threads the networks use (once per pipeline)."""
@@ -346,6 +355,7 @@ class Pipeline:
         records: list[dict[str, Any]] | None = None,
     ):
         """Record a finished stage; a new artifact gets its stamp (and training losses)."""
+        self._end_listening()
         if not reused:
             payload: dict[str, Any] = {"fingerprint": fingerprint}
             if losses is not None:

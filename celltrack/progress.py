@@ -15,13 +15,22 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm.auto import tqdm
 
-__all__ = ["ProgressEvent", "progress_bar", "report", "report_progress"]
+__all__ = [
+    "ProgressEvent",
+    "RemainingTime",
+    "listen",
+    "progress_bar",
+    "report",
+    "report_progress",
+    "stop_listening",
+]
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,89 @@ def report_progress(callback: Listener) -> Iterator[None]:
         yield
     finally:
         _LISTENER.reset(token)
+
+
+def listen(callback: Listener) -> contextvars.Token:
+    """Also call ``callback`` for this thread's progress until :func:`stop_listening`.
+
+    For work whose start and end are not one ``with`` block (a pipeline stage begins in
+    one method and ends in another). A listener already in place keeps hearing every
+    event. Returns the token that :func:`stop_listening` takes.
+    """
+    outer = _LISTENER.get()
+    if outer is None:
+        return _LISTENER.set(callback)
+
+    def both(event: ProgressEvent) -> None:
+        outer(event)
+        callback(event)
+
+    return _LISTENER.set(both)
+
+
+def stop_listening(token: contextvars.Token) -> None:
+    """Restore the listeners in place before :func:`listen` returned ``token``."""
+    try:
+        _LISTENER.reset(token)
+    except ValueError:  # made in another thread's context: that context ends with it
+        pass
+
+
+def _now() -> float:
+    return time.perf_counter()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+class RemainingTime:
+    """A listener that says, once per bar, how long the rest will take when it is long.
+
+    After ``after_s`` seconds of a bar with a known total, it extrapolates the rate seen
+    so far; when at least ``min_left_s`` seconds remain it calls ``say`` with a line such
+    as ``"   train_detection: batch 3/40 after 12 s; about 3 min left"``.
+
+    Parameters
+    ----------
+    say : callable
+        Receives the line.
+    label : str
+        What runs (a pipeline stage name).
+    after_s, min_left_s : float
+        Seconds to watch before estimating; shortest remaining time worth a line.
+    """
+
+    def __init__(
+        self,
+        say: Callable[[str], None],
+        label: str,
+        *,
+        after_s: float = 5.0,
+        min_left_s: float = 20.0,
+    ) -> None:
+        self.say = say
+        self.label = label
+        self.after_s = after_s
+        self.min_left_s = min_left_s
+        self._first: dict[str, tuple[float, int]] = {}
+        self._said: set[str] = set()
+
+    def __call__(self, event: ProgressEvent) -> None:
+        now = _now()
+        first = self._first.setdefault(event.desc, (now, event.n))
+        if event.desc in self._said or not event.total:
+            return
+        elapsed, done = now - first[0], event.n - first[1]
+        if done <= 0 or elapsed < self.after_s:
+            return
+        left = (event.total - event.n) * elapsed / done
+        if left >= self.min_left_s:
+            self._said.add(event.desc)
+            self.say(
+                f"   {self.label}: {event.desc} {event.n}/{event.total} after "
+                f"{_duration(elapsed)}; about {_duration(left)} left"
+            )
 
 
 def report(desc: str, n: int, total: int | None = None, **info: float) -> None:

@@ -339,3 +339,21 @@ def test_linker_learn_fits_ilp_costs_from_approved_links_and_caches_them(flat, f
     again = Pipeline(cfg, flat_workdir).run(flat.image[:, 0], ann, voxel_size=flat.voxel_size)
     prov = json.loads((flat_workdir / "provenance.json").read_text())
     assert prov["stages"]["learn_costs"]["reused"] and again.tracks.equals(result.tracks)
+
+
+def test_a_long_stage_says_how_long_it_has_left(tmp_path, monkeypatch, caplog):
+    import itertools
+
+    import celltrack.progress as progress
+
+    caplog.set_level("INFO", logger="celltrack.pipeline")
+    clock = itertools.count(0.0, 10.0)  # 10 s between progress events
+    monkeypatch.setattr(progress, "_now", lambda: next(clock))
+    pipeline = Pipeline(quick_config(tmp_path), tmp_path)
+    pipeline._begin("train_detection", "a slow stage")
+    for epoch in range(3):
+        progress.report("batch", epoch, 30, loss=1.0)
+    pipeline._end_listening()  # what recording the finished stage does
+    progress.report("batch", 5, 30)  # after the stage: nobody listens
+    said = [r.getMessage() for r in caplog.records if "left" in r.getMessage()]
+    assert said == ["   train_detection: batch 1/30 after 10 s; about 5 min left"]

@@ -64,3 +64,42 @@ def test_training_reports_loss_per_step():
     assert [int(e.info["step"]) for e in steps] == [1, 2, 3, 1, 2, 3]
     assert steps[-1].info["loss"] < steps[0].info["loss"]  # it learns
     assert events[-1].n == 2 and events[-1].total == 2  # the epoch bar ends at 2/2
+
+
+def test_remaining_time_is_said_once_for_a_long_bar(monkeypatch):
+    import celltrack.progress as progress
+
+    clock = iter([0.0, 6.0, 12.0, 18.0])
+    monkeypatch.setattr(progress, "_now", lambda: next(clock))
+    lines: list[str] = []
+    eta = progress.RemainingTime(lines.append, "train_detection")
+    for n in (0, 2, 4, 6):  # 2 epochs per 6 s, 40 in all
+        eta(ProgressEvent("batch", n, 40))
+    assert lines == ["   train_detection: batch 2/40 after 6 s; about 2 min left"]
+
+
+def test_remaining_time_stays_quiet_for_short_or_open_ended_work(monkeypatch):
+    import celltrack.progress as progress
+
+    clock = iter(float(t) for t in range(0, 100, 6))
+    monkeypatch.setattr(progress, "_now", lambda: next(clock))
+    lines: list[str] = []
+    eta = progress.RemainingTime(lines.append, "detect")
+    for n in (0, 5, 9):  # 10 frames: 1 frame per 1.2 s, < 20 s left
+        eta(ProgressEvent("detect", n, 10))
+    for n in (0, 1, 2):
+        eta(ProgressEvent("tiles", n, None))  # no total: nothing to extrapolate
+    assert lines == []
+
+
+def test_listen_adds_a_listener_and_keeps_the_outer_one():
+    from celltrack.progress import listen, stop_listening
+
+    outer: list[str] = []
+    inner: list[str] = []
+    with report_progress(lambda e: outer.append(e.desc)):
+        token = listen(lambda e: inner.append(e.desc))
+        report("stage", 1, 2)
+        stop_listening(token)
+        report("after", 1, 2)
+    assert outer == ["stage", "after"] and inner == ["stage"]
