@@ -277,11 +277,15 @@ class Pipeline:
 
         det, flow = self.config.detection, self.config.motion
         threads = choose_threads(det.train.num_threads)
+        how = (
+            "chosen from the free cores; set detection.train.num_threads to change"
+            if det.train.num_threads is None
+            else "detection.train.num_threads"
+        )
         self._say(
             f"   device: detection.train.device={det.train.device}, "
             f"motion.train.device={flow.train.device}; {threads} torch CPU thread(s) of "
-            f"{available_cores()} core(s) (chosen from the free cores; set "
-            f"detection.train.num_threads to change); detection U-Net {det.model.preset}, "
+            f"{available_cores()} core(s) ({how}); detection U-Net {det.model.preset}, "
             f"crops {'×'.join(map(str, det.train.crop_shape))} (preset: {self.config.preset})"
         )
 

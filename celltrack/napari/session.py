@@ -171,10 +171,11 @@ class ProjectSession:
         sizes = spot_diameters_um(g, self.radius_um)
         self._syncing = True
         try:
-            same_rows = np.array_equal(self._ids, g.ids)
-            if not (same_rows and np.array_equal(np.asarray(layer.data), coords)):
-                layer.data = coords  # a proofread changes only colours: skip the slow part
-            if not (same_rows and np.array_equal(np.asarray(layer.size), sizes)):
+            # napari already added / removed / moved the rows a click changed, and a
+            # proofread changes only colours: re-set positions and sizes only if they differ
+            if not np.array_equal(np.asarray(layer.data), coords):
+                layer.data = coords
+            if not np.array_equal(np.asarray(layer.size), sizes):
                 layer.size = sizes
             layer.features = spot_features(g)
             layer.face_color = spot_colors(spot_tags(g)) if g.num_nodes else "white"
