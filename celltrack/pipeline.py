@@ -73,7 +73,7 @@ from celltrack.model_kinds import (
     train_joint_model,
     train_motion_model,
 )
-from celltrack.progress import RemainingTime, listen, stop_listening
+from celltrack.progress import RemainingTime, set_stage_listener
 from celltrack.solve.base import LinkResult
 from celltrack.solve.stage import (
     field_of_view,
@@ -259,14 +259,12 @@ class Pipeline:
 
     def _begin(self, stage: str, what: str) -> None:
         """Say that ``stage`` starts; until it ends, say how long it will take if it is long."""
-        self._end_listening()
         self._say(f"== {stage}: {what}")
-        self._listening = listen(RemainingTime(self._say, stage))
+        set_stage_listener(RemainingTime(self._say, stage))
 
     def _end_listening(self) -> None:
-        if getattr(self, "_listening", None) is not None:
-            stop_listening(self._listening)
-            self._listening = None
+        """The stage ended: stop estimating its remaining time."""
+        set_stage_listener(None)
 
     def _say_resources(self) -> None:
         """Which device and how many CPU threads the networks use (once per pipeline)."""
@@ -796,6 +794,7 @@ class Pipeline:
             log.warning("linker finished with status %s: no tracks", result.status.value)
         write_geff(result.graph, self._path("tracks.geff"), overwrite=True)
         self.timings["link"] = time.perf_counter() - start
+        self._end_listening()
         self._say(f"   link: {result.status.value} in {self.timings['link']:.1f} s")
         self._stages["link"] = {"seconds": self.timings["link"], "status": result.status.value}
         self._write_provenance()

@@ -25,11 +25,10 @@ from tqdm.auto import tqdm
 __all__ = [
     "ProgressEvent",
     "RemainingTime",
-    "listen",
     "progress_bar",
     "report",
     "report_progress",
-    "stop_listening",
+    "set_stage_listener",
 ]
 
 
@@ -60,6 +59,9 @@ Listener = Callable[[ProgressEvent], None]
 _LISTENER: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
     "celltrack_progress_listener", default=None
 )
+_STAGE: contextvars.ContextVar[Listener | None] = contextvars.ContextVar(
+    "celltrack_stage_listener", default=None
+)
 
 
 @contextlib.contextmanager
@@ -76,30 +78,28 @@ def report_progress(callback: Listener) -> Iterator[None]:
         _LISTENER.reset(token)
 
 
-def listen(callback: Listener) -> contextvars.Token:
-    """Also call ``callback`` for this thread's progress until :func:`stop_listening`.
+def set_stage_listener(callback: Listener | None) -> None:
+    """Put ``callback`` in this thread's one stage slot (None empties it).
 
-    For work whose start and end are not one ``with`` block (a pipeline stage begins in
-    one method and ends in another). A listener already in place keeps hearing every
-    event. Returns the token that :func:`stop_listening` takes.
+    For work whose start and end are not one ``with`` block: a pipeline stage begins in
+    one method and ends in another. The slot holds one listener, so a stage that never
+    ended is replaced, not stacked, by the next one; listeners of :func:`report_progress`
+    keep hearing every event.
     """
-    outer = _LISTENER.get()
-    if outer is None:
-        return _LISTENER.set(callback)
+    _STAGE.set(callback)
+
+
+def _active() -> Listener | None:
+    """The listeners to tell now: the ``report_progress`` one and the stage slot's."""
+    user, stage = _LISTENER.get(), _STAGE.get()
+    if user is None or stage is None:
+        return user or stage
 
     def both(event: ProgressEvent) -> None:
-        outer(event)
-        callback(event)
+        user(event)
+        stage(event)
 
-    return _LISTENER.set(both)
-
-
-def stop_listening(token: contextvars.Token) -> None:
-    """Restore the listeners in place before :func:`listen` returned ``token``."""
-    try:
-        _LISTENER.reset(token)
-    except ValueError:  # made in another thread's context: that context ends with it
-        pass
+    return both
 
 
 def _now() -> float:
@@ -161,7 +161,7 @@ class RemainingTime:
 
 def report(desc: str, n: int, total: int | None = None, **info: float) -> None:
     """Tell the listener (if any) that ``n`` of ``total`` units of ``desc`` are done."""
-    listener = _LISTENER.get()
+    listener = _active()
     if listener is not None:
         listener(ProgressEvent(desc, int(n), total, {k: float(v) for k, v in info.items()}))
 
@@ -236,7 +236,7 @@ def progress_bar(
     -------
     tqdm
     """
-    listener = _LISTENER.get()
+    listener = _active()
     if listener is None:
         return tqdm(iterable, desc=desc, total=total, disable=disable, leave=leave, unit=unit)
     extra: dict[str, Any] = {"file": _Silent()} if disable else {}

@@ -92,14 +92,17 @@ def test_remaining_time_stays_quiet_for_short_or_open_ended_work(monkeypatch):
     assert lines == []
 
 
-def test_listen_adds_a_listener_and_keeps_the_outer_one():
-    from celltrack.progress import listen, stop_listening
+def test_the_stage_slot_holds_one_listener_beside_the_outer_one():
+    from celltrack.progress import set_stage_listener
 
     outer: list[str] = []
-    inner: list[str] = []
+    first: list[str] = []
+    second: list[str] = []
     with report_progress(lambda e: outer.append(e.desc)):
-        token = listen(lambda e: inner.append(e.desc))
-        report("stage", 1, 2)
-        stop_listening(token)
-        report("after", 1, 2)
-    assert outer == ["stage", "after"] and inner == ["stage"]
+        set_stage_listener(lambda e: first.append(e.desc))
+        report("a", 1, 2)
+        set_stage_listener(lambda e: second.append(e.desc))  # replaces, never stacks
+        report("b", 1, 2)
+        set_stage_listener(None)
+        report("c", 1, 2)
+    assert outer == ["a", "b", "c"] and first == ["a"] and second == ["b"]

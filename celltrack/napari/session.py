@@ -191,11 +191,15 @@ class ProjectSession:
 
     def _set_tracks(self, name: str, graph: Any, *, colormap: str) -> None:
         """Show ``graph``'s links in the Tracks layer ``name`` (updated in place: cheap)."""
-        edges = None if graph is None else np.stack([graph.edges["source"], graph.edges["target"]])
+        drawn = None
+        if graph is not None:  # what the layer draws: the links and where their spots are
+            drawn = np.concatenate(
+                [graph.edges["source"], graph.edges["target"], graph.positions.ravel()]
+            )
         shown = self._shown_links.get(name)
-        if shown is not None and edges is not None and np.array_equal(shown, edges):
-            return  # links unchanged (a tag or a lone spot changed): nothing to redraw
-        self._shown_links[name] = edges
+        if shown is not None and drawn is not None and np.array_equal(shown, drawn):
+            return  # a tag changed: nothing to redraw
+        self._shown_links[name] = drawn
         data = track_layer_data(graph, self.two_d)
         if data is None:
             if name in self.viewer.layers:
