@@ -17,6 +17,7 @@ delete selected (napari's ``⌫``)   ``remove_spots``
 ``l``                              ``add_link``: two selected spots in different frames,
                                    or one spot then (after changing frame) its child
 ``u`` / ``shift-u``                ``undo`` / ``redo``
+a Tracks layer of another tracker  ``add_annotations`` (:meth:`ProjectSession.import_tracks`)
 ================================  ==============================================
 
 The layers are rebuilt from the Project after every edit, so what is shown is always what
@@ -330,6 +331,27 @@ class ProjectSession:
                 yield
             finally:
                 self.locked = None
+
+    def import_tracks(self, layer: Any, *, approved: bool = False) -> np.ndarray | None:
+        """Add the points and links of a napari Tracks layer (e.g. another tracker's).
+
+        The layer's rows ``[track_id, t, (z), y, x]`` are taken in world coordinates (the
+        layer's scale and translate applied, so µm when it is scaled like the movie).
+        Spots come in as unreviewed predictions (tag ``unlabeled``) and links as
+        ``approved`` (default False: to proofread). One undo step; returns the new ids.
+        """
+        from celltrack.io.napari_tracks import from_napari_tracks
+
+        data = np.array(layer.data, dtype=np.float64)
+        scale, translate = np.asarray(layer.scale, float), np.asarray(layer.translate, float)
+        data[:, 1:] = data[:, 1:] * scale + translate  # columns after track_id: t, (z), y, x
+        features = dict(layer.features)  # keep what the project stores: sizes and scores
+        kept = {k: np.asarray(v) for k, v in features.items() if k == "score" or k[:4] == "cov_"}
+        graph = from_napari_tracks(data, layer.graph, kept)
+        return self._edit(
+            f"import {getattr(layer, 'name', 'tracks')}",
+            lambda: self.project.add_annotations(graph, tag="unlabeled", approved=approved),
+        )
 
     def scale_radius(self, factor: float) -> None:
         """Change the radius of clicked spots (and resize the selected ones) by ``factor``."""

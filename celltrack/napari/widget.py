@@ -89,6 +89,9 @@ class CelltrackWidget(QWidget):
         layout.addWidget(self.progress_bar)
         layout.addWidget(self.status)
         layout.addStretch(1)
+        napari_viewer.layers.events.inserted.connect(self._list_tracks_layers)
+        napari_viewer.layers.events.removed.connect(self._list_tracks_layers)
+        self._list_tracks_layers()
 
     # ------------------------------------------------------------------ sections
     def _project_box(self) -> QGroupBox:
@@ -214,6 +217,12 @@ class CelltrackWidget(QWidget):
         form.addRow("linker", self.linker)
         form.addRow(self.learn_costs)
         form.addRow(_button("Link", self._link_from_form))
+        self.tracks_layer = QComboBox()
+        self.tracks_layer.setToolTip("a Tracks layer in the viewer (e.g. another tracker's)")
+        row = QHBoxLayout()
+        row.addWidget(self.tracks_layer)
+        row.addWidget(_button("Import", self._import_from_form, "as spots and links to proofread"))
+        form.addRow("tracks layer", row)
         return box
 
     def _export_box(self) -> QGroupBox:
@@ -269,6 +278,9 @@ class CelltrackWidget(QWidget):
         self._guarded(
             lambda: self.link(self.linker.currentText(), learn_costs=self.learn_costs.isChecked())
         )
+
+    def _import_from_form(self) -> None:
+        self._guarded(lambda: self.import_tracks(self.tracks_layer.currentText()))
 
     def _export_from_form(self) -> None:
         self._guarded(
@@ -458,6 +470,22 @@ class CelltrackWidget(QWidget):
 
         return self.jobs.start(name, work, finish)
 
+    def import_tracks(self, layer_name: str) -> int:
+        """Bring the Tracks layer ``layer_name`` into the project (spots and links to review).
+
+        Returns the number of spots added.
+        """
+        session = self._session()
+        if layer_name not in self.viewer.layers or not hasattr(
+            self.viewer.layers[layer_name], "graph"
+        ):
+            raise InvalidInputError(f"there is no Tracks layer named {layer_name!r} to import")
+        ids = session.import_tracks(self.viewer.layers[layer_name])
+        self._update_counts()
+        added = 0 if ids is None else len(ids)
+        self._set_status(f"imported {added} spots from {layer_name}")
+        return added
+
     def export(self, path: str | Path, format: str | None = None, *, what: str = "tracks") -> Path:
         """Write the tracks (or annotations) as GEFF, CTC, TrackMate XML, CSV or JSON."""
         if not str(path):
@@ -467,6 +495,16 @@ class CelltrackWidget(QWidget):
         return out
 
     # ------------------------------------------------------------------ feedback
+    def _list_tracks_layers(self, _event: Any = None) -> None:
+        """Offer the viewer's Tracks layers (but the project's own) for import."""
+        names = [
+            layer.name
+            for layer in self.viewer.layers
+            if layer.__class__.__name__ == "Tracks" and layer.name not in ("links", "tracks")
+        ]
+        self.tracks_layer.clear()
+        self.tracks_layer.addItems(names)
+
     def _update_counts(self) -> None:
         if self.session is None:
             return

@@ -47,3 +47,30 @@ def test_live_training_on_a_2d_movie_and_edits_while_jobs_run(
         layer.add(np.r_[1.0, yx[0]])
     assert project.annotations.equals(before)
     assert len(layer.data) == before.num_nodes
+
+
+def test_a_tracks_layer_from_another_tracker_is_imported_to_proofread(
+    viewer, tmp_path, tiny_movie, tiny_project_config
+):
+    from celltrack.io import to_napari_tracks
+
+    gt = tiny_movie.gt
+    data, graph, _ = to_napari_tracks(gt, ndim=4)
+    scale = (1.0, 2.0, 1.0, 1.0)  # another plugin's layer in voxels, scaled like the movie
+    voxels = data.copy()
+    voxels[:, 1:] /= scale
+    viewer.add_tracks(voxels, graph=graph, name="trackastra", scale=scale)
+    widget = CelltrackWidget(viewer)
+    session = widget.create_project(
+        tmp_path / "imp.ctproj", tiny_movie.image, tiny_movie.voxel_size,
+        config=tiny_project_config(),
+    )
+    assert widget.tracks_layer.currentText() == "trackastra"
+    assert widget.import_tracks("trackastra") == gt.num_nodes
+    g = session.project.annotations
+    assert g.num_nodes == gt.num_nodes and g.num_edges == gt.num_edges
+    assert np.allclose(np.sort(g.positions, 0), np.sort(gt.positions, 0))  # µm, as the GT
+    assert set(np.asarray(g.nodes["tag"]).astype(str)) == {"unlabeled"}
+    assert not session.project.approved_links().num_edges  # links to proofread
+    assert len(session.spots_layer.data) == gt.num_nodes and "links" in viewer.layers
+    assert session.undo() and session.project.annotations.num_nodes == 0  # one step
