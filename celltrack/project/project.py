@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from celltrack._version import __version__
+from celltrack.detect.evidence import DRAWN_NUCLEUS_TAGS
 from celltrack.errors import CelltrackError, GraphError, InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, covariance_from_radii
 from celltrack.graph import TrackGraph
@@ -177,6 +178,7 @@ class Project:
         self.last_predict_stats: dict[str, int] = {}
         self._defer = 0
         self._dirty = False
+        self._calibration: tuple[Any, Any] | None = None  # (key, calibrated config)
         self._undo: list[TrackGraph] = []  # annotation graphs before each step, oldest first
         self._redo: list[TrackGraph] = []
         self._batch_before: TrackGraph | None = None
@@ -937,6 +939,7 @@ class Project:
                 f"no detection model yet: call {how} after annotating a few nuclei (or set "
                 "detection.kind: classical to detect without training)"
             )
+        cfg = self._calibrated(model, cfg)
         pred = detect_spots(
             model, self.images, cfg, voxel_size=self.voxel_size, frames=[t], progress=progress
         )
@@ -951,6 +954,47 @@ class Project:
         self.last_predict_stats = stats
         logger.info("frame %d: %s", t, stats)
         return self.spots(t)
+
+    def _calibrated(self, model: Any, cfg: Any) -> Any:
+        """``cfg`` with the spot threshold and sizes fitted to the reviewed nuclei.
+
+        The pipeline's detector calibrates on the annotated frames it processes; a
+        prediction of one unannotated frame would get none. So the frame with the most
+        reviewed nuclei is predicted once with them (:func:`celltrack.detect.detect` with
+        ``annotations``), and the threshold, size bounds and suppression distance it
+        chose are reused until the model or that frame's reviews change. Only for the
+        ellipsoid detector with ``spots.calibrate`` on.
+        """
+        if cfg.kind != "ellipsoid" or not cfg.spots.calibrate:
+            return cfg
+        reviewed = self._training_spots()
+        nuclei = np.isin(np.asarray(reviewed.nodes["tag"]).astype(str), DRAWN_NUCLEUS_TAGS)
+        if not nuclei.any():
+            return cfg
+        frames, counts = np.unique(reviewed.t[nuclei], return_counts=True)
+        ref = int(frames[np.argmax(counts)])
+        marks = reviewed.subgraph(nodes=reviewed.t == ref)
+        key = (
+            id(model),
+            len(self._trainer.history["loss"]) if self._trainer is not None else -1,
+            ref,
+            marks.positions.tobytes() + np.asarray(marks.nodes["tag"]).astype(str).tobytes(),
+        )
+        if self._calibration is not None and self._calibration[0] == key:
+            return self._calibration[1]
+        found = detect_spots(
+            model, self.images, cfg, voxel_size=self.voxel_size, annotations=marks, frames=[ref]
+        )
+        used = found.attrs.get("calibration", {})
+        fitted = {
+            k: used[k]
+            for k in ("threshold", "r_min_um", "r_max_um", "suppression_distance_um")
+            if k in used
+        }
+        calibrated = cfg.model_copy(update={"spots": cfg.spots.model_copy(update=fitted)})
+        logger.info("detection calibrated on frame %d: %s", ref, fitted)
+        self._calibration = (key, calibrated)
+        return calibrated
 
     # ------------------------------------------------------------------ motion
     @property
