@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from celltrack.graph import TrackGraph
-from celltrack.graph.tags import TAG_DTYPE
+from celltrack.graph.tags import tags_of
 from celltrack.io import ImageSeries
 from celltrack.io.napari_tracks import to_napari_tracks
 
@@ -96,13 +96,6 @@ def spot_diameters_um(graph: TrackGraph, default_radius_um: float) -> np.ndarray
     return 2.0 * np.sqrt(np.trace(cov, axis1=1, axis2=2) / 3.0)
 
 
-def spot_tags(graph: TrackGraph) -> np.ndarray:
-    """Each spot's tag, shape (N,) (``unlabeled`` where the graph has no ``tag`` column)."""
-    if "tag" not in graph.nodes:
-        return np.full(graph.num_nodes, "unlabeled", dtype=TAG_DTYPE)
-    return np.asarray(graph.nodes["tag"]).astype(TAG_DTYPE)
-
-
 def spot_colors(tags: np.ndarray) -> np.ndarray:
     """RGBA face colours of tags, shape (N, 4) (see :data:`TAG_COLORS`)."""
     tags = np.asarray(tags).astype(str)
@@ -121,7 +114,7 @@ def spot_features(graph: TrackGraph) -> dict[str, np.ndarray]:
     )
     return {
         "id": np.asarray(graph.ids, np.int64),
-        "tag": spot_tags(graph).astype(str),
+        "tag": tags_of(graph).astype(str),
         "score": np.round(score, 3),
     }
 

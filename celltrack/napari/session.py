@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from celltrack.errors import CelltrackError
+from celltrack.graph.tags import tags_of
 from celltrack.model_kinds import point_radius_um
 from celltrack.napari.layers import (
     is_two_d,
@@ -45,7 +46,6 @@ from celltrack.napari.layers import (
     spot_coordinates,
     spot_diameters_um,
     spot_features,
-    spot_tags,
     track_layer_data,
 )
 from celltrack.project import Project
@@ -179,7 +179,7 @@ class ProjectSession:
             if not np.array_equal(np.asarray(layer.size), sizes):
                 layer.size = sizes
             layer.features = spot_features(g)
-            layer.face_color = spot_colors(spot_tags(g)) if g.num_nodes else "white"
+            layer.face_color = spot_colors(tags_of(g)) if g.num_nodes else "white"
             self._ids = np.asarray(g.ids, np.int64)
             layer.selected_data = set(np.flatnonzero(np.isin(self._ids, list(selected_ids))))
         finally:
@@ -271,7 +271,8 @@ class ProjectSession:
         if ids.size == 0:
             _notify(f"select spots to {decision} first (select mode: napari's 3 key)")
             return
-        frame = int(self.project.annotations.subgraph(nodes=np.isin(self._ids, ids)).t[0])
+        row = min(i for i in self.spots_layer.selected_data if i < len(self._ids))
+        frame = int(np.rint(self.spots_layer.data[row, 0]))  # a row is [t, (z), y, x]
         self._edit(f"{decision} spots", lambda: self.project.proofread(ids, decision), frame)
 
     def delete_selected(self) -> None:

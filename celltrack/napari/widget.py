@@ -476,8 +476,10 @@ class CelltrackWidget(QWidget):
         Returns the number of spots added.
         """
         session = self._session()
-        if layer_name not in self.viewer.layers or not hasattr(
-            self.viewer.layers[layer_name], "graph"
+        from napari.layers import Tracks
+
+        if layer_name not in self.viewer.layers or not isinstance(
+            self.viewer.layers[layer_name], Tracks
         ):
             raise InvalidInputError(f"there is no Tracks layer named {layer_name!r} to import")
         ids = session.import_tracks(self.viewer.layers[layer_name])
@@ -497,10 +499,12 @@ class CelltrackWidget(QWidget):
     # ------------------------------------------------------------------ feedback
     def _list_tracks_layers(self, _event: Any = None) -> None:
         """Offer the viewer's Tracks layers (but the project's own) for import."""
+        from napari.layers import Tracks
+
         names = [
             layer.name
             for layer in self.viewer.layers
-            if layer.__class__.__name__ == "Tracks" and layer.name not in ("links", "tracks")
+            if isinstance(layer, Tracks) and layer.name not in ("links", "tracks")
         ]
         self.tracks_layer.clear()
         self.tracks_layer.addItems(names)

@@ -51,6 +51,7 @@ from celltrack.graph.tags import (
     approved_mask,
     review_tags,
     reviewed_mask,
+    tags_of,
 )
 from celltrack.io import ImageSeries, as_movie, read_image, write_image
 from celltrack.io.atomic import remove_path
@@ -968,7 +969,7 @@ class Project:
         if cfg.kind != "ellipsoid" or not cfg.spots.calibrate:
             return cfg
         reviewed = self._training_spots()
-        nuclei = np.isin(np.asarray(reviewed.nodes["tag"]).astype(str), DRAWN_NUCLEUS_TAGS)
+        nuclei = np.isin(tags_of(reviewed), DRAWN_NUCLEUS_TAGS)
         if not nuclei.any():
             return cfg
         frames, counts = np.unique(reviewed.t[nuclei], return_counts=True)

@@ -39,31 +39,8 @@ def tiny_movie():
     return make_embryo(SynthConfig.tiny(n_frames=3))
 
 
-def tiny_project_config():
-    """A detection and flow setup that trains in seconds on the tiny movie."""
-    from celltrack.config.detection import PredictConfig
-    from celltrack.config.flow import FlowPredictConfig, FlowTrainConfig
-    from celltrack.detect import DetectionConfig
-    from celltrack.flow import FlowConfig
-    from celltrack.project import ProjectConfig
-
-    det = DetectionConfig.cpu()
-    det = det.model_copy(
-        update={
-            "train": det.train.model_copy(
-                update={"incremental_steps": 100, "prior_crops": 1, "crop_shape": (8, 32, 32)}
-            ),
-            "predict": PredictConfig(tile_shape=(12, 48, 48), overlap=(0, 0, 0)),
-        }
-    )
-    flow = FlowConfig.cpu(
-        train=FlowTrainConfig(epochs=1, crops_per_frame=1, batch_size=1, crop_shape=(8, 32, 32)),
-        predict=FlowPredictConfig(tile_shape=(12, 48, 48), overlap=(0, 0, 0)),
-    )
-    return ProjectConfig(detection=det, motion=flow, prior=False)
-
-
-@pytest.fixture(name="tiny_project_config")
-def _tiny_project_config():
-    return tiny_project_config
+@pytest.fixture
+def tiny_project_config(fast_config):
+    """A detection and flow setup that trains in seconds on the tiny movie (no prior)."""
+    return lambda: fast_config(incremental_steps=100, prior=False)
 
