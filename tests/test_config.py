@@ -6,6 +6,7 @@ import pytest
 from pydantic import Field
 
 from celltrack.config import Config, load_config, save_config
+from celltrack.config.pipeline import PipelineConfig
 from celltrack.errors import ConfigError
 
 
@@ -83,3 +84,11 @@ def test_direct_construction_raises_config_error():
         Inner(radius=1.0)  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="radius_um"):
         Inner(radius_um="big")  # type: ignore[arg-type]
+
+
+def test_a_number_as_a_linker_key_is_named_not_a_crash(tmp_path):
+    """Found by benchmarks/fuzz_readers.py: YAML reads a key ``-1`` as an int."""
+    path = tmp_path / "c.yaml"
+    path.write_text("linker:\n  kind: greedy\n  -1: 3\n  appear_cost: 1.0\n")
+    with pytest.raises(ConfigError, match="of no linker only: -1"):
+        load_config(path, PipelineConfig)

@@ -224,7 +224,7 @@ def _check_linker_keys(value: dict[str, Any]) -> None:
     if not isinstance(kind, str) or kind not in kinds:
         return  # linker_config explains unknown kinds
     fields = {k: set(type(linker_config(k)).model_fields) for k in kinds}
-    foreign = sorted(set(value) - fields[kind] - {"kind"})
+    foreign = sorted({str(k) for k in value} - fields[kind] - {"kind"})  # YAML keys may be ints
     if not foreign:
         return
     groups: dict[str, list[str]] = {}
