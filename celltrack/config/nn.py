@@ -14,7 +14,7 @@ from pydantic import Field, field_validator, model_validator
 
 from celltrack.config.base import Config
 
-__all__ = ["AugmentConfig", "NormalizeConfig", "TilingConfig"]
+__all__ = ["AugmentConfig", "BlockwisePredictConfig", "NormalizeConfig", "TilingConfig"]
 
 
 class AugmentConfig(Config):
@@ -81,6 +81,12 @@ class TilingConfig(Config):
         (4, 16, 16), description="Overlap (z, y, x) between tiles, blended by ramps (voxels)"
     )
     batch_size: int = Field(1, ge=1, description="Tiles per forward pass")
+    tile_mode: Literal["auto", "fixed"] = Field(
+        "auto",
+        description="'auto': tile_shape is a voxel budget; a frame within it is one tile, a "
+        "larger one gets the fewest equal tiles within it, sized to the network's pooling "
+        "(few voxels processed twice); 'fixed': tiles of tile_shape as given (clipped)",
+    )
     device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'")
     num_threads: int | None = Field(
         None,
@@ -128,3 +134,57 @@ class NormalizeConfig(Config):
                 f"({self.high_percentile})"
             )
         return self
+
+
+class BlockwisePredictConfig(Config):
+    """Block-wise prediction over chunked movies (:func:`celltrack.scale.predict_blockwise`)."""
+
+    block_shape: tuple[int, int, int] = Field(
+        (32, 128, 128),
+        description="Core (z, y, x) each block writes, in voxels; rounded up to the network's "
+        "downsampling factor; peak memory per worker grows with (core + 2 halo) voxels",
+    )
+    halo: tuple[int, int, int] | None = Field(
+        None,
+        description="Context (z, y, x) read on each side of a core (voxels); None = the "
+        "network's receptive radius (celltrack.scale.receptive_halo), which makes the "
+        "block-wise output equal the whole-frame output",
+    )
+    dtype: Literal["float32", "float16"] = Field(
+        "float32", description="dtype of the output Zarr array"
+    )
+    group_norm: Literal["frame", "block"] = Field(
+        "frame",
+        description="GroupNorm statistics: 'frame' = the whole frame's, gathered block-wise in "
+        "one extra pass per GroupNorm layer (exactly the whole-frame result); 'block' = each "
+        "block's own (one pass, like tiled prediction, not equal to the whole-frame result)",
+    )
+    n_workers: int | None = Field(
+        None, ge=1, description="Worker processes of the 'processes' executor (None = CPUs)"
+    )
+    start_method: Literal["spawn", "forkserver", "fork"] = Field(
+        "spawn",
+        description="Multiprocessing start method of the 'processes' executor ('spawn' is safe "
+        "with torch's thread pools)",
+    )
+    num_threads: int | None = Field(
+        None,
+        ge=1,
+        description="torch CPU threads per worker (None = 1 in worker processes, chosen from "
+        "the free cores in-process); workers × threads should not exceed the free cores",
+    )
+    device: str = Field("cpu", description="torch device, e.g. 'cpu' or 'cuda'")
+
+    @field_validator("block_shape")
+    @classmethod
+    def _check_block(cls, v: tuple[int, int, int]) -> tuple[int, int, int]:
+        if any(s < 1 for s in v):
+            raise ValueError(f"block_shape must be ≥ 1 voxel per axis, got {v}")
+        return v
+
+    @field_validator("halo")
+    @classmethod
+    def _check_halo(cls, v: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
+        if v is not None and any(s < 0 for s in v):
+            raise ValueError(f"halo must be ≥ 0 voxels per axis, got {v}")
+        return v

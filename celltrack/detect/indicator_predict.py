@@ -45,7 +45,7 @@ from celltrack.graph.tags import REVIEWED, Tag, tags_of
 from celltrack.io import ImageSeries, as_movie
 from celltrack.nn.linajea_unet import LinajeaUNet
 from celltrack.nn.threads import torch_threads
-from celltrack.nn.tiling import evaluating, predict_tiled
+from celltrack.nn.tiling import evaluating, network_divisor, predict_tiled
 from celltrack.nn.windows import frame_window
 from celltrack.progress import progress_bar
 
@@ -127,6 +127,8 @@ def predict_indicator(
             tile_shape=pc.tile_shape,
             overlap=pc.overlap,
             batch_size=pc.batch_size,
+            tile_mode=pc.tile_mode,
+            divisor=network_divisor(model),
             device=device,
             progress=progress,
         )

@@ -23,6 +23,7 @@ from celltrack.errors import ShapeError
 from celltrack.nn import evaluating, predict_tiled
 from celltrack.nn.normalize import median_correct, normalize_frame
 from celltrack.nn.threads import torch_threads
+from celltrack.nn.tiling import network_divisor
 
 __all__ = ["median_correct", "normalize_frame", "predict_probabilities"]
 
@@ -101,6 +102,8 @@ def predict_probabilities(
             tile_shape=cfg.tile_shape,
             overlap=cfg.overlap,
             batch_size=cfg.batch_size,
+            tile_mode=cfg.tile_mode,
+            divisor=network_divisor(model),
             device=device,
             progress=progress,
         )

@@ -27,7 +27,7 @@ from celltrack.graph import TrackGraph
 from celltrack.io import ImageSeries, as_movie
 from celltrack.nn.linajea_unet import LinajeaUNet
 from celltrack.nn.threads import torch_threads
-from celltrack.nn.tiling import evaluating, predict_tiled
+from celltrack.nn.tiling import evaluating, network_divisor, predict_tiled
 from celltrack.nn.windows import frame_window
 from celltrack.progress import progress_bar
 
@@ -94,6 +94,8 @@ def predict_movement(
             tile_shape=pcfg.tile_shape,
             overlap=pcfg.overlap,
             batch_size=pcfg.batch_size,
+            tile_mode=pcfg.tile_mode,
+            divisor=network_divisor(model),
             device=device,
             progress=progress,
         )

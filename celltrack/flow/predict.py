@@ -15,6 +15,7 @@ from celltrack.flow.model import FlowUNet
 from celltrack.nn import evaluating, predict_tiled
 from celltrack.nn.normalize import normalize_frame
 from celltrack.nn.threads import torch_threads
+from celltrack.nn.tiling import network_divisor
 
 __all__ = ["predict_flow"]
 
@@ -85,6 +86,8 @@ def predict_flow(
             tile_shape=pcfg.tile_shape,
             overlap=pcfg.overlap,
             batch_size=pcfg.batch_size,
+            tile_mode=pcfg.tile_mode,
+            divisor=network_divisor(model),
             device=device,
             progress=progress,
         )

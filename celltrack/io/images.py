@@ -39,7 +39,7 @@ from celltrack.io.zarr_image import (
     zarr_attr_voxel_size,
 )
 
-__all__ = ["ImageSeries", "read_image", "write_image"]
+__all__ = ["ImageSeries", "read_block", "read_image", "write_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -152,4 +152,92 @@ def read_image(
             "in µm (for 2D data (1.0, y, x))"
         )
     return ImageSeries(backend, shape, dtype, vs, name)
+
+
+def _plan_block(plan: AxisPlan, array: Any, t: int, block: tuple[slice, ...],
+                squeeze: tuple | None = None) -> np.ndarray:
+    """Read only ``block`` (z, y, x slices) of frame ``t`` from an array with ``plan``'s axes."""
+    want = dict(zip("ZYX", block))
+    key, order = plan.index(t)
+    letters = [a for a in plan.axes if a not in "TC"]
+    it = iter(letters)
+    key = tuple(want[next(it)] if isinstance(k, slice) else k for k in key)
+    if squeeze is not None:  # TIFF: singleton file axes dropped from the plan
+        full, kept = [], iter(key)
+        for s in squeeze:
+            full.append(next(kept) if isinstance(s, slice) else s)
+        key = tuple(full)
+    data = np.transpose(np.asarray(array[key]), order)
+    if "Z" not in plan.axes:
+        data = data[None][want["Z"]]
+    return data
+
+
+def read_block(series: ImageSeries, t: int, block: Sequence[slice]) -> np.ndarray:
+    """Read one block (z, y, x slices) of frame ``t`` of a movie, reading as little as possible.
+
+    Zarr, dask, numpy and memory-mapped arrays read only the block's chunks; a TIFF
+    series is read through tifffile's zarr store (only the pages of the block's z
+    slices); folders of TIFF frames read the whole frame and crop.
+
+    Parameters
+    ----------
+    series : ImageSeries
+        The movie (from :func:`read_image`).
+    t : int
+        Frame index.
+    block : sequence of 3 slice
+        Region (z, y, x) in voxels, with non-negative starts and stops inside the frame
+        and step 1.
+
+    Returns
+    -------
+    ndarray, shape (z, y, x)
+        The block in the movie's dtype.
+
+    Raises
+    ------
+    InvalidInputError
+        If the block is not 3 slices inside the frame.
+    FormatError
+        If the data cannot be read.
+    """
+    block = tuple(block)
+    frame_shape = series.shape[1:]
+    if len(block) != 3 or not all(
+        isinstance(s, slice) and s.step in (None, 1) and s.start is not None
+        and s.stop is not None and 0 <= s.start < s.stop <= n
+        for s, n in zip(block, frame_shape)
+    ):
+        raise InvalidInputError(
+            f"block must be 3 slices (z, y, x) with 0 <= start < stop <= {frame_shape}, got "
+            f"{block!r}"
+        )
+    n = series.shape[0]
+    if not -n <= int(t) < n:
+        raise IndexError(f"frame {t} is out of range for a movie of {n} frames")
+    t = int(t) % n
+    backend = series._backend
+    plan = getattr(backend, "plan", None)
+    if isinstance(backend, ArrayBackend):
+        if backend.verify is not None:
+            backend.verify(t)
+        try:
+            return _plan_block(plan, backend.array, t, block)
+        except Exception as err:
+            raise FormatError(
+                f"{series.source}: cannot read a block of frame {t} ({type(err).__name__}: "
+                f"{err}); a chunk is corrupt or truncated: copy or write the data again"
+            ) from err
+    if plan is not None and hasattr(backend, "squeeze") and hasattr(backend, "array"):
+        if backend.tif is None or backend.tif.filehandle.closed:
+            backend._open()
+        try:
+            return _plan_block(plan, backend.array, t, block, backend.squeeze)
+        except Exception as err:  # truncated data, decode errors, ...
+            raise FormatError(
+                f"{series.source}: cannot read a block of frame {t} ({type(err).__name__}: "
+                f"{err}); the file may be truncated or corrupt"
+            ) from err
+    return np.asarray(series[t])[block]
 

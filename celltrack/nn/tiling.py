@@ -7,12 +7,19 @@ normalising, which is exact only where the ramps tile perfectly). Model memory i
 bounded by ``tile_shape × batch_size``. On 2D+t volumes (Z = 1) a tile configured with
 z > 1 becomes the in-plane tile of the same voxel budget
 (:func:`celltrack.nn.crops.planar_shape`), e.g. 32 × 128 × 128 → 1 × 720 × 720.
+
+By default (``tile_mode="auto"``) the configured tile is a *voxel budget*: a frame that
+fits it runs as one tile, and a larger one is cut into the fewest equal tiles within the
+budget that keep the overlap, with sizes rounded to the network's downsampling factor
+(:func:`choose_tile_shape`), so the tiles process few voxels beyond the frame's and all
+run in full batches. ``tile_mode="fixed"`` uses the configured tile as given (clipped).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,7 +28,14 @@ from celltrack.errors import ShapeError
 from celltrack.nn.crops import planar_shape
 from celltrack.progress import progress_bar
 
-__all__ = ["evaluating", "predict_tiled", "tile_starts"]
+__all__ = [
+    "choose_tile_shape",
+    "evaluating",
+    "find_unet",
+    "network_divisor",
+    "predict_tiled",
+    "tile_starts",
+]
 
 
 def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -37,6 +51,110 @@ def tile_starts(size: int, tile: int, overlap: int) -> list[int]:
     step = max(tile - overlap, 1)
     n = int(np.ceil((size - tile) / step)) + 1
     return [round(float(v)) for v in np.linspace(0, size - tile, n)]
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return -(-int(value) // int(multiple)) * int(multiple)
+
+
+def _axis_options(size: int, overlap: int, divisor: int) -> list[tuple[int, int]]:
+    """(tile length, number of tiles) options along one axis, one per distinct length."""
+    options: dict[int, int] = {}
+    for n in range(1, min(size, 64) + 1):
+        tile = _ceil_to(-(-(size + (n - 1) * overlap) // n), divisor)
+        tile = min(tile, size)
+        if n > 1 and tile <= overlap:
+            break
+        if tile not in options:
+            options[tile] = len(tile_starts(size, tile, overlap))
+    return sorted(options.items())
+
+
+def choose_tile_shape(
+    shape: Sequence[int],
+    budget: int,
+    overlap: Sequence[int],
+    divisor: Sequence[int] = (1, 1, 1),
+) -> tuple[int, int, int]:
+    """The tile (z, y, x) that covers a volume with the fewest voxels processed in all.
+
+    A volume of at most ``budget`` voxels is one tile. Otherwise, among equal tiles of at
+    most ``budget`` voxels whose neighbours overlap by ``overlap``, the one minimising the
+    voxels the network processes (tiles × tile voxels, each axis padded to ``divisor`` as
+    the U-Net does) is chosen, ties going to fewer tiles.
+
+    Parameters
+    ----------
+    shape : sequence of 3 int
+        Volume (Z, Y, X) in voxels.
+    budget : int
+        Most voxels per tile (memory bound), e.g. the product of the configured tile.
+    overlap : sequence of 3 int
+        Overlap (z, y, x) between neighbouring tiles in voxels.
+    divisor : sequence of 3 int
+        The network's total downsampling factor per axis.
+
+    Returns
+    -------
+    (int, int, int)
+        Tile shape in voxels, at most ``shape`` per axis.
+
+    Examples
+    --------
+    >>> choose_tile_shape((1, 256, 256), 720 * 720, (4, 16, 16), (1, 8, 8))
+    (1, 256, 256)
+    >>> choose_tile_shape((32, 256, 256), 32 * 128 * 128, (4, 16, 16), (2, 8, 8))
+    (32, 96, 136)
+    """
+    shape = [int(s) for s in shape]
+    budget = max(int(budget), 1)
+    if int(np.prod(shape)) <= budget:
+        return tuple(shape)  # type: ignore[return-value]
+    axes = [_axis_options(s, int(o), int(d)) for s, o, d in zip(shape, overlap, divisor)]
+    best: tuple[float, int, tuple[int, int, int]] | None = None
+    for tz, nz in axes[0]:
+        for ty, ny in axes[1]:
+            if tz * ty > budget:
+                continue
+            for tx, nx in axes[2]:
+                if tz * ty * tx > budget:
+                    continue
+                padded = np.prod([_ceil_to(t, d) for t, d in zip((tz, ty, tx), divisor)])
+                key = (float(nz * ny * nx * padded), nz * ny * nx, (tz, ty, tx))
+                if best is None or key[:2] < best[:2]:
+                    best = key
+    if best is None:  # the budget is below the smallest tile: fall back to the smallest
+        return tuple(opts[-1][0] if len(opts) == 1 else opts[0][0] for opts in axes)  # type: ignore[return-value]
+    return best[2]
+
+
+def find_unet(model: Any) -> Any:
+    """The :class:`celltrack.nn.UNet` inside a network (itself, or its first sub-module
+    that is one), or None."""
+    from celltrack.nn.unet import UNet
+
+    if isinstance(model, UNet):
+        return model
+    modules = getattr(model, "modules", None)
+    if modules is None:
+        return None
+    return next((m for m in modules() if isinstance(m, UNet)), None)
+
+
+def network_divisor(model: Any) -> tuple[int, int, int]:
+    """Total downsampling factor (z, y, x) of a network (1, 1, 1 when it has no U-Net).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A detection, flow or Linajea network (anything holding a
+        :class:`celltrack.nn.UNet`), or an object with a ``divisor`` attribute.
+    """
+    unet = find_unet(model)
+    div = unet.divisor if unet is not None else getattr(model, "divisor", None)
+    if div is None:
+        return (1, 1, 1)
+    return tuple(int(v) for v in div)  # type: ignore[return-value]
 
 
 def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
@@ -100,6 +218,8 @@ def predict_tiled(
     batch_size: int = 1,
     device: str | torch.device = "cpu",
     progress: bool = False,
+    tile_mode: Literal["auto", "fixed"] = "auto",
+    divisor: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Run ``model`` over ``volume`` tile by tile and blend the outputs.
 
@@ -123,6 +243,15 @@ def predict_tiled(
         Where the model runs.
     progress : bool
         Show a tqdm bar over tiles.
+    tile_mode : {'auto', 'fixed'}
+        'auto' (default): ``tile_shape`` is a voxel budget; a volume within it is one
+        tile, a larger one gets the fewest equal tiles within it
+        (:func:`choose_tile_shape`). 'fixed': tiles of ``tile_shape`` (clipped).
+        Both give the same tiles when the volume fits ``tile_shape`` on every axis.
+    divisor : sequence of 3 int, optional
+        The network's total downsampling factor, to which 'auto' rounds tile sizes
+        (default: :func:`network_divisor` of ``model``; callers that wrap the network in
+        a function pass it).
 
     Returns
     -------
@@ -132,8 +261,22 @@ def predict_tiled(
     if volume.ndim != 4:
         raise ShapeError(f"predict_tiled expects a (C, Z, Y, X) volume, got shape {volume.shape}")
     shape = volume.shape[1:]
-    tile = [min(int(t), s) for t, s in zip(planar_shape(tile_shape, shape), shape)]
+    if tile_mode not in ("auto", "fixed"):
+        raise ValueError(f"tile_mode must be 'auto' or 'fixed', got {tile_mode!r}")
+    configured = planar_shape(tile_shape, shape)
+    if tile_mode == "auto":
+        div = tuple(divisor) if divisor is not None else network_divisor(model)
+        budget = int(np.prod([int(t) for t in configured]))
+        tile = list(choose_tile_shape(shape, budget, overlap, div))
+    else:
+        tile = [min(int(t), s) for t, s in zip(configured, shape)]
     ov = [min(int(o), max(t - 1, 0)) for o, t in zip(overlap, tile)]
+    if list(tile) == list(shape):  # one tile: its weights are all 1, so skip the blending
+        with progress_bar(total=1, desc="tiles", disable=not progress, leave=False) as bar:
+            x = torch.from_numpy(np.ascontiguousarray(volume[None])).float().to(device)
+            pred = model(x)[0].float().cpu().numpy()
+            bar.update(1)
+        return np.ascontiguousarray(pred, dtype=np.float32)
     out = np.zeros((out_channels, *shape), np.float32)
     norm = np.zeros(shape, np.float32)
     tiles = list(_tiles(shape, tile, ov))

@@ -40,10 +40,12 @@ def test_2d_tiles_are_in_plane_tiles_of_the_same_budget():
         return x
 
     volume = np.random.default_rng(0).random((1, 1, 200, 300), dtype=np.float32)
-    out = predict_tiled(model, volume, 1, tile_shape=(4, 64, 64), overlap=(1, 8, 8))
+    out = predict_tiled(
+        model, volume, 1, tile_shape=(4, 64, 64), overlap=(1, 8, 8), tile_mode="fixed"
+    )
     np.testing.assert_allclose(out, volume, rtol=1e-6)
     # 4 × 64 × 64 → 1 × 128 × 128: 2 × 3 tiles instead of 4 × 6 of 1 × 64 × 64
     assert set(shapes) == {(1, 128, 128)} and len(shapes) == 6
     shapes.clear()
-    predict_tiled(model, volume, 1, tile_shape=(1, 64, 64), overlap=(0, 8, 8))
+    predict_tiled(model, volume, 1, tile_shape=(1, 64, 64), overlap=(0, 8, 8), tile_mode="fixed")
     assert set(shapes) == {(1, 64, 64)}
