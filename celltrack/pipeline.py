@@ -38,10 +38,12 @@ through the link stage (:mod:`celltrack.solve.stage`), like every other entry po
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -53,7 +55,13 @@ import numpy as np
 
 from celltrack._version import __version__
 from celltrack.config import Config, load_config
-from celltrack.config.pipeline import DataConfig, EvaluationConfig, OutputConfig, PipelineConfig
+from celltrack.config.pipeline import (
+    DataConfig,
+    EvaluationConfig,
+    OutputConfig,
+    PipelineBlockwiseConfig,
+    PipelineConfig,
+)
 from celltrack.errors import ConfigError, InvalidInputError
 from celltrack.eval import TrackingScores, evaluate
 from celltrack.graph import TrackGraph
@@ -147,10 +155,16 @@ def _digest(*parts: Any) -> str:
     return h.hexdigest()[:16]
 
 
+#: Bytes of a movie read at once by :func:`image_digest` (frames larger than this are read
+#: by z slabs).
+_DIGEST_SLAB_BYTES = 256 * 2**20
+
+
 def image_digest(images: Any) -> str:
     """Fingerprint of a movie's shape, dtype and every voxel of every frame.
 
-    Frames are read and hashed one at a time, so memory stays at one frame.
+    Frames are read and hashed one at a time, or by z slabs of at most 256 MiB when they
+    are larger, so memory stays bounded.
 
     Parameters
     ----------
@@ -161,13 +175,25 @@ def image_digest(images: Any) -> str:
     str
         16 hexadecimal digits.
     """
+    from celltrack.io.images import read_block
+
     h = hashlib.sha256()
     shape = tuple(int(s) for s in images.shape)
     h.update(str(shape).encode())
+    plane = int(np.prod(shape[2:])) * np.dtype(getattr(images, "dtype", np.float64)).itemsize
+    slab = max(1, _DIGEST_SLAB_BYTES // max(plane, 1))  # z slices read at once
     for t in range(shape[0]):
-        frame = np.ascontiguousarray(np.asarray(images[t]))
-        h.update(frame.dtype.str.encode())
-        h.update(frame.tobytes())
+        if not isinstance(images, ImageSeries) or slab >= shape[1]:
+            frame = np.ascontiguousarray(np.asarray(images[t]))
+            h.update(frame.dtype.str.encode())
+            h.update(frame.tobytes())
+            continue
+        for z in range(0, shape[1], slab):  # the same bytes in the same order, by z slabs
+            rows = (slice(z, min(z + slab, shape[1])), slice(0, shape[2]), slice(0, shape[3]))
+            part = read_block(images, t, rows)
+            if z == 0:
+                h.update(part.dtype.str.encode())
+            h.update(np.ascontiguousarray(part).tobytes())
     return h.hexdigest()[:16]
 
 
@@ -215,6 +241,11 @@ class Pipeline:
             config = load_config(config, PipelineConfig)
         if not isinstance(config, PipelineConfig):
             raise ConfigError(f"Pipeline needs a PipelineConfig, got {type(config).__name__}")
+        if config.blockwise is not None and not isinstance(
+            config.blockwise, PipelineBlockwiseConfig
+        ):  # a solver-only BlockwiseConfig put in by model_copy (which does not validate)
+            blockwise = PipelineBlockwiseConfig.model_validate(config.blockwise.model_dump())
+            config = config.model_copy(update={"blockwise": blockwise})
         self.requested_config = config
         self.config = self._fit_to_machine(config)
         self.workdir = Path(workdir if workdir is not None else config.output.directory)
@@ -574,7 +605,31 @@ class Pipeline:
             upstream = self._model_fingerprint("train_detection")
         fp = _digest("detect", upstream, self._image_digest(images), annotations)
 
+        blockwise = self.config.blockwise
+        if blockwise is not None and cfg.kind != "ellipsoid":
+            self._say(
+                f"   detection.kind: {cfg.kind} runs frame by frame (block-wise prediction "
+                "covers the ellipsoid U-Net and the flow model)"
+            )
+
         def compute() -> TrackGraph:
+            if blockwise is not None and cfg.kind == "ellipsoid":
+                from celltrack.scale.detect import detect_blockwise
+
+                store = self._path(f"blocks/detect-{fp}")
+                spots = detect_blockwise(
+                    model,
+                    images,
+                    cfg,
+                    store,
+                    predict=self._block_prediction(),
+                    voxel_size=voxel_size,
+                    annotations=_reviewed(annotations),
+                    executor=blockwise.executor,
+                    progress=self.config.progress,
+                )
+                shutil.rmtree(store / "probabilities.zarr", ignore_errors=True)
+                return spots
             return detect_spots(
                 model,
                 images,
@@ -585,6 +640,17 @@ class Pipeline:
             )
 
         return self._graph_stage("detect", "spots.geff", fp, compute)
+
+    def _block_prediction(self) -> Any:
+        """``blockwise.predict`` with the block executor's workers and start method."""
+        blockwise = self.config.blockwise
+        assert blockwise is not None
+        update: dict[str, Any] = {}
+        if blockwise.predict.n_workers is None and blockwise.n_workers is not None:
+            update["n_workers"] = blockwise.n_workers
+        if blockwise.start_method is not None:
+            update["start_method"] = blockwise.start_method
+        return blockwise.predict.model_copy(update=update)
 
     def _model_fingerprint(self, stage: str) -> str:
         """The fingerprint of the model a training stage (or the joint one) produced."""
@@ -682,7 +748,29 @@ class Pipeline:
             self._stages["detect"]["fingerprint"],
         )
 
+        blockwise = self.config.blockwise
+        flow = getattr(self.config.motion, "kind", "flow") == "flow" and not is_joint(
+            self.config.motion
+        )
+
         def compute() -> TrackGraph:
+            if blockwise is not None and flow:
+                from celltrack.scale.detect import predict_parents_blockwise
+
+                store = self._path(f"blocks/motion-{fp}")
+                out = predict_parents_blockwise(
+                    model,
+                    images,
+                    spots,
+                    self.config.motion,
+                    store,
+                    predict=self._block_prediction(),
+                    voxel_size=voxel_size,
+                    executor=blockwise.executor,
+                    progress=self.config.progress,
+                )
+                shutil.rmtree(store, ignore_errors=True)
+                return out
             return predict_parent_positions(
                 model, images, spots, voxel_size, self.config.motion,
                 progress=self.config.progress,
@@ -717,8 +805,24 @@ class Pipeline:
             "candidates.geff",
             fp,
             lambda: link_graph(
-                spots, annotations, candidates=cfg, linker=linker, progress=self.config.progress
+                spots,
+                annotations,
+                candidates=cfg,
+                linker=linker,
+                progress=self.config.progress,
+                build=self._block_candidates(),
             ),
+        )
+
+    def _block_candidates(self) -> Callable[..., TrackGraph] | None:
+        """Block-wise candidate search on the block executor (None: in this process)."""
+        blockwise = self.config.blockwise
+        if blockwise is None:
+            return None
+        from celltrack.scale.candidates import build_candidates_blockwise
+
+        return functools.partial(
+            build_candidates_blockwise, executor=blockwise.executor, n_workers=blockwise.n_workers
         )
 
     def learned_linker(self, graph: TrackGraph, annotations: TrackGraph | None) -> Any:

@@ -223,7 +223,7 @@ def test_pipeline_runs_blockwise_end_to_end(flat, flat_workdir):
         executor="serial",
         progress=False,
     )
-    cfg = flat_config(flat_workdir, blockwise=bw)
+    cfg = PipelineConfig.model_validate(flat_config(flat_workdir, blockwise=bw).model_dump())
     assert load_config(save_config(cfg, flat_workdir / "bw.yaml"), PipelineConfig) == cfg
     blocks = Pipeline(cfg, flat_workdir).run(flat.image[:, 0], ann, voxel_size=flat.voxel_size)
     assert blocks.link.ok and blocks.link.stats  # the block-wise solver's statistics

@@ -23,11 +23,13 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from celltrack.config.base import Config
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
+from celltrack.config.nn import BlockwisePredictConfig
 from celltrack.config.stages import DetectionSection, MotionSection, StageSections
 from celltrack.errors import ConfigError
 from celltrack.graph.candidates import CandidateConfig
@@ -40,6 +42,7 @@ __all__ = [
     "DataConfig",
     "EvaluationConfig",
     "OutputConfig",
+    "PipelineBlockwiseConfig",
     "PipelineConfig",
     "overlay_explicit",
     "preset_sections",
@@ -240,6 +243,29 @@ def _check_linker_keys(value: dict[str, Any]) -> None:
     )
 
 
+class PipelineBlockwiseConfig(BlockwiseConfig):
+    """Every stage block by block: prediction, spots, candidates and the ILP.
+
+    The solver's keys (``block_size``, ``context``, ...) are those of
+    :class:`~celltrack.solve.blockwise.api.BlockwiseConfig`; ``predict`` sets the voxel
+    blocks of each frame for detection and flow prediction and spot extraction. All of it
+    runs on ``executor`` with ``n_workers``, and resumes from the work folder.
+    """
+
+    predict: BlockwisePredictConfig = Field(
+        default_factory=BlockwisePredictConfig,
+        description="Block-wise prediction of detection and flow, and spot extraction: core "
+        "block (z, y, x) voxels, halo, GroupNorm handling, threads per worker",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_solver_config(cls, value: Any) -> Any:
+        if isinstance(value, BlockwiseConfig) and not isinstance(value, cls):
+            return value.model_dump()
+        return value
+
+
 class PipelineConfig(StageSections):
     """Root configuration: one nested config per stage."""
 
@@ -276,8 +302,11 @@ class PipelineConfig(StageSections):
         default_factory=ILPConfig,
         description="Linker, chosen by 'kind': greedy, flow_nn, ilp or any registered kind.",
     )
-    blockwise: BlockwiseConfig | None = Field(
-        None, description="Solve block-wise (large graphs); None solves globally."
+    blockwise: PipelineBlockwiseConfig | None = Field(
+        None,
+        description="Run every stage block by block (movies and graphs larger than memory): "
+        "prediction, spots, candidates, ILP; None runs each stage on whole frames and solves "
+        "globally.",
     )
     output: OutputConfig = Field(default_factory=OutputConfig, description="Outputs.")
     evaluation: EvaluationConfig = Field(

@@ -152,24 +152,9 @@ def detect(
         centre_maps[t] = predict_probabilities(model, np.asarray(images[t]), cfg)[2]
         bar.update()
     if centre_maps and annotations is not None:
-        backgrounds = {}
-        if cfg.labels.auto_background == "intensity":
-            for t in centre_maps:
-                ev = intensity_background(
-                    np.asarray(images[t]), annotations.subgraph(nodes=annotations.t == t),
-                    vs, cfg.labels,
-                )
-                if ev is not None:
-                    backgrounds[t] = ev.background
-        cal = calibrate_threshold(
-            centre_maps, annotations, vs, cfg.spots, backgrounds=backgrounds,
-            default_radius_um=cfg.labels.point_radius_um,
+        cfg, calibration["threshold_calibrated"] = with_calibrated_threshold(
+            cfg, centre_maps, images, annotations
         )
-        if cal.calibrated:
-            cfg = cfg.model_copy(
-                update={"spots": cfg.spots.model_copy(update={"threshold": cal.threshold})}
-            )
-        calibration["threshold_calibrated"] = cal.calibrated
     for t, pc in centre_maps.items():
         by_frame[t] = extract_spots(pc, vs, cfg.spots, t=t)
     centre_maps.clear()
@@ -192,6 +177,46 @@ def detect(
         predictions.attrs["calibration"] = calibration
     stamp_spots(predictions, vs, cfg)
     return predictions
+
+
+def with_calibrated_threshold(
+    cfg: DetectionConfig,
+    centre_maps: dict[int, np.ndarray],
+    images: ImageSeries,
+    annotations: TrackGraph,
+) -> tuple[DetectionConfig, bool]:
+    """``cfg`` with the centre threshold calibrated on annotated frames, and whether it was.
+
+    Parameters
+    ----------
+    cfg : DetectionConfig
+        Detection settings (spot sizes already calibrated).
+    centre_maps : dict of int to ndarray (Z, Y, X)
+        Predicted centre probability of each annotated frame.
+    images : ImageSeries
+        The movie (the annotated frames' intensities set the automatic background).
+    annotations : TrackGraph
+        The reviewed spots.
+    """
+    vs = images.voxel_size
+    backgrounds = {}
+    if cfg.labels.auto_background == "intensity":
+        for t in centre_maps:
+            ev = intensity_background(
+                np.asarray(images[t]), annotations.subgraph(nodes=annotations.t == t),
+                vs, cfg.labels,
+            )
+            if ev is not None:
+                backgrounds[t] = ev.background
+    cal = calibrate_threshold(
+        centre_maps, annotations, vs, cfg.spots, backgrounds=backgrounds,
+        default_radius_um=cfg.labels.point_radius_um,
+    )
+    if cal.calibrated:
+        cfg = cfg.model_copy(
+            update={"spots": cfg.spots.model_copy(update={"threshold": cal.threshold})}
+        )
+    return cfg, cal.calibrated
 
 
 def checked_frames(frames: int | Iterable[int] | None, n_frames: int) -> list[int]:

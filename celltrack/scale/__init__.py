@@ -10,6 +10,8 @@
   by block with a halo, equal to whole-frame extraction;
 - :func:`displace_from_store` (:mod:`.parents`): predicted parent positions from a stored
   flow;
+- :func:`detect_blockwise`, :func:`predict_parents_blockwise` (:mod:`.detect`): the
+  Pipeline's block-wise detection and motion stages (store, spots, annotations merged);
 - :func:`build_candidates_blockwise`, :func:`candidate_graph_blockwise`
   (:mod:`.candidates`): the candidate graph per child frame, written to GEFF.
 
@@ -28,9 +30,11 @@ __all__ = [
     "FrameNormalization",
     "build_candidates_blockwise",
     "candidate_graph_blockwise",
+    "detect_blockwise",
     "displace_from_store",
     "extract_spots_blockwise",
     "predict_blockwise",
+    "predict_parents_blockwise",
     "receptive_halo",
     "spot_halo",
 ]
@@ -45,6 +49,8 @@ _WHERE = {
     "extract_spots_blockwise": "celltrack.scale.spots",
     "spot_halo": "celltrack.scale.spots",
     "displace_from_store": "celltrack.scale.parents",
+    "detect_blockwise": "celltrack.scale.detect",
+    "predict_parents_blockwise": "celltrack.scale.detect",
     "build_candidates_blockwise": "celltrack.scale.candidates",
     "candidate_graph_blockwise": "celltrack.scale.candidates",
 }

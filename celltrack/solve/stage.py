@@ -26,6 +26,7 @@ work means the same thing everywhere:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -179,6 +180,7 @@ def link_graph(
     candidates: CandidateConfig | None = None,
     linker: Any = "ilp",
     progress: bool = False,
+    build: Callable[..., TrackGraph] | None = None,
 ) -> TrackGraph:
     """The graph ``linker`` solves: linkable spots, approved links and pins (steps 1–4).
 
@@ -195,6 +197,11 @@ def link_graph(
         Decides between a candidate graph and the spots themselves (:func:`links_spots`).
     progress : bool
         Progress bar of the candidate search.
+    build : callable, optional
+        Builds the candidate graph, called as ``build(spots, cfg, progress=...)`` (default
+        :func:`~celltrack.graph.build_candidates`; the Pipeline's block-wise mode passes
+        :func:`celltrack.scale.candidates.build_candidates_blockwise`, which gives the same
+        graph).
 
     Returns
     -------
@@ -205,7 +212,7 @@ def link_graph(
     base = linkable_spots(spots)
     pairs = approved_pairs(base, annotations)
     if not links_spots(resolve_linker(linker)):
-        base = build_candidates(base, candidates or CandidateConfig(), progress=progress)
+        base = (build or build_candidates)(base, candidates or CandidateConfig(), progress=progress)
     return pins_from_tags(_with_links(base, pairs))
 
 

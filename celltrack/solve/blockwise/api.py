@@ -170,7 +170,7 @@ def _resolve_config(
         return config
     from celltrack.config import config_from_dict
 
-    return config_from_dict({**config.model_dump(), **updates}, BlockwiseConfig)
+    return config_from_dict({**config.model_dump(), **updates}, type(config))
 
 
 def _edge_extent(graph: TrackGraph, src: np.ndarray, tgt: np.ndarray) -> tuple[float, int]:

@@ -1,0 +1,242 @@
+"""Detection and parent positions of a whole movie, block by block (the Pipeline's block-wise
+stages).
+
+:func:`detect_blockwise` is :func:`celltrack.detect.detect` for movies larger than memory:
+the detector's probabilities go to a Zarr store block by block
+(:func:`~celltrack.scale.predict.predict_blockwise`), spots come from that store block by
+block (:func:`~celltrack.scale.spots.extract_spots_blockwise`), and reviewed annotations are
+merged as :func:`~celltrack.detect.detect` merges them. :func:`predict_parents_blockwise`
+does the same for the flow model and the spots' predicted parent positions. Both resume
+from their stores after an interruption.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from celltrack.config.detection import DetectionConfig
+from celltrack.config.flow import FlowConfig
+from celltrack.config.nn import BlockwisePredictConfig
+from celltrack.graph import TrackGraph
+from celltrack.graph.tags import REVIEWED, Tag, tags_of
+
+__all__ = ["detect_blockwise", "predict_parents_blockwise"]
+
+logger = logging.getLogger(__name__)
+
+#: Largest frame (voxels) whose centre map is loaded whole to calibrate the detection
+#: threshold on the annotated frames (64 Mi voxels: 256 MiB as float32).
+CALIBRATION_MAX_VOXELS = 64 * 2**20
+
+
+def detect_blockwise(
+    model: Any,
+    images: Any,
+    cfg: DetectionConfig,
+    store: str | Path,
+    *,
+    predict: BlockwisePredictConfig | None = None,
+    voxel_size: Sequence[float] | None = None,
+    annotations: TrackGraph | None = None,
+    executor: Any = "processes",
+    progress: bool = False,
+) -> TrackGraph:
+    """Detect nuclei in every frame without holding a frame in memory.
+
+    Parameters
+    ----------
+    model : DetectionUNet
+        Trained detection model.
+    images : ImageSeries, path or array, shape (T, Z, Y, X)
+        The movie, read block by block.
+    cfg : DetectionConfig
+        Normalisation, median correction and spot settings (as
+        :func:`~celltrack.detect.detect`).
+    store : str or Path
+        Folder for the probabilities (``probabilities.zarr``) and the per-block spots
+        (``spots``); kept, so a rerun after an interruption continues where it stopped.
+    predict : BlockwisePredictConfig, optional
+        Block core, halo, GroupNorm handling, workers and threads.
+    voxel_size : sequence of 3 float, optional
+        (z, y, x) µm; default the movie's.
+    annotations : TrackGraph, optional
+        Reviewed spots: with ``cfg.spots.calibrate`` they set the spot sizes and, on
+        frames of at most :data:`CALIBRATION_MAX_VOXELS` voxels, the centre threshold (from
+        the stored centre maps of the annotated frames), as in
+        :func:`~celltrack.detect.detect`; they are merged into the predictions the same way.
+    executor : str, distributed.Client or executor
+        Where blocks run (``"processes"``, ``"serial"``, a dask Client or address).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    TrackGraph
+        Spots as :func:`~celltrack.detect.detect` returns them (``attrs['blockwise']``
+        records the store and the block statistics).
+    """
+    from celltrack.detect.api import (
+        _merge_annotations,
+        collect_spots,
+        stamp_spots,
+        with_calibrated_threshold,
+    )
+    from celltrack.detect.calibrate import calibrate_spot_sizes
+    from celltrack.detect.evidence import DRAWN_NUCLEUS_TAGS
+    from celltrack.io import as_movie
+    from celltrack.scale.predict import predict_blockwise
+    from celltrack.scale.spots import extract_spots_blockwise
+
+    movie = as_movie(images, voxel_size=voxel_size)
+    vs = movie.voxel_size
+    store = Path(store)
+    predict = predict or BlockwisePredictConfig()
+    annotated: list[int] = []
+    calibration: dict[str, Any] = {}
+    if annotations is not None and annotations.num_nodes and cfg.spots.calibrate:
+        tags = tags_of(annotations, default=Tag.TP)
+        drawn = np.isin(tags, DRAWN_NUCLEUS_TAGS)
+        if drawn.any():
+            spots_cfg = calibrate_spot_sizes(
+                cfg.spots, annotations.subgraph(nodes=drawn), two_d=movie.shape[1] == 1
+            )
+            cfg = cfg.model_copy(update={"spots": spots_cfg})
+            reviewed = np.isin(tags, REVIEWED)
+            annotated = [
+                int(t) for t in np.unique(annotations.t[reviewed]) if 0 <= t < movie.shape[0]
+            ]
+    result = predict_blockwise(
+        model,
+        movie,
+        store / "probabilities.zarr",
+        predict,
+        normalization=cfg.normalize,
+        median_correction=cfg.predict.median_correction,
+        executor=executor,
+        progress=progress,
+    )
+    if annotated and int(np.prod(movie.shape[1:])) <= CALIBRATION_MAX_VOXELS:
+        centre_maps = {t: np.asarray(result.array[t, 2], np.float32) for t in annotated}
+        cfg, calibration["threshold_calibrated"] = with_calibrated_threshold(
+            cfg, centre_maps, movie, annotations
+        )
+        del centre_maps
+    elif annotated:
+        logger.info(
+            "block-wise detection: frames of more than %d voxels are not loaded to calibrate "
+            "the centre threshold; detection.spots.threshold = %.2f is used as set",
+            CALIBRATION_MAX_VOXELS, cfg.spots.threshold,
+        )
+        calibration["threshold_calibrated"] = False
+    if calibration:
+        calibration.update(
+            threshold=cfg.spots.threshold,
+            r_min_um=cfg.spots.r_min_um,
+            r_max_um=cfg.spots.r_max_um,
+            suppression_distance_um=cfg.spots.suppression_distance_um,
+        )
+    spots = extract_spots_blockwise(
+        result.array,
+        vs,
+        cfg.spots,
+        block_shape=predict.block_shape,
+        executor=executor,
+        n_workers=predict.n_workers,
+        store=store / "spots",
+        progress=progress,
+    )
+    if not spots.num_nodes:
+        spots = collect_spots([])
+    frames = list(range(movie.shape[0]))
+    if annotations is not None and annotations.num_nodes:
+        spots = _merge_annotations(spots, annotations, frames, cfg, vs)
+    stamp_spots(spots, vs, cfg)
+    if calibration:
+        spots.attrs["calibration"] = calibration
+    spots.attrs["blockwise"] = {"store": str(store), "prediction": _jsonable(result.stats)}
+    return spots
+
+
+def predict_parents_blockwise(
+    model: Any,
+    images: Any,
+    spots: TrackGraph,
+    cfg: FlowConfig,
+    store: str | Path,
+    *,
+    predict: BlockwisePredictConfig | None = None,
+    voxel_size: Sequence[float] | None = None,
+    executor: Any = "processes",
+    progress: bool = False,
+) -> TrackGraph:
+    """Add ``parent_z/y/x`` (µm) to every spot from flow predicted block by block.
+
+    Parameters
+    ----------
+    model : FlowUNet
+        Trained flow model.
+    images : ImageSeries, path or array, shape (T, Z, Y, X)
+        The movie, read block by block.
+    spots : TrackGraph
+        Detected spots (µm).
+    cfg : FlowConfig
+        Normalisation and label geometry (``label.min_voxels``, ``default_radius_um``).
+    store : str or Path
+        Folder for the flow (``flow.zarr``), kept for resuming.
+    predict : BlockwisePredictConfig, optional
+        Block core, halo, workers and threads.
+    voxel_size : sequence of 3 float, optional
+        (z, y, x) µm; default the movie's.
+    executor : str, distributed.Client or executor
+        Where blocks run.
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    TrackGraph
+        ``spots`` with the parent columns (frame-0 spots keep their position), equal to
+        :func:`celltrack.flow.predict_parents` given the same flow.
+    """
+    from celltrack.io import as_movie
+    from celltrack.scale.parents import displace_from_store
+    from celltrack.scale.predict import predict_blockwise
+
+    movie = as_movie(images, voxel_size=voxel_size)
+    result = predict_blockwise(
+        model,
+        movie,
+        Path(store) / "flow.zarr",
+        predict or BlockwisePredictConfig(),
+        normalization=cfg.normalize,
+        executor=executor,
+        progress=progress,
+    )
+    return displace_from_store(
+        spots,
+        result.array,
+        movie.voxel_size,
+        min_voxels=cfg.label.min_voxels,
+        default_radius_um=cfg.label.default_radius_um,
+        progress=progress,
+    )
+
+
+def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:
+    """Block statistics with numpy scalars made plain (they go into GEFF attrs)."""
+    out: dict[str, Any] = {}
+    for key, value in stats.items():
+        if isinstance(value, dict):
+            out[key] = _jsonable(value)
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        elif isinstance(value, (str, int, float, bool, list)) or value is None:
+            out[key] = value
+        else:
+            out[key] = str(value)
+    return out
