@@ -208,6 +208,33 @@ class ILPConfig(Config):
         description="solve the LP relaxation first (HiGHS): gives a certified lower bound, a "
         "start solution and exact reduced-cost fixing that shrinks the CP-SAT model",
     )
+    lp_components: bool = Field(
+        True,
+        description="solve the LP relaxation separately on each connected component of the "
+        "model left after presolve and pins (small components batched into one LP); the "
+        "same LP optimum and bound, usually faster",
+    )
+    lp_presolve: bool = Field(
+        False,
+        description="let HiGHS presolve the LP relaxation; off by default: on the tree ILP, "
+        "already reduced by presolve_edges and the pins, it costs more than it saves",
+    )
+    lp_window_frames: int = Field(
+        50,
+        ge=0,
+        description="solve the LP relaxation on overlapping time windows of this many frames "
+        "(when the model spans at least two), stitched by seam repair; the bound is still "
+        "certified exactly over all rows (frames; 0 = one LP)",
+    )
+    lp_window_overlap: int = Field(
+        2, ge=0, description="frames each LP window extends into its neighbours (frames)"
+    )
+    lp_seam_frames: int = Field(
+        2,
+        ge=1,
+        description="half-width of the seam repair between two LP windows: the rows within "
+        "this many frames of a boundary are re-optimised with the others fixed (frames)",
+    )
     local_hops: int = Field(
         4,
         ge=0,

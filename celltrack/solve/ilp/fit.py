@@ -295,6 +295,9 @@ def fit_costs(
     if set(loss) - set(DEFAULT_LOSS):
         raise InvalidInputError(f"loss_weights keys must be in {sorted(DEFAULT_LOSS)}")
     cfg = cfg.model_copy(update={"time_limit_s": float(time_limit_s)})
+    # the loss-augmented problems have many tied optima; HiGHS' presolve keeps the LP
+    # vertex (and so the tie-breaking) that the learning was tuned with
+    solve_cfg = cfg.model_copy(update={"lp_presolve": True})
 
     # ------------------------------------------------------------------ model and features
     bare = TrackGraph(
@@ -372,7 +375,9 @@ def fit_costs(
         m = replace(model, c=c_int)
         if lb is not None:
             m = replace(m, lb=lb, ub=ub)
-        search = phases.Search(cfg, problem, m, time.perf_counter(), m.lb.copy(), m.ub.copy())
+        search = phases.Search(
+            solve_cfg, problem, m, time.perf_counter(), m.lb.copy(), m.ub.copy()
+        )
         out = phases.run(search)
         if out.z is None:  # pragma: no cover - the empty forest is always feasible
             raise InvalidInputError(f"an ILP solve during fitting failed ({out.status})")

@@ -10,18 +10,23 @@ Pipeline of :meth:`ILPLinker.link` (one function per phase in :mod:`.phases`):
 2. exact presolve: drop edges that can never pay off (:func:`.presolve.dominated_edges`);
 3. LP relaxation with HiGHS (``use_lp``): a certified lower bound, a start solution (the LP
    optimum when integral, else a greedy completion ordered by LP values) and exact
-   reduced-cost fixing, which removes most variables;
+   reduced-cost fixing, which removes most variables. The LP is solved per connected
+   component (``lp_components``) and, on long movies, on overlapping time windows whose
+   multipliers are stitched by seam repair (``lp_window_frames``, :mod:`.windows`);
+   whatever multipliers result, the bound is recomputed from them over all rows;
 4. CP-SAT on the remaining free variables, hinted with the start solution; it proves the
    optimum of the remainder, which (by the fixing argument) is the global optimum.
 
-When the LP optimum is fractional, a neighbourhood of its fractional values is solved
-exactly (:mod:`.local`): for a start solution, and inside a Lagrangian bound that keeps
-those rows integral — usually enough to close the gap without any search.
+When the LP optimum is fractional (or the windows' values do not fit together at a seam),
+a neighbourhood of those values is solved exactly (:mod:`.local`, one connected component
+at a time): for a start solution, and inside a Lagrangian bound that keeps those rows
+integral — usually enough to close the gap without any search.
 
 Status is OPTIMAL only when proven: by CP-SAT on the remainder, or by a certified bound
 equal to the objective (LP or local Lagrangian bound, recomputed in our own code from the
-LP multipliers, with a float safety margin, rounded up because costs are integers).
-Objective and bound are in cost units.
+LP multipliers in exact integer arithmetic — multipliers rounded to multiples of 2^-k, no
+float margin — and rounded up because costs are integers). Objective and bound are in
+cost units.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import math
 import numpy as np
 
 from celltrack.solve.ilp.cpsat import solve_cpsat
-from celltrack.solve.ilp.lp import float_margin
+from celltrack.solve.ilp.lp import exact_dual, exact_sum
 from celltrack.solve.ilp.presolve import Restricted
 
 #: extra integer resolution of the neighbourhood problem's costs: at least 2¹⁰, at most
@@ -54,8 +54,80 @@ __all__ = [
 ]
 
 
+#: neighbourhood problems are solved per connected component, tiny ones batched up to this
+#: many variables (CP-SAT solves one component at a time much faster than many at once)
+_LOCAL_BATCH = 100
+
+
+def solve_by_components(
+    c: np.ndarray,
+    A,
+    b: np.ndarray,
+    *,
+    time_limit_s: float,
+    num_workers: int,
+    random_seed: int = 0,
+) -> tuple[str, np.ndarray | None, int | None]:
+    """CP-SAT on each connected component of ``min c·z, A z ≤ b, z ∈ {0,1}`` (batched).
+
+    The neighbourhoods of many fractional clusters are independent: solved apart, each is
+    tiny, and their optima and proven bounds add up.
+
+    Returns
+    -------
+    status : str
+        "OPTIMAL" if every batch was solved to optimality, "INFEASIBLE" if one is
+        infeasible, "FEASIBLE" if all have a solution, else "UNKNOWN".
+    values : ndarray of int64, shape (F,), or None
+        A solution (None unless every batch found one).
+    bound : int or None
+        Sum of the batches' proven lower bounds (a batch without one counts
+        ``Σ min(0, c)``).
+    """
+    import time
+
+    from celltrack.solve.ilp.lp import component_groups, components
+
+    c = np.asarray(c, np.int64)
+    A = A.tocsr()
+    count, var_label, row_label = components(A, c.size)
+    groups = component_groups(var_label, count, batch=_LOCAL_BATCH)
+    deadline = time.perf_counter() + float(time_limit_s)
+    values: np.ndarray | None = np.zeros(c.size, np.int64)
+    bound = 0
+    statuses = set()
+    for group in groups:
+        member = np.zeros(count, bool)
+        member[group] = True
+        cols = np.flatnonzero(member[var_label])
+        rows = np.flatnonzero((row_label >= 0) & member[np.maximum(row_label, 0)])
+        out = solve_cpsat(
+            c[cols],
+            A[rows][:, cols],
+            b[rows],
+            time_limit_s=max(0.5, deadline - time.perf_counter()),
+            num_workers=num_workers,
+            random_seed=random_seed,
+        )
+        statuses.add(out.status)
+        if out.status == "INFEASIBLE":
+            return "INFEASIBLE", None, None
+        if out.values is None:
+            values = None
+        elif values is not None:
+            values[cols] = out.values
+        bound += int(out.bound) if out.bound is not None else int(np.minimum(c[cols], 0).sum())
+    if statuses <= {"OPTIMAL"}:
+        status = "OPTIMAL"
+    elif values is not None:
+        status = "FEASIBLE"
+    else:
+        status = "UNKNOWN"
+    return status, values, bound
+
+
 def fractional_neighbourhood(
-    rest: Restricted, values: np.ndarray, hops: int
+    rest: Restricted, values: np.ndarray, hops: int, seeds: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rows and variables (restricted-model indices) around the fractional LP values.
 
@@ -67,6 +139,9 @@ def fractional_neighbourhood(
         LP values of its variables.
     hops : int
         Expansion rounds (≥ 1).
+    seeds : ndarray of int64, optional
+        Further variables to start from (e.g. those at the seams of a windowed LP, whose
+        values are integral but may not fit together).
 
     Returns
     -------
@@ -79,6 +154,8 @@ def fractional_neighbourhood(
     pattern_t = pattern.T.tocsr()
     nvars = rest.c.size
     inside = np.abs(values - np.rint(values)) > 1e-6
+    if seeds is not None:
+        inside[seeds] = True
     rows = np.zeros(pattern.shape[0], bool)
     for _ in range(max(1, hops)):
         rows = np.asarray(pattern @ inside.astype(np.int8)).ravel() > 0
@@ -108,7 +185,7 @@ def local_repair(
     touched = np.diff(A_in.tocsr().indptr) > 0
     if np.any(b_in[~touched] < 0):
         return None  # the rounded outside alone breaks a row
-    out = solve_cpsat(
+    _, z_in, _ = solve_by_components(
         rest.c[free],
         A_in.tocsr()[touched],
         b_in[touched],
@@ -116,10 +193,10 @@ def local_repair(
         num_workers=num_workers,
         random_seed=random_seed,
     )
-    if out.values is None:
+    if z_in is None:
         return None
     z = outside.copy()
-    z[free] = out.values
+    z[free] = z_in
     return z
 
 
@@ -127,16 +204,29 @@ class LocalBound:
     """Result of :func:`local_lagrangian_bound` (restricted-model units)."""
 
     def __init__(
-        self, bound_float: float, reduced: np.ndarray, variables: np.ndarray, proven: bool
+        self,
+        bound_float: float,
+        reduced: np.ndarray,
+        variables: np.ndarray,
+        proven: bool,
+        *,
+        denominator: int = 0,
+        reduced_scaled: np.ndarray | None = None,
+        bound_scaled: int | None = None,
     ) -> None:
         self.bound_float = bound_float  #: certified bound incl. the restricted constant
         self.reduced = reduced  #: r_j outside the neighbourhood, 0 inside (F,)
         self.variables = variables  #: the neighbourhood variables
         self.proven = proven  #: CP-SAT proved the neighbourhood optimum
+        self.denominator = denominator  #: D of the exact certificate (0: none)
+        self.reduced_scaled = reduced_scaled  #: D · reduced exactly, int64 (F,)
+        self.bound_scaled = bound_scaled  #: D · bound exactly (incl. the constant)
 
     @property
     def bound(self) -> int:
         """The bound rounded up (costs are integers)."""
+        if self.denominator and self.bound_scaled is not None:
+            return -((-self.bound_scaled) // self.denominator)
         return math.ceil(self.bound_float)
 
 
@@ -151,24 +241,23 @@ def local_lagrangian_bound(
     random_seed: int = 0,
 ) -> LocalBound | None:
     """Lagrangian bound with the neighbourhood rows kept hard (see module docstring)."""
-    A = rest.A.astype(np.float64)
-    c = rest.c.astype(np.float64)
-    b = rest.b.astype(np.float64)
     mu_out = np.asarray(mu, np.float64).copy()
     mu_out[rows] = 0.0
-    r = c + A.T @ mu_out
-    inside = np.zeros(c.size, bool)
+    exact = exact_dual(rest.c, rest.A, rest.b, mu_out)
+    denominator = exact.denominator
+    r_int = exact.reduced  # D · r, exact
+    inside = np.zeros(rest.c.size, bool)
     inside[variables] = True
-    separable = float(np.sum(np.minimum(0.0, r[~inside])))
-    magnitude = float(np.sum(np.abs(c)) + np.sum(abs(A).T @ mu_out) + np.dot(mu_out, np.abs(b)))
-    # integer costs for CP-SAT at a finer resolution, rounded down so its optimum bounds
-    # the float one from below (loss < 1 / refine per variable; refine is a power of two,
-    # so refine · r is exact, and float_margin covers the rounding of r itself)
-    r_in = r[variables]
-    refine = refine_factor(r_in)
-    c_in = np.floor(refine * r_in - 1e-12 * np.abs(refine * r_in) - 1e-6).astype(np.int64)
+    separable = exact_sum(np.minimum(0, r_int[~inside]))
+    # integer costs for CP-SAT at a finer resolution ``refine`` (a power of two ≤ D),
+    # rounded down so its optimum bounds the exact one from below (loss < 1 / refine
+    # per variable): c_in = floor(refine · r / 1) = floor(r_int · refine / D), a shift
+    r_in = r_int[variables]
+    refine = min(refine_factor(r_in.astype(np.float64) / denominator), denominator)
+    shift = int(math.log2(denominator // refine))
+    c_in = np.right_shift(r_in, shift)
     A_in = rest.A[rows][:, variables].tocsr()
-    out = solve_cpsat(
+    status, _, local = solve_by_components(
         c_in,
         A_in,
         rest.b[rows],
@@ -176,16 +265,19 @@ def local_lagrangian_bound(
         num_workers=num_workers,
         random_seed=random_seed,
     )
-    if out.status == "INFEASIBLE":
+    if status == "INFEASIBLE" or local is None:
         return None
-    if out.bound is None:  # no bound: fall back to relaxing the neighbourhood too
-        local = float(np.sum(np.minimum(0, c_in))) / refine
-    else:
-        local = float(out.bound) / refine
-    bound = -float(np.dot(mu_out, b)) + separable + local - float_margin(magnitude)
-    reduced = np.where(inside, 0.0, r)
-    return LocalBound(
-        bound + rest.constant, reduced, variables, proven=out.status == "OPTIMAL"
+    mub = exact_sum(exact.mu * rest.b) if exact.mu.size else 0
+    bound_scaled = (
+        -mub + separable + local * (denominator // refine) + denominator * int(rest.constant)
     )
-
-
+    reduced_scaled = np.where(inside, 0, r_int).astype(np.int64)
+    return LocalBound(
+        bound_scaled / denominator,
+        reduced_scaled.astype(np.float64) / denominator,
+        variables,
+        proven=status == "OPTIMAL",
+        denominator=denominator,
+        reduced_scaled=reduced_scaled,
+        bound_scaled=bound_scaled,
+    )

@@ -202,10 +202,34 @@ def presolve(search: Search, dominance: bool, pairs: bool = False) -> None:
 
 
 def relax(search: Search) -> None:
-    """Phase 3: the LP relaxation, a certified lower bound (timing ``lp``)."""
+    """Phase 3: the LP relaxation, a certified lower bound (timing ``lp``).
+
+    Per connected component (``cfg.lp_components``), on time windows for long movies
+    (``cfg.lp_window_frames``; stats ``lp_windows``, ``lp_window_time``, ``lp_seam_time``);
+    the bound is certified in exact integer arithmetic (:func:`.lp.exact_dual`).
+    """
     t0 = time.perf_counter()
     search.lp_rest = restrict(search.model, search.lb, search.ub)
-    lp = solve_lp(search.lp_rest, search.model.num_vars, search.cfg.time_limit_s)
+    cfg = search.cfg
+    frames = None
+    if cfg.lp_window_frames > 0:
+        from celltrack.solve.ilp.windows import variable_frames
+
+        all_frames = variable_frames(search.model, search.problem)
+        frames = None if all_frames is None else all_frames[search.lp_rest.free]
+    lp = solve_lp(
+        search.lp_rest,
+        search.model.num_vars,
+        cfg.time_limit_s,
+        split=cfg.lp_components,
+        frames=frames,
+        window=cfg.lp_window_frames,
+        overlap=cfg.lp_window_overlap,
+        seam=cfg.lp_seam_frames,
+        workers=cfg.num_workers,
+        presolve=cfg.lp_presolve,
+    )
+    search.stats.update(lp.info)
     search.lp = search.fixing = lp
     search.timings["lp"] = time.perf_counter() - t0
     search.stats["lp_integral"] = lp.integral if lp.ok else None
@@ -256,14 +280,30 @@ def local_search(search: Search) -> None:
     inside a Lagrangian bound that keeps those rows integral; the neighbourhood doubles
     up to twice while the gap stays open and the neighbourhood stays local (it grows by
     at most ``LOCAL_GROWTH`` or stays under ``LOCAL_SMALL`` variables; stat
-    ``local_stopped`` when it did not) (timing ``local``). Does nothing unless the LP
-    optimum is fractional and ``cfg.local_hops > 0``.
+    ``local_stopped`` when it did not) (timing ``local``). After a windowed LP the
+    variables of the seam rows that the rounded values break are repaired too (stat
+    ``seam_broken_rows``). Neighbourhoods are solved one connected component at a time.
+    Does nothing unless the LP values are fractional or broken at a seam and
+    ``cfg.local_hops > 0``.
     """
     cfg, lp, rest = search.cfg, search.lp, search.lp_rest
-    if lp is None or rest is None or not lp.ok or lp.integral or cfg.local_hops <= 0:
+    seeds = None if lp is None else lp.uncertain
+    if seeds is not None and seeds.size == 0:
+        seeds = None
+    if lp is None or rest is None or not lp.ok or cfg.local_hops <= 0:
+        return
+    if lp.integral and seeds is None:
         return
     t0 = time.perf_counter()
     values = lp.values[rest.free]
+    if seeds is not None:
+        # of the seams, only the rows that the rounded values break need repair
+        broken = np.flatnonzero(rest.A @ np.rint(values).astype(np.int64) > rest.b)
+        seeds = np.intersect1d(seeds, rest.A[broken].indices) if broken.size else None
+        search.stats["seam_broken_rows"] = int(broken.size)
+        if lp.integral and seeds is None:
+            search.timings["local"] = time.perf_counter() - t0
+            return
     hops = cfg.local_hops
     budget = min(10.0, 0.2 * cfg.time_limit_s)
     options = dict(time_limit_s=budget, num_workers=cfg.num_workers, random_seed=cfg.random_seed)
@@ -271,7 +311,7 @@ def local_search(search: Search) -> None:
     for _ in range(3):
         if search.gap_closed:
             break
-        rows, variables = fractional_neighbourhood(rest, values, hops)
+        rows, variables = fractional_neighbourhood(rest, values, hops, seeds)
         if previous and variables.size > max(LOCAL_GROWTH * previous, LOCAL_SMALL):
             # the doubled neighbourhood is no longer local: CP-SAT on what the fixing
             # leaves free is cheaper than two time-limited solves of it
@@ -288,8 +328,16 @@ def local_search(search: Search) -> None:
             search.stats["local_bound"] = local.bound / cfg.cost_scale
             reduced = np.zeros(search.model.num_vars)
             reduced[rest.free] = local.reduced
+            reduced_scaled = np.zeros(search.model.num_vars, np.int64)
+            reduced_scaled[rest.free] = local.reduced_scaled
             search.fixing = replace(
-                lp, bound=local.bound, bound_float=local.bound_float, reduced=reduced
+                lp,
+                bound=local.bound,
+                bound_float=local.bound_float,
+                reduced=reduced,
+                denominator=local.denominator,
+                reduced_scaled=reduced_scaled,
+                bound_scaled=local.bound_scaled,
             )
         hops *= 2
     search.timings["local"] = time.perf_counter() - t0
