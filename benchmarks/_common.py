@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import resource
 import time
@@ -49,10 +50,18 @@ def _fmt(value: Any) -> str:
 
 
 def write_json(name: str, payload: dict[str, Any]) -> Path:
-    """Write ``payload`` (plus machine info) to ``benchmarks/results/<name>.json``."""
+    """Write ``payload`` to ``benchmarks/results/<name>.json``, with the machine, the date
+    (UTC), the CPU count and the 1-minute load average at the end of the run."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"machine": platform.platform(), "python": platform.python_version(), **payload}
+    payload = {
+        "machine": platform.platform(),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        "cpus": os.cpu_count(),
+        "load_average_1min_at_end": round(os.getloadavg()[0], 2),
+        **payload,
+    }
     path.write_text(json.dumps(payload, indent=2, default=str))
     print(f"\nwrote {path}")
     return path

@@ -9,7 +9,7 @@ anything else is a crash (or a hang past the time limit). Deterministic: seeds
 
 Usage::
 
-    python benchmarks/fuzz_readers.py --cases 200          # every target
+    python benchmarks/fuzz_readers.py --cases 300          # every target (the README's row)
     python benchmarks/fuzz_readers.py --cases 50 --target csv geff --show 5
 """
 
@@ -22,6 +22,8 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+
+from _common import write_json
 
 from celltrack.io._fuzz import TARGETS, Tally, run_case
 
@@ -50,12 +52,22 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.cases):
                 tally.add(name, run_case(target, 10_000 + seed, workdir=Path(tmp),
                                          limit_s=args.limit))
+    seconds = time.perf_counter() - start
     print(tally.table())
-    print(f"({time.perf_counter() - start:.1f} s)")
+    print(f"({seconds:.1f} s)")
     for name, examples in sorted(tally.examples.items()):
         for text in examples[: args.show]:
             print(f"\n[{name}] {text}")
     bad = sum(row.get(k, 0) for row in tally.counts.values() for k in ("crash", "hang", "unnamed"))
+    totals: dict[str, int] = {}
+    for row in tally.counts.values():
+        for kind, count in row.items():
+            totals[kind] = totals.get(kind, 0) + count
+    write_json("fuzz_readers", {
+        "cases_per_target": args.cases, "valid_per_target": args.valid, "limit_s": args.limit,
+        "targets": sorted(tally.counts), "counts": tally.counts, "totals": totals,
+        "seconds": round(seconds, 1),
+    })
     return 1 if bad else 0
 
 

@@ -12,11 +12,18 @@ printed. Options:
 ``--from DIR``
     Do not run the demo: read ``DIR/demo_table.txt`` of an earlier ``celltrack demo
     --out DIR``.
+``--only demo`` / ``--only tables``
+    Check (or write) only the demo table, or only the tables made from the benchmarks'
+    JSON.
 
-It also lists the benchmark JSON files under ``benchmarks/results/`` (the README's
-benchmark table quotes them; each names the script that wrote it and the machine) and
-flags README benchmark rows whose script has no result file here. Exit status 1 when the
-README's demo table differs from the demo's (without ``--write``).
+The README's benchmark table and its ASTEC and HeLa tables are rendered by
+``benchmarks/readme_rows.py`` from the JSON the scripts write to ``benchmarks/results/``
+(falling back, per result file, to ``benchmarks/readme_results.json``: the results the
+README was last written from, committed so that ``tests/test_readme_numbers.py`` can check
+the README against them). This script compares them with the README; ``--write`` replaces
+them and updates ``readme_results.json``. It also lists the result files present and the
+rows whose script has no result anywhere. Exit status 1 when a table differs (without
+``--write``).
 """
 
 from __future__ import annotations
@@ -25,11 +32,13 @@ import argparse
 import json
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # when run by runpy
+import readme_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -104,11 +113,6 @@ def benchmark_results() -> list[dict]:
     return rows
 
 
-def readme_scripts(text: str) -> list[str]:
-    """Benchmark scripts named in the README's tables (``bench_*.py``)."""
-    return sorted(set(re.findall(r"`(bench_[a-z_]+\.py)`", text)))
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="update README.md's demo table")
@@ -119,8 +123,16 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="read DIR/demo_table.txt instead of running the demo",
     )
+    parser.add_argument("--only", choices=["demo", "tables"], default=None)
     args = parser.parse_args(argv)
+    status = 0 if args.only == "tables" else check_demo(args)
+    if args.only != "demo":
+        status = max(status, check_tables(args.write))
+    return status
 
+
+def check_demo(args: argparse.Namespace) -> int:
+    """Run (or read) the demo and compare, or with ``--write`` replace, the README table."""
     if args.source is not None:
         table = (args.source / "demo_table.txt").read_text()
         timing = {"source": str(args.source)}
@@ -155,16 +167,45 @@ def main(argv: list[str] | None = None) -> int:
             + rows
         )
         status = 1
+    return status
 
-    results = benchmark_results()
-    have = {r["result"] for r in results}
+
+def check_tables(write: bool, results_dir: Path | None = None) -> int:
+    """Compare (``write``: replace) the README's tables made from benchmark JSON (read from
+    ``results_dir``, default ``benchmarks/results``)."""
+    fresh = readme_rows.load_results(results_dir or readme_rows.RESULTS)
+    results = {**readme_rows.load_snapshot(), **fresh}
+    text = README.read_text(encoding="utf-8")
+    rendered, missing = readme_rows.render_readme(text, results)
+    status = 0
+    if rendered == text:
+        print("\nREADME benchmark tables: match the results")
+    elif write:
+        README.write_text(rendered, encoding="utf-8")
+        used = {s for row in readme_rows.ROWS for s in row.sources if s in results}
+        snapshot = {name: results[name] for name in sorted(used)}
+        readme_rows.SNAPSHOT.write_text(json.dumps(snapshot, indent=1, default=str) + "\n")
+        print(f"\nREADME benchmark tables: updated (results in {readme_rows.SNAPSHOT.name})")
+    else:
+        for start, end, *_ in readme_rows.TABLES:
+            if start in missing:
+                continue
+            old = readme_rows.readme_table(text, start, end)
+            new = readme_rows.readme_table(rendered, start, end)
+            if old != new:
+                print(f"\nREADME table {start} DIFFERS from the results:\n--- README\n{old}"
+                      f"\n--- results\n{new}")
+        status = 1
+    for start in missing:
+        print(f"  (no result for the table at {start}: left as it is)")
+
+    results_here = benchmark_results()
     print("\nbenchmark results here:")
-    for r in results:
+    for r in results_here:
         print(f"  {r['result']:<28} {r['written']}  {r['machine']}")
-    for script in readme_scripts(text):
-        name = script.removeprefix("bench_").removesuffix(".py") + ".json"
-        if name not in have:
-            print(f"  (no {name}: run python benchmarks/{script} to regenerate its README row)")
+    for row in readme_rows.ROWS:
+        if row.sources[0] not in results:
+            print(f"  (no {row.sources[0]}.json: run python benchmarks/{row.script})")
     return status
 
 

