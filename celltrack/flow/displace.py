@@ -61,6 +61,48 @@ def _mean_flow(
     return out
 
 
+def check_radii(min_voxels: int, default_radius_um: float) -> None:
+    """Raise InvalidInputError unless ``min_voxels ≥ 0`` and ``default_radius_um > 0`` µm."""
+    if min_voxels < 0 or default_radius_um <= 0:
+        raise InvalidInputError(
+            f"min_voxels must be ≥ 0 and default_radius_um > 0 µm, got {min_voxels} and "
+            f"{default_radius_um}"
+        )
+
+
+def starting_parents(
+    spots: TrackGraph, default_radius_um: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Parent positions before any flow, and the covariances the flow is averaged over.
+
+    Returns
+    -------
+    parent : ndarray, shape (N, 3), float64
+        Earlier parent columns where present, else each spot's own position (µm).
+    covariances : ndarray, shape (N, 3, 3), float64
+        The spots' covariances (µm²), or spheres of ``default_radius_um`` without them.
+    """
+    pos = spots.positions
+    parent = np.stack(
+        [np.asarray(spots.nodes[c], np.float64) if c in spots.nodes else pos[:, i]
+         for i, c in enumerate(PARENT_COLUMNS)],
+        axis=1,
+    )
+    if "covariance" in spots.nodes:
+        covs = np.asarray(spots.nodes["covariance"], np.float64)
+    else:
+        covs = sphere_covariances(spots.num_nodes, default_radius_um)
+    return parent, covs
+
+
+def with_parents(spots: TrackGraph, parent: np.ndarray) -> TrackGraph:
+    """A copy of ``spots`` with ``parent`` (N, 3) µm as the parent columns."""
+    out = spots.copy()
+    for i, c in enumerate(PARENT_COLUMNS):
+        out.set_node_column(c, parent[:, i])
+    return out
+
+
 def displace(
     spots: TrackGraph,
     flow: np.ndarray | Mapping[int, np.ndarray],
@@ -112,11 +154,7 @@ def displace(
     if not isinstance(spots, TrackGraph):
         raise InvalidInputError(f"spots must be a TrackGraph, got {type(spots).__name__}")
     vs = check_voxel_size(voxel_size)
-    if min_voxels < 0 or default_radius_um <= 0:
-        raise InvalidInputError(
-            f"min_voxels must be ≥ 0 and default_radius_um > 0 µm, got {min_voxels} and "
-            f"{default_radius_um}"
-        )
+    check_radii(min_voxels, default_radius_um)
     if isinstance(flow, Mapping):
         fields = {int(t): _check_flow(f, int(t)) for t, f in flow.items()}
     else:
@@ -129,26 +167,15 @@ def displace(
                 )
             frame = int(frames[0]) if frames.size else 0
         fields = {int(frame): _check_flow(flow, int(frame))}
-    out = spots.copy()
     pos = spots.positions
-    parent = np.stack(
-        [np.asarray(spots.nodes[c], np.float64) if c in spots.nodes else pos[:, i]
-         for i, c in enumerate(PARENT_COLUMNS)],
-        axis=1,
-    )
-    if "covariance" in spots.nodes:
-        covs = np.asarray(spots.nodes["covariance"], np.float64)
-    else:
-        covs = sphere_covariances(spots.num_nodes, default_radius_um)
+    parent, covs = starting_parents(spots, default_radius_um)
     for t, field in fields.items():
         rows = np.flatnonzero(spots.t == t)
         if rows.size == 0:
             continue
         mean = _mean_flow(pos[rows], covs[rows], field, vs, min_voxels)
         parent[rows] = pos[rows] + mean
-    for i, c in enumerate(PARENT_COLUMNS):
-        out.set_node_column(c, parent[:, i])
-    return out
+    return with_parents(spots, parent)
 
 
 def predict_parents(

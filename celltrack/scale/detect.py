@@ -89,6 +89,7 @@ def detect_blockwise(
     from celltrack.detect.calibrate import calibrate_spot_sizes
     from celltrack.detect.evidence import DRAWN_NUCLEUS_TAGS
     from celltrack.io import as_movie
+    from celltrack.io.jsonable import to_json_value
     from celltrack.scale.predict import predict_blockwise
     from celltrack.scale.spots import extract_spots_blockwise
 
@@ -158,7 +159,7 @@ def detect_blockwise(
     stamp_spots(spots, vs, cfg)
     if calibration:
         spots.attrs["calibration"] = calibration
-    spots.attrs["blockwise"] = {"store": str(store), "prediction": _jsonable(result.stats)}
+    spots.attrs["blockwise"] = to_json_value({"store": store, "prediction": result.stats})
     return spots
 
 
@@ -226,17 +227,3 @@ def predict_parents_blockwise(
         progress=progress,
     )
 
-
-def _jsonable(stats: dict[str, Any]) -> dict[str, Any]:
-    """Block statistics with numpy scalars made plain (they go into GEFF attrs)."""
-    out: dict[str, Any] = {}
-    for key, value in stats.items():
-        if isinstance(value, dict):
-            out[key] = _jsonable(value)
-        elif isinstance(value, np.generic):
-            out[key] = value.item()
-        elif isinstance(value, (str, int, float, bool, list)) or value is None:
-            out[key] = value
-        else:
-            out[key] = str(value)
-    return out

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 
 from celltrack.errors import InvalidInputError, ShapeError
-from celltrack.flow.displace import PARENT_COLUMNS
-from celltrack.geometry import check_voxel_size, ellipsoid_mask, sphere_covariances
+from celltrack.flow.displace import check_radii, starting_parents, with_parents
+from celltrack.geometry import check_voxel_size, ellipsoid_mask
 from celltrack.graph import TrackGraph
 from celltrack.progress import progress_bar
 
@@ -119,27 +119,12 @@ def displace_from_store(
         raise ShapeError(
             f"flow must be a (T, 3, Z, Y, X) store of backward flow in µm, got shape {shape}"
         )
-    if min_voxels < 0 or default_radius_um <= 0:
-        raise InvalidInputError(
-            f"min_voxels must be ≥ 0 and default_radius_um > 0 µm, got {min_voxels} and "
-            f"{default_radius_um}"
-        )
+    check_radii(min_voxels, default_radius_um)
     vs = check_voxel_size(voxel_size)
     pos = spots.positions
-    parent = np.stack(
-        [np.asarray(spots.nodes[c], np.float64) if c in spots.nodes else pos[:, i]
-         for i, c in enumerate(PARENT_COLUMNS)],
-        axis=1,
-    )
-    if "covariance" in spots.nodes:
-        covs = np.asarray(spots.nodes["covariance"], np.float64)
-    else:
-        covs = sphere_covariances(spots.num_nodes, default_radius_um)
+    parent, covs = starting_parents(spots, default_radius_um)
     frames = [int(t) for t in spots.frames if 1 <= int(t) < shape[0]]
     for t in progress_bar(frames, desc="parents", disable=not progress, leave=False):
         rows = np.flatnonzero(spots.t == t)
         parent[rows] = pos[rows] + _frame_means(flow, t, pos[rows], covs[rows], vs, min_voxels)
-    out = spots.copy()
-    for i, c in enumerate(PARENT_COLUMNS):
-        out.set_node_column(c, parent[:, i])
-    return out
+    return with_parents(spots, parent)
