@@ -4,8 +4,10 @@ Issue #13's protocol. Ground truth: the ASTEC *Phallusia* lineages Pm02, Pm03, P
 (``shared/data/astec``). Two detector perturbations, each 5 % of the nodes dropped and
 5 % false nodes added:
 
-- ``uniform``: jitter σ = 2 units per axis, false nodes uniform in the frame's bounding
-  box (``bench_astec.perturb``, the project's earlier protocol);
+- ``uniform``: jitter σ = 1 unit per axis, false nodes uniform in the frame's bounding
+  box (``bench_astec.perturb``; σ = 1 as in issue #13's measurement: with ``bench_astec``'s
+  σ = 2, only 60–63 % of the held-out divisions have all three nodes within the 5-unit
+  matching distance, which caps division recall there);
 - ``near``: jitter σ = 1, every false node within 3–6 units of a real nucleus (a
   detector firing twice on one nucleus).
 
@@ -92,7 +94,7 @@ def perturb_near(
 
 
 PERTURBATIONS = {
-    "uniform": lambda gt, rng: perturb(gt, rng, jitter=2.0, drop=0.05, add=0.05),
+    "uniform": lambda gt, rng: perturb(gt, rng, jitter=1.0, drop=0.05, add=0.05),
     "near": lambda gt, rng: perturb_near(gt, rng, jitter=1.0, drop=0.05, add=0.05),
 }
 
@@ -156,9 +158,9 @@ def synthetic_lineage(seed: int) -> TrackGraph:
     return TrackGraph(nodes, {"source": lin.source, "target": lin.target})
 
 
-def run_synthetic(max_iterations: int) -> list[dict]:
+def run_synthetic(max_iterations: int) -> tuple[list[dict], dict]:
     """Fit on synthetic seed 0, score on seeds 1 and 2 (detections: jitter 0.3 µm, 5 %
-    dropped, 5 % false nodes 1–2.5 µm from a nucleus)."""
+    dropped, 5 % false nodes 1–2.5 µm from a nucleus); returns the rows and the fit."""
 
     def make(gt, rng):
         return perturb_near(gt, rng, jitter=0.3, drop=0.05, add=0.05, near=(1.0, 2.5))
@@ -198,7 +200,9 @@ def run_synthetic(max_iterations: int) -> list[dict]:
                          "div_R": float(sc.divisions.recall), "EC": int(sc.aogm.ec),
                          "seconds": seconds, "status": ""})
     print_table(rows, "synthetic embryo (fitted on seed 0)")
-    return rows
+    fit = {"seconds": res.seconds, "iterations": res.iterations, "converged": res.converged,
+           "weights": res.weights, "loss_history": res.loss_history}
+    return rows, fit
 
 
 def main() -> None:
@@ -206,14 +210,14 @@ def main() -> None:
     parser.add_argument("--train", default="Pm04")
     parser.add_argument("--test", nargs="+", default=["Pm02", "Pm03"])
     parser.add_argument("--perturbations", nargs="+", default=list(PERTURBATIONS))
-    parser.add_argument("--max-iterations", type=int, default=20)
+    parser.add_argument("--max-iterations", type=int, default=60)
     parser.add_argument("--latent-rounds", type=int, default=1)
     parser.add_argument("--synthetic-only", action="store_true",
                         help="only the synthetic embryo (no ASTEC)")
     args = parser.parse_args()
     if args.synthetic_only:
-        rows = run_synthetic(args.max_iterations)
-        write_json("divisions_synthetic", {"rows": rows})
+        rows, fit = run_synthetic(args.max_iterations)
+        write_json("divisions_synthetic", {"rows": rows, "fit": fit})
         return
 
     gts = {name: load_astec(name) for name in {args.train, *args.test}}
@@ -281,7 +285,8 @@ def main() -> None:
                        **score(gts[name], graph), "seconds": seconds, "status": status}
                 rows.append(row)
                 print_table([row], f"{pert} {name} {method}")
-    rows += run_synthetic(args.max_iterations)
+    synthetic_rows, fits["synthetic/ilp_learned"] = run_synthetic(args.max_iterations)
+    rows += synthetic_rows
     summary = []
     for pert in [*args.perturbations, "synthetic"]:
         for method in dict.fromkeys(r["method"] for r in rows):

@@ -488,9 +488,129 @@ def render_hela_table(results: Results) -> str:
     return "\n".join(lines)
 
 
+LINAJEA_START, LINAJEA_END = "<!-- linajea-table:start -->", "<!-- linajea-table:end -->"
+LINAJEA_MOVIES = {"default": "synthetic default", "large_motion": "large motion (3D)"}
+LINAJEA_METHODS = {
+    "elephant": "ELEPHANT (ellipsoid + flow)",
+    "linajea": "Linajea (indicator + movement vectors)",
+    "linajea_joint": "Linajea joint model",
+}
+
+
+def _mean(values: list[float]) -> float:
+    finite = [v for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else float("nan")
+
+
+def _best_cell(
+    means: dict[str, dict[str, float]], method: str, key: str, digits: int, lower: bool
+) -> str:
+    """``means[method][key]`` formatted, in bold when it is the best of ``means``."""
+    value = means[method][key]
+    if not math.isfinite(value):
+        return "–"
+    others = [m[key] for m in means.values() if math.isfinite(m[key])]
+    best = min(others) if lower else max(others)
+    text = _f(value, digits)
+    return f"**{text}**" if len(others) > 1 and value == best else text
+
+
+def render_linajea_table(results: Results) -> str:
+    """The README's ELEPHANT-vs-Linajea table: the caption (seeds, date, load, threads,
+    time) and per movie and method the mean over seeds; the best per movie in bold (a
+    division F1 that no seed defines is "–")."""
+    payload = results["linajea"]
+    rows = payload["rows"]
+    seeds = sorted({r["seed"] for r in rows})
+    minutes = sum(r["wall_s"] for r in rows) / 60.0
+    seed_text = ", ".join(str(s) for s in seeds)
+    command = f"python benchmarks/bench_linajea.py --seeds {' '.join(map(str, seeds))}"
+    caption = (
+        "From the same annotations (10 nuclei and 20 approved links in two frames), CPU "
+        f"presets, ILP linking; `{command}`, "
+        f"mean over seed{'s' if len(seeds) > 1 else ''} {seed_text} "
+        f"{_stamp(payload)[:-1]}, {payload.get('threads', '?')} torch threads, "
+        f"{minutes:.1f} min for the {len(rows)} runs; the presets were set on seed 0):"
+    )
+    lines = [
+        caption,
+        "",
+        "| movie | models | DET | TRA | division F1 | parent error / no motion | training (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for movie, movie_name in LINAJEA_MOVIES.items():
+        means = {}
+        for method in LINAJEA_METHODS:
+            mine = [r for r in rows if r["movie"] == movie and r["method"] == method]
+            if mine:
+                means[method] = {k: _mean([r[k] for r in mine])
+                                 for k in ("DET", "TRA", "div_F1", "err_ratio", "train_s")}
+        if not means:
+            continue
+
+        for i, method in enumerate(means):
+            cells = [
+                _best_cell(means, method, key, digits, lower)
+                for key, digits, lower in (
+                    ("DET", 3, False), ("TRA", 3, False), ("div_F1", 3, False),
+                    ("err_ratio", 2, True),
+                )
+            ]
+            lines.append(
+                f"| {movie_name if i == 0 else ''} | {LINAJEA_METHODS[method]} "
+                f"| {' | '.join(cells)} | {means[method]['train_s']:.0f} |"
+            )
+    return "\n".join(lines)
+
+
+DIVISIONS_START, DIVISIONS_END = "<!-- divisions-table:start -->", "<!-- divisions-table:end -->"
+DIVISIONS_PERTURBATIONS = {
+    "uniform": "ASTEC, false nodes anywhere",
+    "near": "ASTEC, false nodes 3–6 units from a nucleus",
+    "synthetic": "synthetic embryo",
+}
+DIVISIONS_METHODS = {
+    "greedy": "greedy",
+    "laptrack": "laptrack (LAP + splitting)",
+    "ilp": "ILP, hand-set default costs",
+    "ilp_demo_costs": "ILP, the demo's hand-set costs",
+    "ilp_learned": "**ILP, learned costs**",
+    "ilp_learned_sparse": "ILP, learned from 10 % of the lineages",
+}
+
+
+def render_divisions_table(results: Results) -> str:
+    """The README's learned-costs table: per perturbation and method the mean over the
+    held-out embryos (or seeds) of TRA, LNK, division F1 and wrong-semantics edges, with
+    the fitting time of the learned costs."""
+    payload = results["divisions"]
+    fits = payload.get("fits", {})
+    lines = [
+        f"Fitted on {payload['train']} (seed 0 of the synthetic embryo), scored on "
+        f"{' and '.join(payload['test'])} (seeds 1 and 2); means; "
+        f"`python benchmarks/bench_divisions.py` {_stamp(payload)}:",
+        "",
+        "| detections | linker | TRA | LNK | division F1 | wrong-semantics edges (EC) | fit (s) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for pert, pert_name in DIVISIONS_PERTURBATIONS.items():
+        order = list(DIVISIONS_METHODS)
+        mine = [x for x in payload["summary"] if x["perturbation"] == pert]
+        for i, x in enumerate(sorted(mine, key=lambda x: order.index(x["method"]))):
+            fit = fits.get(f"{pert}/{x['method']}", {}).get("seconds")
+            lines.append(
+                f"| {pert_name if i == 0 else ''} | {DIVISIONS_METHODS[x['method']]} "
+                f"| {_f(x['TRA'], 3)} | {_f(x['LNK'], 3)} | {_f(x['div_F1'])} "
+                f"| {x['EC']:.0f} | {'' if fit is None else f'{fit:.0f}'} |"
+            )
+    return "\n".join(lines)
+
+
 #: Every generated README table: (start marker, end marker, renderer, result files it reads).
 TABLES = (
     (START, END, render_table, None),
     (ASTEC_START, ASTEC_END, render_astec_table, "astec"),
     (HELA_START, HELA_END, render_hela_table, "real_images_hela"),
+    (LINAJEA_START, LINAJEA_END, render_linajea_table, "linajea"),
+    (DIVISIONS_START, DIVISIONS_END, render_divisions_table, "divisions"),
 )

@@ -217,3 +217,14 @@ def test_the_node_score_weight_is_learned_from_indicator_scores():
     assert res.weights["node_score_weight"] < 0  # a higher indicator score is cheaper
     linked = ILPLinker(res.config).link(scored).graph
     assert set(linked.ids.tolist()) == set(gt.ids.tolist())
+
+
+def test_the_default_loss_counts_every_division_pair_and_pair_zero_drops_them():
+    """Divisions are a handful of the variables: the default Hamming loss counts each
+    candidate division once more (pair loss 1), and ``loss_weights={"pair": 0}`` does not."""
+    cand, gt = division_graph(0)
+    default = fit_costs(cand, gt, max_iterations=1)
+    no_pairs = fit_costs(cand, gt, max_iterations=1, loss_weights={"pair": 0.0})
+    pairs = default.stats["candidate_pairs"]
+    assert pairs > 0
+    assert default.stats["annotated_variables"] == no_pairs.stats["annotated_variables"] + pairs

@@ -238,10 +238,10 @@ class ILPConfig(Config):
     local_hops: int = Field(
         4,
         ge=0,
-        description="when the LP optimum is fractional: size of the neighbourhood (rounds of "
+        description="when the LP optimum is fractional: largest neighbourhood (rounds of "
         "row/variable expansion) around its fractional values that is solved exactly for a "
-        "start solution and kept integral in a stronger Lagrangian bound; doubled up to two "
-        "times while the gap stays open; 0 disables (count)",
+        "start solution and kept integral in a stronger Lagrangian bound; it starts at one "
+        "round and doubles up to this while the gap stays open; 0 disables (count)",
     )
     prove_with_cpsat: bool = Field(
         False,

@@ -64,7 +64,7 @@ logger = logging.getLogger(__name__)
 
 #: :func:`local_search` doubles its neighbourhood only while it grows by at most this
 #: factor or stays below ``LOCAL_SMALL`` variables
-LOCAL_GROWTH, LOCAL_SMALL = 4, 5000
+LOCAL_GROWTH, LOCAL_SMALL = 4, 20000
 
 
 @dataclass
@@ -277,10 +277,13 @@ def local_search(search: Search) -> None:
     """Phase 4b: around a fractional LP optimum, exact local repair and a stronger bound.
 
     Solves the neighbourhood of the fractional values exactly (a start solution) and
-    inside a Lagrangian bound that keeps those rows integral; the neighbourhood doubles
-    up to twice while the gap stays open and the neighbourhood stays local (it grows by
-    at most ``LOCAL_GROWTH`` or stays under ``LOCAL_SMALL`` variables; stat
-    ``local_stopped`` when it did not) (timing ``local``). After a windowed LP the
+    inside a Lagrangian bound that keeps those rows integral. The neighbourhood starts at
+    one hop and doubles up to ``cfg.local_hops`` while the gap stays open and the
+    neighbourhood stays local (it grows by at most ``LOCAL_GROWTH`` or stays under
+    ``LOCAL_SMALL`` variables; stat ``local_stopped`` when it did not) (timing ``local``).
+    Starting small matters: the fractional structures of division-aware costs are a few
+    variables each, and one wide neighbourhood merges them into components too large to
+    solve within the budget. After a windowed LP the
     variables of the seam rows that the rounded values break are repaired too (stat
     ``seam_broken_rows``). Neighbourhoods are solved one connected component at a time.
     Does nothing unless the LP values are fractional or broken at a seam and
@@ -304,11 +307,11 @@ def local_search(search: Search) -> None:
         if lp.integral and seeds is None:
             search.timings["local"] = time.perf_counter() - t0
             return
-    hops = cfg.local_hops
+    hops = 1
     budget = min(10.0, 0.2 * cfg.time_limit_s)
     options = dict(time_limit_s=budget, num_workers=cfg.num_workers, random_seed=cfg.random_seed)
     previous = 0
-    for _ in range(3):
+    while hops <= cfg.local_hops:
         if search.gap_closed:
             break
         rows, variables = fractional_neighbourhood(rest, values, hops, seeds)
