@@ -469,22 +469,39 @@ def render_astec_table(results: Results) -> str:
 
 
 HELA_START, HELA_END = "<!-- hela-table:start -->", "<!-- hela-table:end -->"
+CHO_START, CHO_END = "<!-- cho-table:start -->", "<!-- cho-table:end -->"
 
 
-def render_hela_table(results: Results) -> str:
-    """The README's HeLa effort-curve table: DET and TRA after each round's clicks, and the
-    classical detector + laptrack with default sizes; the best learned value in bold."""
-    d = results["real_images_hela"]["datasets"]["hela"]
+def render_effort_table(results: Results, dataset: str) -> str:
+    """An effort-curve table of ``real_images_<dataset>``: the command and its date and
+    time, DET and TRA after each round's clicks, and the classical detector + laptrack with
+    default and with calibrated sizes; the best learned value in bold."""
+    payload = results[f"real_images_{dataset}"]
+    d = payload["datasets"][dataset]
     curve = d["effort_curve"]["rows"]
-    classical = next(b for b in d["baseline"] if b["method"] == "classical + laptrack")
+    classical = {b["method"]: b for b in d["baseline"]}
+    default, calibrated = classical["classical + laptrack"], classical["classical+calib + laptrack"]
+    args = d.get("args", {})
+    minutes = d["loop_seconds"] / 60.0
+    caption = (
+        f"`python benchmarks/bench_real_images.py --dataset {dataset} --seed "
+        f"{args.get('seed', 1)}` {_stamp(payload)[:-1]}, loop {minutes:.0f} min):"
+    )
     head = " | ".join(str(x["cumulative_clicks"]) for x in curve)
-    lines = [f"| clicks | {head} | classical + laptrack |", "|---" * (len(curve) + 2) + "|"]
+    lines = [
+        caption,
+        "",
+        f"| clicks | {head} | classical + laptrack | classical (calibrated sizes) + laptrack |",
+        "|---" * (len(curve) + 3) + "|",
+    ]
     for key, label, base in (("det", "DET", "DET"), ("tra", "TRA", "TRA")):
         best = max(x[key] for x in curve)
         cells = " | ".join(
             f"**{_f(x[key], 3)}**" if x[key] == best else _f(x[key], 3) for x in curve
         )
-        lines.append(f"| {label} | {cells} | {_f(classical[base], 3)} |")
+        lines.append(
+            f"| {label} | {cells} | {_f(default[base], 3)} | {_f(calibrated[base], 3)} |"
+        )
     return "\n".join(lines)
 
 
@@ -581,8 +598,8 @@ DIVISIONS_METHODS = {
 
 def render_divisions_table(results: Results) -> str:
     """The README's learned-costs table: per perturbation and method the mean over the
-    held-out embryos (or seeds) of TRA, LNK, division F1 and wrong-semantics edges, with
-    the fitting time of the learned costs."""
+    held-out embryos (or seeds) of TRA, LNK, division F1, wrong-semantics edges and the
+    linking time (candidate graph + linker), with the fitting time of the learned costs."""
     payload = results["divisions"]
     fits = payload.get("fits", {})
     lines = [
@@ -590,8 +607,9 @@ def render_divisions_table(results: Results) -> str:
         f"{' and '.join(payload['test'])} (seeds 1 and 2); means; "
         f"`python benchmarks/bench_divisions.py` {_stamp(payload)}:",
         "",
-        "| detections | linker | TRA | LNK | division F1 | wrong-semantics edges (EC) | fit (s) |",
-        "|---|---|---|---|---|---|---|",
+        "| detections | linker | TRA | LNK | division F1 | wrong-semantics edges (EC) "
+        "| link (s) | fit (s) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for pert, pert_name in DIVISIONS_PERTURBATIONS.items():
         order = list(DIVISIONS_METHODS)
@@ -601,7 +619,7 @@ def render_divisions_table(results: Results) -> str:
             lines.append(
                 f"| {pert_name if i == 0 else ''} | {DIVISIONS_METHODS[x['method']]} "
                 f"| {_f(x['TRA'], 3)} | {_f(x['LNK'], 3)} | {_f(x['div_F1'])} "
-                f"| {x['EC']:.0f} | {'' if fit is None else f'{fit:.0f}'} |"
+                f"| {x['EC']:.0f} | {_g(x['seconds'])} | {'' if fit is None else f'{fit:.0f}'} |"
             )
     return "\n".join(lines)
 
@@ -610,7 +628,8 @@ def render_divisions_table(results: Results) -> str:
 TABLES = (
     (START, END, render_table, None),
     (ASTEC_START, ASTEC_END, render_astec_table, "astec"),
-    (HELA_START, HELA_END, render_hela_table, "real_images_hela"),
+    (HELA_START, HELA_END, lambda r: render_effort_table(r, "hela"), "real_images_hela"),
+    (CHO_START, CHO_END, lambda r: render_effort_table(r, "cho"), "real_images_cho"),
     (LINAJEA_START, LINAJEA_END, render_linajea_table, "linajea"),
     (DIVISIONS_START, DIVISIONS_END, render_divisions_table, "divisions"),
 )
