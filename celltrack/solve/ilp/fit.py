@@ -250,8 +250,9 @@ def fit_costs(
         and a loss on them makes the loss-augmented LP fractional; the ``pair`` loss
         counts every missed and every false division once more, which is what makes the
         fit value divisions: a division is a handful of the tens of thousands of node and
-        edge variables. On held-out ASTEC embryos, pair loss 1 instead of 0 took the
-        division F1 from 0.64 / 0.59 to 0.76 / 0.71, see ``benchmarks/bench_divisions.py``).
+        edge variables: in one trial on held-out ASTEC embryos (``near`` perturbation of
+        ``benchmarks/bench_divisions.py``, 100 iterations), pair loss 1 instead of 0 took
+        the division F1 from 0.64 / 0.59 to 0.76 / 0.71).
     max_iterations : int
         Most loss-augmented inferences per round (≥ 1).
     tolerance : float
