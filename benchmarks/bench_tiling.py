@@ -75,9 +75,10 @@ def main() -> None:
             if mode == "fixed":
                 tile = raw_tile
             else:
-                tile = list(
-                    choose_tile_shape(shape, int(np.prod(configured)), cfg.predict.overlap, div)
-                )
+                whole = [s <= c for s, c in zip(shape, configured)]
+                tile = list(choose_tile_shape(
+                    shape, int(np.prod(configured)), cfg.predict.overlap, div, keep_whole=whole
+                ))
             n_tiles, processed = _tiles_used(shape, tile, list(cfg.predict.overlap))
             seconds, _ = timed(
                 lambda mode=mode, run=run, volume=volume, div=div: predict_tiled(

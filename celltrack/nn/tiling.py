@@ -75,13 +75,17 @@ def choose_tile_shape(
     budget: int,
     overlap: Sequence[int],
     divisor: Sequence[int] = (1, 1, 1),
+    keep_whole: Sequence[bool] = (False, False, False),
 ) -> tuple[int, int, int]:
     """The tile (z, y, x) that covers a volume with the fewest voxels processed in all.
 
     A volume of at most ``budget`` voxels is one tile. Otherwise, among equal tiles of at
     most ``budget`` voxels whose neighbours overlap by ``overlap``, the one minimising the
     voxels the network processes (tiles × tile voxels, each axis padded to ``divisor`` as
-    the U-Net does) is chosen, ties going to fewer tiles.
+    the U-Net does) is chosen, ties going to fewer tiles. Axes flagged in ``keep_whole``
+    are never cut (:func:`predict_tiled` keeps every axis that fits in the configured
+    tile: cutting a 5-slice stack into 1-slice tiles processes fewer padded voxels, but a
+    3D network trained on 5-slice crops then sees a different image).
 
     Parameters
     ----------
@@ -93,6 +97,8 @@ def choose_tile_shape(
         Overlap (z, y, x) between neighbouring tiles in voxels.
     divisor : sequence of 3 int
         The network's total downsampling factor per axis.
+    keep_whole : sequence of 3 bool
+        Axes whose tile is the whole axis.
 
     Returns
     -------
@@ -105,12 +111,20 @@ def choose_tile_shape(
     (1, 256, 256)
     >>> choose_tile_shape((32, 256, 256), 32 * 128 * 128, (4, 16, 16), (2, 8, 8))
     (32, 96, 136)
+    >>> choose_tile_shape((5, 443, 512), 5 * 256 * 256, (0, 32, 32), (2, 8, 8))
+    (2, 443, 272)
+    >>> choose_tile_shape((5, 443, 512), 5 * 256 * 256, (0, 32, 32), (2, 8, 8),
+    ...                   keep_whole=(True, False, False))
+    (5, 240, 272)
     """
     shape = [int(s) for s in shape]
     budget = max(int(budget), 1)
     if int(np.prod(shape)) <= budget:
         return tuple(shape)  # type: ignore[return-value]
-    axes = [_axis_options(s, int(o), int(d)) for s, o, d in zip(shape, overlap, divisor)]
+    axes = [
+        [(s, 1)] if whole else _axis_options(s, int(o), int(d))
+        for s, o, d, whole in zip(shape, overlap, divisor, keep_whole)
+    ]
     best: tuple[float, int, tuple[int, int, int]] | None = None
     for tz, nz in axes[0]:
         for ty, ny in axes[1]:
@@ -246,7 +260,8 @@ def predict_tiled(
     tile_mode : {'auto', 'fixed'}
         'auto' (default): ``tile_shape`` is a voxel budget; a volume within it is one
         tile, a larger one gets the fewest equal tiles within it
-        (:func:`choose_tile_shape`). 'fixed': tiles of ``tile_shape`` (clipped).
+        (:func:`choose_tile_shape`), never cutting an axis that fits in ``tile_shape``.
+        'fixed': tiles of ``tile_shape`` (clipped).
         Both give the same tiles when the volume fits ``tile_shape`` on every axis.
     divisor : sequence of 3 int, optional
         The network's total downsampling factor, to which 'auto' rounds tile sizes
@@ -267,7 +282,8 @@ def predict_tiled(
     if tile_mode == "auto":
         div = tuple(divisor) if divisor is not None else network_divisor(model)
         budget = int(np.prod([int(t) for t in configured]))
-        tile = list(choose_tile_shape(shape, budget, overlap, div))
+        whole = [s <= int(c) for s, c in zip(shape, configured)]
+        tile = list(choose_tile_shape(shape, budget, overlap, div, keep_whole=whole))
     else:
         tile = [min(int(t), s) for t, s in zip(configured, shape)]
     ov = [min(int(o), max(t - 1, 0)) for o, t in zip(overlap, tile)]

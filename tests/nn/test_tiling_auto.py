@@ -90,3 +90,28 @@ def test_auto_tiles_blend_a_pointwise_network_exactly_and_find_the_divisor():
     np.testing.assert_allclose(out, 2 * volume, rtol=1e-6)
     with pytest.raises(ValueError, match="tile_mode"):
         predict_tiled(double, volume, 1, tile_shape=(2, 32, 32), overlap=(1, 8, 8), tile_mode="big")  # type: ignore[arg-type]
+
+
+class _ShapeRecorder(_Net):
+    """Records the (Z, Y, X) of every tile it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[tuple[int, ...]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(tuple(x.shape[2:]))
+        return super().forward(x)
+
+
+def test_auto_never_cuts_an_axis_that_fits_the_configured_tile():
+    """A 5-slice 3D stack (Fluo-N3DH-CHO) larger than the budget in-plane: the cheapest
+    tiles in voxels are 1-2 slices thick, which a 3D network trained on 5-slice crops
+    cannot read; auto keeps all 5 slices and cuts only y and x."""
+    net = _ShapeRecorder().eval()
+    volume = np.random.default_rng(0).random((1, 5, 120, 128), dtype=np.float32)
+    with torch.no_grad():
+        predict_tiled(net, volume, 2, tile_shape=(5, 64, 64), overlap=(0, 8, 8),
+                      divisor=(2, 4, 4))
+    assert net.seen and all(shape[0] == 5 for shape in net.seen)
+    assert choose_tile_shape((5, 120, 128), 5 * 64 * 64, (0, 8, 8), (2, 4, 4))[0] < 5
