@@ -26,8 +26,7 @@ from _common import print_table, timed, write_json
 
 from celltrack.config.detection import DetectionConfig
 from celltrack.detect.model import build_model
-from celltrack.nn.crops import planar_shape
-from celltrack.nn.tiling import _tiles, choose_tile_shape, predict_tiled
+from celltrack.nn.tiling import _tiles, predict_tiled, tile_for
 
 CASES = [
     ("2D 256x256", (1, 256, 256)),
@@ -55,8 +54,7 @@ def main() -> None:
         div = model.unet.divisor
         rng = np.random.default_rng(0)
         volume = rng.random((1, *shape), dtype=np.float32)
-        configured = planar_shape(cfg.predict.tile_shape, shape)
-        raw_tile = [min(t, s) for t, s in zip(configured, shape)]
+        raw_tile = tile_for(shape, cfg.predict.tile_shape, cfg.predict.overlap, "fixed", div)
 
         def run(x: torch.Tensor, model: torch.nn.Module = model) -> torch.Tensor:
             return torch.softmax(model(x), dim=1)
@@ -72,13 +70,7 @@ def main() -> None:
             "raw_Mvox_s": raw_vps / 1e6,
         }
         for mode in ("fixed", "auto"):
-            if mode == "fixed":
-                tile = raw_tile
-            else:
-                whole = [s <= c for s, c in zip(shape, configured)]
-                tile = list(choose_tile_shape(
-                    shape, int(np.prod(configured)), cfg.predict.overlap, div, keep_whole=whole
-                ))
+            tile = tile_for(shape, cfg.predict.tile_shape, cfg.predict.overlap, mode, div)
             n_tiles, processed = _tiles_used(shape, tile, list(cfg.predict.overlap))
             seconds, _ = timed(
                 lambda mode=mode, run=run, volume=volume, div=div: predict_tiled(

@@ -58,11 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, examples in sorted(tally.examples.items()):
         for text in examples[: args.show]:
             print(f"\n[{name}] {text}")
-    bad = sum(row.get(k, 0) for row in tally.counts.values() for k in ("crash", "hang", "unnamed"))
-    totals: dict[str, int] = {}
-    for row in tally.counts.values():
-        for kind, count in row.items():
-            totals[kind] = totals.get(kind, 0) + count
+    totals = tally.totals()
+    bad = sum(totals[k] for k in ("crash", "hang", "unnamed"))
     write_json("fuzz_readers", {
         "cases_per_target": args.cases, "valid_per_target": args.valid, "limit_s": args.limit,
         "targets": sorted(tally.counts), "counts": tally.counts, "totals": totals,

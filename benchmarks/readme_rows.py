@@ -562,9 +562,6 @@ def render_linajea_table(results: Results) -> str:
             if mine:
                 means[method] = {k: _mean([r[k] for r in mine])
                                  for k in ("DET", "TRA", "div_F1", "err_ratio", "train_s")}
-        if not means:
-            continue
-
         for i, method in enumerate(means):
             cells = [
                 _best_cell(means, method, key, digits, lower)
@@ -611,8 +608,8 @@ def render_divisions_table(results: Results) -> str:
         "| link (s) | fit (s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
+    order = list(DIVISIONS_METHODS)
     for pert, pert_name in DIVISIONS_PERTURBATIONS.items():
-        order = list(DIVISIONS_METHODS)
         mine = [x for x in payload["summary"] if x["perturbation"] == pert]
         for i, x in enumerate(sorted(mine, key=lambda x: order.index(x["method"]))):
             fit = fits.get(f"{pert}/{x['method']}", {}).get("seconds")

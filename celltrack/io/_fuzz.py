@@ -67,6 +67,10 @@ class Outcome:
     seconds: float = 0.0
 
 
+#: outcome kinds of a case, in the table's column order
+OUTCOME_KINDS = ("ok", "rejected", "unnamed", "crash", "hang")
+
+
 @dataclass
 class Tally:
     """Counts of outcomes per target (inputs tried, clean rejections, crashes, ...)."""
@@ -80,15 +84,21 @@ class Tally:
         if outcome.kind in ("crash", "hang", "unnamed"):
             self.examples.setdefault(target, []).append(outcome.detail)
 
+    def totals(self) -> dict[str, int]:
+        """Outcome counts over all targets, every kind included (0 when none)."""
+        total = dict.fromkeys(OUTCOME_KINDS, 0)
+        for row in self.counts.values():
+            for kind, count in row.items():
+                total[kind] = total.get(kind, 0) + count
+        return total
+
     def table(self) -> str:
-        kinds = ("ok", "rejected", "unnamed", "crash", "hang")
+        kinds = OUTCOME_KINDS
         lines = [f"{'target':<14}{'tried':>7}" + "".join(f"{k:>10}" for k in kinds)]
-        total = dict.fromkeys(kinds, 0)
         for name, row in sorted(self.counts.items()):
             tried = sum(row.values())
             lines.append(f"{name:<14}{tried:>7}" + "".join(f"{row.get(k, 0):>10}" for k in kinds))
-            for k in kinds:
-                total[k] += row.get(k, 0)
+        total = self.totals()
         lines.append(f"{'all':<14}{sum(total.values()):>7}"
                      + "".join(f"{total[k]:>10}" for k in kinds))
         return "\n".join(lines)

@@ -34,6 +34,7 @@ __all__ = [
     "find_unet",
     "network_divisor",
     "predict_tiled",
+    "tile_for",
     "tile_starts",
 ]
 
@@ -221,6 +222,27 @@ def evaluating(model: torch.nn.Module, device: str | torch.device) -> Iterator[t
         model.train(was_training)
 
 
+def tile_for(
+    shape: Sequence[int],
+    tile_shape: Sequence[int],
+    overlap: Sequence[int],
+    tile_mode: Literal["auto", "fixed"],
+    divisor: Sequence[int],
+) -> list[int]:
+    """The tile (z, y, x) :func:`predict_tiled` uses on a volume of ``shape`` (voxels).
+
+    ``tile_shape`` is made planar for 2D+t volumes (:func:`planar_shape`). 'fixed': it,
+    clipped to the volume. 'auto': :func:`choose_tile_shape` within its voxel budget,
+    never cutting an axis that fits in it.
+    """
+    configured = [int(c) for c in planar_shape(tile_shape, shape)]
+    if tile_mode == "fixed":
+        return [min(c, int(s)) for c, s in zip(configured, shape)]
+    whole = [int(s) <= c for s, c in zip(shape, configured)]
+    budget = int(np.prod(configured))
+    return list(choose_tile_shape(shape, budget, overlap, divisor, keep_whole=whole))
+
+
 @torch.inference_mode()
 def predict_tiled(
     model: Callable[[torch.Tensor], torch.Tensor],
@@ -278,14 +300,9 @@ def predict_tiled(
     shape = volume.shape[1:]
     if tile_mode not in ("auto", "fixed"):
         raise ValueError(f"tile_mode must be 'auto' or 'fixed', got {tile_mode!r}")
-    configured = planar_shape(tile_shape, shape)
-    if tile_mode == "auto":
-        div = tuple(divisor) if divisor is not None else network_divisor(model)
-        budget = int(np.prod([int(t) for t in configured]))
-        whole = [s <= int(c) for s, c in zip(shape, configured)]
-        tile = list(choose_tile_shape(shape, budget, overlap, div, keep_whole=whole))
-    else:
-        tile = [min(int(t), s) for t, s in zip(configured, shape)]
+    if divisor is None:  # only 'auto' rounds to it
+        divisor = network_divisor(model) if tile_mode == "auto" else (1, 1, 1)
+    tile = tile_for(shape, tile_shape, overlap, tile_mode, divisor)
     ov = [min(int(o), max(t - 1, 0)) for o, t in zip(overlap, tile)]
     if list(tile) == list(shape):  # one tile: its weights are all 1, so skip the blending
         with progress_bar(total=1, desc="tiles", disable=not progress, leave=False) as bar:
