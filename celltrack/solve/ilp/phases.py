@@ -44,6 +44,7 @@ from celltrack.solve.ilp.lp import LPResult, reduced_cost_fixing, solve_lp
 from celltrack.solve.ilp.model import StandardModel
 from celltrack.solve.ilp.presolve import Restricted, dominated_edges, dominated_pairs, restrict
 from celltrack.solve.ilp.problem import LinkingProblem
+from celltrack.solve.ilp.short_daughter_cut import fix_with_pairs
 from celltrack.solve.validate import bool_mask
 
 __all__ = [
@@ -198,6 +199,7 @@ def presolve(search: Search, dominance: bool, pairs: bool = False) -> None:
         drop = dominated_pairs(model, search.problem)
         search.ub[np.flatnonzero(drop) + model.blocks["pair"].start] = 0
         search.stats["presolve_dropped_pairs"] = int(drop.sum())
+    fix_with_pairs(model, search.ub)
     search.timings["presolve"] = time.perf_counter() - t0
 
 

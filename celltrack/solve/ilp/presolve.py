@@ -45,7 +45,8 @@ def dominated_edges(model: StandardModel, problem: LinkingProblem) -> np.ndarray
 
 #: blocks whose costs :func:`dominated_pairs` accounts for
 PAIR_DOMINANCE_BLOCKS = frozenset(
-    {"node", "edge", "split", "disappear", "pair", "short_track", "short_daughter"}
+    {"node", "edge", "split", "disappear", "pair", "short_track", "short_daughter",
+     "short_daughter_cut"}
 )
 
 

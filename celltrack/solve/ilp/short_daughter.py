@@ -11,7 +11,9 @@ where δ_w = Σ_{k : w ∈ k} p_k is the exact daughter expression of the divisi
 (:mod:`.pair_definition`). The right side is 1 exactly when v₀ is a daughter and its
 segment ends at v_j without dividing; otherwise it is ≤ 0. So each division pays c_SD per
 daughter that disappears within k frames (a detector's double hit next to a nucleus: the
-false daughter usually ends at once). Negative c_SD is refused.
+false daughter usually ends at once). Negative c_SD is refused. The one-node rows are
+strengthened by the shared-child cuts of :mod:`.short_daughter_cut`, without which the LP
+lets two daughters continue into one child.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import numpy as np
 
 from celltrack.solve.ilp.model import ModelArrays
 from celltrack.solve.ilp.pair_definition import DivisionPairs, PairSet
+from celltrack.solve.ilp.short_daughter_cut import add_shared_child_cuts
 from celltrack.solve.ilp.short_track import candidate_paths, derive_paths, incident, path_rows
 
 __all__ = ["ShortDaughterCost"]
@@ -78,6 +81,7 @@ class ShortDaughterCost:
                 np.concatenate([coefs, np.ones(rep.size)]),
                 paths.length,
             )
+            add_shared_child_cuts(model, paths, q)
         q = model.var(self.name)
         return {"short_daughter_cost": (q, np.ones(q.size))}
 
