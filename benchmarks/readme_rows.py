@@ -581,7 +581,8 @@ DIVISIONS_START, DIVISIONS_END = "<!-- divisions-table:start -->", "<!-- divisio
 DIVISIONS_PERTURBATIONS = {
     "uniform": "ASTEC, false nodes anywhere",
     "near": "ASTEC, false nodes 3–6 units from a nucleus",
-    "synthetic": "synthetic embryo",
+    "synthetic": "synthetic embryo, perturbed ground truth",
+    "synthetic_demo": "synthetic demo, its detector's spots",
 }
 DIVISIONS_METHODS = {
     "greedy": "greedy",

@@ -3,8 +3,9 @@
 Terms, one per module with its math: node/edge/appear/split/disappear costs
 (:mod:`.costs`), the tree constraints (:mod:`.constraints`), division pairs
 (:mod:`.pair_definition`, priced by :mod:`.pair_cost`), track and daughter persistence
-(:mod:`.short_track`, :mod:`.short_daughter`) and the child-count rows that keep the LP
-tight when divisions are priced (:mod:`.child_count`). :func:`.fit.fit_costs` learns all
+(:mod:`.short_track`, :mod:`.short_daughter`), and the rows that keep the LP tight when
+divisions are priced: child counts (:mod:`.child_count`) and shared-child cuts
+(:mod:`.short_daughter_cut`). :func:`.fit.fit_costs` learns all
 cost weights from annotated lineages (structured SVM on the exact ILP).
 
 Importing this package registers the linker kind ``"ilp"``. It loads neither OR-Tools nor

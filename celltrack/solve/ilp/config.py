@@ -243,6 +243,12 @@ class ILPConfig(Config):
         "start solution and kept integral in a stronger Lagrangian bound; it starts at one "
         "round and doubles up to this while the gap stays open; 0 disables (count)",
     )
+    shared_child_cuts: bool = Field(
+        True,
+        description="add the shared-child cuts of the short-daughter term (valid rows and "
+        "auxiliary variables that keep its LP relaxation tight; the integer optimum is the "
+        "same without them)",
+    )
     prove_with_cpsat: bool = Field(
         False,
         description="run CP-SAT on the variables left after reduced-cost fixing even when the "

@@ -200,7 +200,10 @@ def default_costs(model: ModelArrays, cfg: ILPConfig, *, every: bool = False) ->
         )
     if every or cfg.short_daughter_cost != 0.0:
         terms.append(
-            ShortDaughterCost(cfg.short_daughter_cost, cfg.persistence_frames, end_free, pairs)
+            ShortDaughterCost(
+                cfg.short_daughter_cost, cfg.persistence_frames, end_free, pairs,
+                cuts=cfg.shared_child_cuts,
+            )
         )
     return terms
 

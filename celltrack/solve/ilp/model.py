@@ -12,7 +12,9 @@ nodes. Variable blocks:
 - ``pair`` p_k (P): candidate division k (a mother and two of its candidate child edges)
   is taken (:mod:`.pair_definition`),
 - ``short_track`` / ``short_daughter`` q_k: a short segment along candidate path k
-  (:mod:`.short_track`, :mod:`.short_daughter`).
+  (:mod:`.short_track`, :mod:`.short_daughter`),
+- ``short_daughter_cut`` z (2M): a daughter's edge into a child it shares with its
+  sibling, taken while their division is (:mod:`.short_daughter_cut`).
 
 Blocks of their own size (pairs, paths) are created with ``var(name, size=...)``; the data
 describing them (which mother and edges a pair joins, which nodes a path visits) goes to

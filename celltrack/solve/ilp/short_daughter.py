@@ -41,18 +41,25 @@ class ShortDaughterCost:
         Nodes whose track end is free (segments ending there are not priced).
     pairs : DivisionPairs
         Creates the ``pair`` block when needed.
+    cuts : bool
+        Add the shared-child cuts (:mod:`.short_daughter_cut`).
     """
 
     name = "short_daughter"
 
     def __init__(
-        self, cost: float, frames: int, end_free: np.ndarray, pairs: DivisionPairs
+        self,
+        cost: float,
+        frames: int,
+        end_free: np.ndarray,
+        pairs: DivisionPairs,
+        cuts: bool = True,
     ) -> None:
         if cost < 0:
             raise ValueError(f"short_daughter_cost must be ≥ 0, got {cost}")
         self.cost, self.frames = float(cost), int(frames)
         self.end_free = np.asarray(end_free, bool)
-        self.pairs = pairs
+        self.pairs, self.cuts = pairs, bool(cuts)
 
     def features(self, model: ModelArrays) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``{"short_daughter_cost": (q indices, ones)}``; creates the block and its rows."""
@@ -81,7 +88,8 @@ class ShortDaughterCost:
                 np.concatenate([coefs, np.ones(rep.size)]),
                 paths.length,
             )
-            add_shared_child_cuts(model, paths, q)
+            if self.cuts:
+                add_shared_child_cuts(model, paths, q)
         q = model.var(self.name)
         return {"short_daughter_cost": (q, np.ones(q.size))}
 
