@@ -158,7 +158,8 @@ def division_scores(
 
     is_pred_div = ptree.outdeg >= 2
     match = gt_to_pred[gt_div]
-    matched_div = (match >= 0) & is_pred_div[np.maximum(match, 0)]
+    matched_div = match >= 0
+    matched_div[matched_div] = is_pred_div[match[matched_div]]
     fn_mask = ~matched_div
     tp_mask = matched_div & (tp_children[gt_div] == 2)
     wc_mask = matched_div & ~tp_mask

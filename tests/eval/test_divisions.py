@@ -28,6 +28,12 @@ def test_missed_division():
     assert math.isnan(d.precision) and d.recall == 0.0 and math.isnan(d.f1)
 
 
+def test_an_empty_prediction_misses_every_division():
+    d = div(graph([], []))
+    assert (d.tp, d.fp, d.fn, d.num_pred) == (0, 0, 1, 0)
+    assert d.recall == 0.0 and math.isnan(d.precision)
+
+
 def test_wrong_children_and_false_division():
     nodes = [*NODES, (7, 2, 9.0), (8, 3, -9.0)]
     d = div(graph(nodes, [(1, 2), (2, 3), (2, 7), (3, 5), (3, 8), (4, 6)]))
