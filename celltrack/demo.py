@@ -176,7 +176,9 @@ def linajea_demo_config(output: OutputConfig, quick: bool) -> PipelineConfig:
         detection = detection.model_copy(
             update={"train": detection.train.model_copy(update={"epochs": 2})}
         )
-        motion = motion.model_copy(update={"train": motion.train.model_copy(update={"epochs": 2})})
+        motion = motion.model_copy(
+            update={"train": motion.train.model_copy(update={"epochs": 2, "crops_per_frame": 8})}
+        )
     return PipelineConfig(
         detection=detection, motion=motion, linker=DEMO_ILP, output=output, preset="cpu"
     )

@@ -264,3 +264,41 @@ def test_movement_vectors_from_20_links_halve_parent_error_on_large_motion():
     errors = parent_errors(predicted, gt)
     assert errors.t.size == gt.num_edges
     assert errors.flow.mean() <= 0.5 * errors.no_motion.mean(), errors.summary()
+
+
+def test_rotations_and_zooms_move_3d_vectors_with_the_image():
+    """Issue #14: in 3D with anisotropic voxels a rotated, zoomed and flipped crop's
+    vectors still point (within a voxel) to where the parent marker of frame t−1 went."""
+    shape, vs = (8, 32, 32), np.array([2.0, 1.0, 1.0])
+    parent_vox = np.array([4, 14, 12])
+    child = (parent_vox + np.array([0, 5, 7])) * vs
+    g = TrackGraph(
+        {"id": [0, 1], "t": [0, 1], "z": [parent_vox[0] * vs[0], child[0]],
+         "y": [parent_vox[1] * vs[1], child[1]], "x": [parent_vox[2] * vs[2], child[2]]},
+        {"source": [0], "target": [1]},
+    )
+    vectors, mask = movement_training_target(shape, g, 1, vs, MovementTargetConfig(radius_um=3.0))
+    grid = np.stack(np.meshgrid(*[np.arange(s) * v for s, v in zip(shape, vs)], indexing="ij"))
+    image = np.zeros((2, *shape), np.float32)
+    image[0] = np.exp(-((grid - (parent_vox * vs)[:, None, None, None]) ** 2).sum(0) / 8.0)
+    frame = MovementFrame(1, image, vectors, mask, (child / vs)[None])
+    cfg = MovementConfig(
+        augment=AugmentConfig(flip=True, rotation_deg=180.0, scale=0.1),
+        train=MovementTrainConfig(crop_shape=shape),
+    )
+    for seed in range(8):
+        img, vec, m = movement_crop(np.random.default_rng(seed), frame, cfg, vs, [0, 1, 2])
+        idx = np.argwhere(m > 0)
+        assert len(idx) > 0
+        pointed = idx * vs + vec[:, idx[:, 0], idx[:, 1], idx[:, 2]].T
+        marker = np.unravel_index(np.argmax(img[0]), img[0].shape) * vs
+        assert np.abs(pointed - marker).max() <= 1.5 * vs.max(), seed
+
+
+def test_cpu_preset_trains_enough_steps_from_one_annotated_frame():
+    """Issue #14: ``sample_annotations`` puts all 20 links in one frame and crops are
+    drawn per annotated frame, so the preset alone must give enough optimisation steps
+    (200 steps left the 3D movement model at "no motion")."""
+    train = MovementConfig.cpu().train
+    steps = train.epochs * -(-train.crops_per_frame // train.batch_size)
+    assert steps >= 800
