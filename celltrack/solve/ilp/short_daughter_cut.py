@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from celltrack.solve.ilp.model import ModelArrays
+from celltrack.solve.ilp.model import ModelArrays, StandardModel
 from celltrack.solve.ilp.pair_definition import PairSet
 from celltrack.solve.ilp.problem import LinkingProblem
 from celltrack.solve.ilp.short_track import Paths, incident
@@ -170,7 +170,7 @@ def _in_entries(
     return np.isin(pair * big + edge, entry_pair * big + entry_edge)
 
 
-def fix_with_pairs(model, ub: np.ndarray) -> int:
+def fix_with_pairs(model: StandardModel, ub: np.ndarray) -> int:
     """Set ``ub = 0`` for the z of every pair whose variable is fixed to 0 (in place).
 
     Parameters
