@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# Figures are written to files, never shown: with napari's Qt installed matplotlib would
+# pick its Qt backend and fail whenever the virtual display (pytest-xvfb) is not up yet.
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 def fast_config(*, incremental_steps: int = 2, **overrides):
