@@ -562,6 +562,9 @@ def render_linajea_table(results: Results) -> str:
             if mine:
                 means[method] = {k: _mean([r[k] for r in mine])
                                  for k in ("DET", "TRA", "div_F1", "err_ratio", "train_s")}
+        movie_seeds = sorted({r["seed"] for r in rows if r["movie"] == movie})
+        if means and movie_seeds != seeds:
+            movie_name += f" (seed {', '.join(map(str, movie_seeds))} only)"
         for i, method in enumerate(means):
             cells = [
                 _best_cell(means, method, key, digits, lower)
