@@ -50,11 +50,11 @@ logger = logging.getLogger(__name__)
 
 #: learned weights below this fraction of the largest (normalised units) are set to 0
 SNAP_TO_ZERO = 1e-4
-#: loss weight per variable block (Hamming loss), defaults
 #: the proximal weight halves after a serious step that achieves half of the predicted
 #: decrease and doubles after a null step, within proximal_weight / 64 … · 64 (a fixed
 #: weight made every step serious but short: 60 iterations did not converge on ASTEC Pm04)
 PROX_FACTOR, PROX_RANGE = 2.0, 64.0
+#: loss weight per variable block (Hamming loss), defaults
 DEFAULT_LOSS = {"node": 1.0, "edge": 1.0, "split": 0.0, "pair": 1.0}
 
 
