@@ -270,7 +270,8 @@ def fit_costs(
         ended a fit after 8 iterations with 5× the training error).
     proximal_weight : float
         Weight of the proximal term ``prox/2 ‖w − w_best‖²`` that keeps each new iterate
-        near the best one so far (proximal bundle method; normalised feature units, > 0).
+        near the best one so far (proximal bundle method; normalised feature units, > 0):
+        the starting weight, adapted within ÷/× 64 (:data:`PROX_FACTOR`).
 
     Returns
     -------
