@@ -144,6 +144,9 @@ def score(gt: TrackGraph, pred: TrackGraph) -> dict:
 #: the synthetic embryo's scale (µm): nuclei ≈ 4 µm, steps of 1–3 µm per frame
 SYNTH_MATCH = 2.0
 SYNTH_RADIUS = 8.0
+SYNTH_CANDIDATES = CandidateConfig(max_distance_um=SYNTH_RADIUS)
+#: fixed settings of the synthetic fits (as LEARNED_BASE, with the default time limit)
+SYNTH_BASE = ILPConfig(division_max_children=4, persistence_frames=1)
 #: the demo's hand-set ILP costs (celltrack.demo.DEMO_ILP)
 SYNTH_DEMO_ILP = ILPConfig(
     node_offset=-2.0, edge_weight=0.2, appear_cost=1.5, disappear_cost=1.5, split_cost=0.0
@@ -168,12 +171,11 @@ def run_synthetic(max_iterations: int) -> tuple[list[dict], dict]:
     def make(gt, rng):
         return perturb_near(gt, rng, jitter=0.3, drop=0.05, add=0.05, near=(1.0, 2.5))
 
-    cand_cfg = CandidateConfig(max_distance_um=SYNTH_RADIUS)
     train = synthetic_lineage(0)
     res = fit_costs(
-        build_candidates(make(train, np.random.default_rng(0)), cand_cfg),
+        build_candidates(make(train, np.random.default_rng(0)), SYNTH_CANDIDATES),
         train,
-        base=ILPConfig(division_max_children=4, persistence_frames=1),
+        base=SYNTH_BASE,
         max_iterations=max_iterations,
         **FIT_OPTIONS,
     )
@@ -210,13 +212,12 @@ def run_synthetic_detections(max_iterations: int) -> tuple[list[dict], dict]:
     its ground truth, every linker scored on seeds 1 and 2 (matching within 2 µm)."""
     import tempfile
 
-    cand_cfg = CandidateConfig(max_distance_um=SYNTH_RADIUS)
     with tempfile.TemporaryDirectory() as tmp:
         movies = {seed: demo_detections(seed, Path(tmp)) for seed in (0, 1, 2)}
     gt0, spots0 = movies[0]
     res = fit_costs(
-        build_candidates(spots0, cand_cfg), gt0,
-        base=ILPConfig(division_max_children=4, persistence_frames=1),
+        build_candidates(spots0, SYNTH_CANDIDATES), gt0,
+        base=SYNTH_BASE,
         match_distance_um=SYNTH_MATCH, max_iterations=max_iterations, **FIT_OPTIONS,
     )
     print(f"synthetic demo fit: {res.seconds:.1f} s, {res.iterations} iterations", flush=True)
@@ -229,15 +230,16 @@ def synthetic_rows(
     label: str, movies: dict[int, tuple[TrackGraph, TrackGraph]], learned: ILPConfig
 ) -> list[dict]:
     """Every linker on each seed's (ground truth, spots), scored within ``SYNTH_MATCH``."""
-    cand_cfg = CandidateConfig(max_distance_um=SYNTH_RADIUS)
     laptrack = {**LAPTRACK, "cutoff": 4.0**2, "splitting_cutoff": 6.0**2}
+
+    def linked(linker):
+        return lambda s: linker.link(build_candidates(s, SYNTH_CANDIDATES)).graph
+
     methods = {
-        "greedy": lambda s: make_linker(GREEDY).link(build_candidates(s, cand_cfg)).graph,
+        "greedy": linked(make_linker(GREEDY)),
         "laptrack": lambda s: run_laptrack(s, laptrack),
-        "ilp_demo_costs": lambda s: ILPLinker(SYNTH_DEMO_ILP).link(
-            build_candidates(s, cand_cfg)
-        ).graph,
-        "ilp_learned": lambda s: ILPLinker(learned).link(build_candidates(s, cand_cfg)).graph,
+        "ilp_demo_costs": linked(ILPLinker(SYNTH_DEMO_ILP)),
+        "ilp_learned": linked(ILPLinker(learned)),
     }
     rows = []
     for seed, (gt, spots) in movies.items():
@@ -352,7 +354,7 @@ def main() -> None:
         more, fits[f"{label}/ilp_learned"] = run(args.max_iterations)
         rows += more
     summary = []
-    for pert in [*args.perturbations, "synthetic", "synthetic_demo"]:
+    for pert in [*args.perturbations, *SYNTHETIC_RUNS]:
         for method in dict.fromkeys(r["method"] for r in rows):
             mine = [r for r in rows if r["perturbation"] == pert and r["method"] == method]
             if not mine:
