@@ -179,10 +179,37 @@ def test_windowed_lp_certifies_the_lp_bound_and_the_same_optimum(seed):
     assert _edges(result) == _edges(plain)
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_windows_apply_to_division_and_persistence_blocks(seed):
+    g = random_candidates(14, 8, radius=3.0, seed=seed)
+    cfg = ILPConfig(
+        **{**COSTS, "split_cost": -0.2},
+        division_separation_weight=0.1,
+        division_angle_weight=1.0,
+        short_daughter_cost=0.5,
+        short_track_cost=0.3,
+        persistence_frames=2,
+        lp_window_frames=0,
+    )
+    model = build_model(LinkingProblem.from_graph(g), cfg)
+    assert {"pair", "short_daughter", "short_daughter_cut", "short_track"} <= set(model.blocks)
+    windowed = cfg.model_copy(update={"lp_window_frames": 3, "lp_window_overlap": 2})
+    plain = ILPLinker(cfg).link(g)
+    result = ILPLinker(windowed).link(g)
+    assert result.stats["lp_windows"] >= 2
+    assert result.status.value == plain.status.value == "optimal"
+    assert result.objective == plain.objective
+    assert _edges(result) == _edges(plain)
+
+
 def test_windows_are_skipped_for_blocks_without_frames():
-    g = random_candidates(14, 8, radius=3.0, seed=0)
-    cfg = ILPConfig(**COSTS, lp_window_frames=3, short_track_cost=0.3)
-    result = ILPLinker(cfg).link(g)
-    assert "lp_windows" not in result.stats
-    reference = ILPLinker(cfg.model_copy(update={"lp_window_frames": 0})).link(g)
-    assert result.objective == reference.objective
+    from dataclasses import replace
+
+    from celltrack.solve.ilp.windows import variable_frames
+
+    problem = LinkingProblem.from_graph(random_candidates(14, 8, radius=3.0, seed=0))
+    model = build_model(problem, ILPConfig(**COSTS))
+    assert variable_frames(model, problem) is not None
+    end = model.num_vars
+    unknown = replace(model, blocks={**model.blocks, "unframed": slice(end, end)})
+    assert variable_frames(unknown, problem) is None

@@ -11,15 +11,22 @@ For the LP it forbids "half a division": a mother with two half-selected childre
 s = 1/2 must now also pay half a track end (d = 1/2), which is what makes the LP
 relaxation integral in practice when divisions are rewarded (negative split or
 division-pair costs). Added whenever a division or persistence term is active.
+
+With the count stated, two of the three row families of the disappear definition
+(:class:`.constraints.DisappearDefinition`) are implied and are dropped: ``x_v − Σ y −
+d_v ≤ 0`` reads ``−s_v ≤ 0`` and ``d_v − x_v ≤ 0`` reads ``s_v − Σ y ≤ 0`` (implied by the
+split definition ``2 s_v ≤ Σ y``). Its per-edge rows ``d_v + y_e ≤ 1`` stay: they are not
+implied in the LP. On the learned model of Pm02 this removes 45k of 688k rows.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from celltrack.solve.ilp.model import ModelArrays
+from celltrack.solve.ilp.constraints import DisappearDefinition
+from celltrack.solve.ilp.model import ModelArrays, RowBlock
 
-__all__ = ["ChildCount"]
+__all__ = ["ChildCount", "drop_implied_disappear_rows"]
 
 
 class ChildCount:
@@ -42,3 +49,20 @@ class ChildCount:
             np.concatenate([one_e, -one_n, one_n, -one_n, -one_e, one_n, -one_n, one_n]),
             np.zeros(2 * n),
         )
+        drop_implied_disappear_rows(model)
+
+
+def drop_implied_disappear_rows(model: ModelArrays) -> None:
+    """Keep only the per-edge rows ``d_v + y_e ≤ 1`` of the disappear definition.
+
+    The definition's first 2 N rows (``x − Σ y − d ≤ 0`` and ``d − x ≤ 0``) are implied
+    by the child count and the split definition (module docstring).
+    """
+    n, m = model.problem.num_nodes, model.problem.num_edges
+    for i, block in enumerate(model.row_blocks):
+        if block.name == DisappearDefinition.name and block.rhs.size == 2 * n + m:
+            keep = block.rows >= 2 * n
+            model.row_blocks[i] = RowBlock(
+                block.name, block.rows[keep] - 2 * n, block.cols[keep], block.coefs[keep],
+                block.rhs[2 * n:],
+            )

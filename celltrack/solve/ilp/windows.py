@@ -33,20 +33,38 @@ from celltrack.solve.ilp.problem import LinkingProblem
 
 __all__ = ["variable_frames", "windowed_multipliers"]
 
-#: blocks whose variables have a frame (their node's; an edge's child's)
-_FRAMED = {"node", "split", "disappear", "edge"}
+def _block_frames(name: str, aux: object, problem: LinkingProblem) -> np.ndarray | None:
+    """Frame of each variable of one block, or None for a block without a frame.
+
+    A node's variables take its frame, an edge its child's; a candidate division its
+    daughters' frame; a short-track or short-daughter path its first node's; a
+    shared-child cut variable z_{k,d,c} the frame of the shared child c.
+    """
+    t = problem.t
+    if name in ("node", "split", "disappear"):
+        return t
+    if name == "edge":
+        return t[problem.tgt]
+    if name == "pair":
+        return t[aux.daughter1]
+    if name in ("short_track", "short_daughter"):
+        return t[aux.start]
+    if name == "short_daughter_cut":
+        return t[problem.tgt[np.concatenate([aux.edge_a, aux.edge_b])]]
+    return None
 
 
 def variable_frames(model: StandardModel, problem: LinkingProblem) -> np.ndarray | None:
     """Frame of every model variable, int64 (V,), or None if a block has no frame.
 
-    ``node``, ``split``, ``disappear``: the node's frame; ``edge``: its child's frame.
+    See :func:`_block_frames` for the frame of each block's variables.
     """
-    if not set(model.blocks) <= _FRAMED:
-        return None
     frames = np.zeros(model.num_vars, np.int64)
     for name, block in model.blocks.items():
-        frames[block] = problem.t[problem.tgt] if name == "edge" else problem.t
+        mine = _block_frames(name, model.aux.get(name), problem)
+        if mine is None or mine.size != block.stop - block.start:
+            return None
+        frames[block] = mine
     return frames
 
 
