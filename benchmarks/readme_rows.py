@@ -585,7 +585,8 @@ DIVISIONS_PERTURBATIONS = {
     "uniform": "ASTEC, false nodes anywhere",
     "near": "ASTEC, false nodes 3–6 units from a nucleus",
     "synthetic": "synthetic embryo, perturbed ground truth",
-    "synthetic_demo": "synthetic demo, its detector's spots",
+    "synthetic_demo": "synthetic demo, its ELEPHANT detector's spots",
+    "synthetic_demo_indicator": "synthetic demo, its Linajea indicator's spots",
 }
 DIVISIONS_METHODS = {
     "greedy": "greedy",
