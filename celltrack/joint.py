@@ -24,8 +24,10 @@ geometry as one nearest-neighbour label volume (``k + target / 2``, where ``k â‰
 indexes the frame's distinct (weight, mask) pairs; 0 = untrained), the vectors as the
 crop's vector field, so flips, rotations and zooms move all of them with the image.
 
-The window, normalisation, augmentation, optimisation and tiling come from the movement
-config; the indicator config gives the indicator's target, loss and NMS window.
+The window, normalisation, augmentation (including ``train.shift_um``, which moves only
+the frames before t, so the indicator target of frame t is untouched), optimisation
+(``crops_per_epoch`` counts the indicator-only frames too) and tiling come from the
+movement config; the indicator config gives the indicator's target, loss and NMS window.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ from celltrack.flow.movement_training import (
     MovementTrainResult,
     axis_weights,
     check_window_fits,
+    epoch_frames,
     masked_mse,
     resume_model,
     run_epochs,
+    window_shift,
 )
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
@@ -257,7 +261,14 @@ def _joint_crop(
     cfg: MovementConfig,
     vs: np.ndarray,
     axes: Sequence[int],
+    window: Sequence[int],
 ) -> tuple[np.ndarray, ...]:
+    shift: dict[str, Any] = {}
+    if any(v > 0 for v in cfg.train.shift_um):  # frame t (the indicator's) never moves
+        channel_shift, offset = window_shift(
+            rng, cfg.train.shift_um, vs, window, two_d=frame.image.shape[1] == 1
+        )
+        shift = {"channel_shift": channel_shift, "vector_offset": offset}
     crop = sample_labelled_crop(
         rng,
         frame.image,
@@ -269,6 +280,7 @@ def _joint_crop(
         augment=cfg.augment,
         voxel_size=vs,
         vector_unit="um",
+        **shift,
     )
     assert crop.labels is not None and crop.vectors is not None  # both were given
     target, weight, mask = decode_targets(crop.labels, frame.levels)
@@ -383,12 +395,13 @@ def train_joint(
     device = torch.device(mcfg.train.device)
     tcfg, lcfg = mcfg.train, mcfg.loss
 
+    window = model.window
+
     def batches(epoch: int, rng: np.random.Generator, first_step: int) -> Iterator[Any]:
-        items = np.repeat(np.asarray(frames), tcfg.crops_per_frame)
-        rng.shuffle(items)
+        items = epoch_frames(rng, frames, tcfg.crops_per_frame, tcfg.crops_per_epoch)
         for i, b in enumerate(range(0, items.size, tcfg.batch_size)):
             crops = [
-                _joint_crop(rng, data[t], mcfg, vs, axes)
+                _joint_crop(rng, data[t], mcfg, vs, axes, window)
                 for t in items[b : b + tcfg.batch_size].tolist()
             ]
             arrays = tuple(

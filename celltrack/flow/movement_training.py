@@ -1,10 +1,15 @@
 """Batch training of Linajea's movement vectors from a few tens of annotated links.
 
 Each epoch draws ``crops_per_frame`` crops from every frame that holds an annotated
-child. A crop of the window of frames around t contains a random annotated child (kept
-in the middle 60 % of the crop), augmented with :mod:`celltrack.nn.augment` identically
-for every frame of the window, the ball mask and the vectors (flips negate their
-component, rotations rotate and zooms scale the vectors). The loss is the squared error
+child (or ``crops_per_epoch`` crops in all, spread over those frames, which bounds the
+steps however many frames are annotated). A crop of the window of frames around t
+contains a random annotated child (kept in the middle 60 % of the crop), augmented with
+:mod:`celltrack.nn.augment` identically for every frame of the window, the ball mask and
+the vectors (flips negate their component, rotations rotate and zooms scale the vectors).
+With ``train.shift_um`` the earlier frames of the window are first moved by a random
+whole-voxel offset ``d`` (frame t−k by ``k · d``) and ``d`` is added to the vectors, so
+the targets stay exact (parent − voxel) while the displacements vary beyond the few the
+annotated frame holds (:func:`window_shift`). The loss is the squared error
 of the vectors in units of ``max_displacement_um`` (so the axes are balanced), averaged
 over the masked voxels. The loop, the learning-rate schedule and the checkpoints are
 :mod:`celltrack.nn`'s: after every epoch the model, the optimiser, the generator state,
@@ -50,10 +55,12 @@ __all__ = [
     "MovementTrainResult",
     "axis_weights",
     "check_window_fits",
+    "epoch_frames",
     "masked_mse",
     "movement_crop",
     "movement_frames",
     "train_movement",
+    "window_shift",
 ]
 
 logger = logging.getLogger(__name__)
@@ -170,6 +177,48 @@ def masked_mse(
     return (err * m).sum() / total
 
 
+def epoch_frames(
+    rng: np.random.Generator,
+    frames: Sequence[int],
+    crops_per_frame: int,
+    crops_per_epoch: int | None = None,
+) -> np.ndarray:
+    """The frame of every crop of one epoch, in random order.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Randomness (order, and which frames get the remainder).
+    frames : sequence of int
+        The annotated frames.
+    crops_per_frame : int
+        Crops per frame when ``crops_per_epoch`` is None.
+    crops_per_epoch : int, optional
+        Total crops of the epoch, spread evenly over ``frames`` (the remainder goes to
+        frames drawn at random without repetition).
+
+    Returns
+    -------
+    ndarray of int, shape (n_crops,)
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> sorted(epoch_frames(rng, [3, 7], 2).tolist()), epoch_frames(rng, [3, 7], 2, 5).size
+    ([3, 3, 7, 7], 5)
+    """
+    f = np.asarray(list(frames), np.int64)
+    if crops_per_epoch is None:
+        items = np.repeat(f, int(crops_per_frame))
+    else:
+        each, rest = divmod(int(crops_per_epoch), f.size)
+        items = np.repeat(f, each)
+        if rest:
+            items = np.concatenate([items, rng.choice(f, rest, replace=False)])
+    rng.shuffle(items)
+    return items
+
+
 def check_window_fits(window: Sequence[int], num_frames: int) -> None:
     """Refuse a window of more frames than the movie has.
 
@@ -236,27 +285,80 @@ def movement_frames(
     return out
 
 
+def window_shift(
+    rng: np.random.Generator,
+    shift_um: Sequence[float],
+    voxel_size: Sequence[float],
+    window: Sequence[int],
+    *,
+    two_d: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw the shift augmentation of one crop (see ``MovementTrainConfig.shift_um``).
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Randomness.
+    shift_um : sequence of 3 float
+        Largest extra displacement per axis (z, y, x) in µm.
+    voxel_size : sequence of 3 float
+        Voxel size (z, y, x) in µm.
+    window : (int, int)
+        Frames before and after t in the window.
+    two_d : bool
+        2D+t data: z is never shifted.
+
+    Returns
+    -------
+    channel_shift : ndarray of int, shape (before + 1 + after, 3)
+        Voxels by which each frame of the window is moved: ``k · d`` for frame t−k,
+        ``−k · d`` for frame t+k, 0 for t, with ``d`` uniform over the integer voxels
+        within ±``shift_um``.
+    offset_um : ndarray, shape (3,)
+        ``d`` in µm: what the shift adds to the vectors of frame t towards frame t−1.
+
+    Examples
+    --------
+    >>> shift, off = window_shift(np.random.default_rng(0), (0, 3, 3), (1, 1, 1), (1, 0))
+    >>> shift[1].tolist(), bool((shift[0] * 1.0 == off).all())
+    ([0, 0, 0], True)
+    """
+    vs = np.asarray(voxel_size, float)
+    reach = np.floor(np.asarray(shift_um, float) / vs + 1e-9).astype(np.int64)
+    if two_d:
+        reach[0] = 0
+    d = np.array([rng.integers(-r, r + 1) if r > 0 else 0 for r in reach], np.int64)
+    before, after = (int(v) for v in window)
+    k = np.arange(-before, after + 1)  # frame t + k
+    return -k[:, None] * d[None, :], (d * vs).astype(np.float64)
+
+
 def movement_crop(
     rng: np.random.Generator,
     frame: MovementFrame,
     cfg: MovementConfig,
     voxel_size: np.ndarray,
     axes: Sequence[int],
+    *,
+    window: Sequence[int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw one augmented training crop around a random annotated child.
 
     Parameters
     ----------
     rng : numpy.random.Generator
-        Randomness (crop position and augmentation).
+        Randomness (shift, crop position and augmentation).
     frame : MovementFrame
         The frame's window, targets and children.
     cfg : MovementConfig
-        ``train.crop_shape`` and ``augment`` are used.
+        ``train.crop_shape``, ``train.shift_um`` and ``augment`` are used.
     voxel_size : ndarray, shape (3,)
         Voxel size (z, y, x) µm.
     axes : sequence of int
         Predicted components (into z, y, x): (1, 2) for 2D+t.
+    window : (int, int), optional
+        The frame window of ``frame.image`` (default ``cfg.window``); only needed by the
+        shift augmentation.
 
     Returns
     -------
@@ -267,6 +369,13 @@ def movement_crop(
     mask : ndarray, shape (z, y, x), float32
         Augmented mask (0/1); holds a voxel unless none survived 20 attempts.
     """
+    shift: dict[str, Any] = {}
+    if any(v > 0 for v in cfg.train.shift_um):
+        channel_shift, offset = window_shift(
+            rng, cfg.train.shift_um, voxel_size, cfg.window if window is None else window,
+            two_d=frame.image.shape[1] == 1,
+        )
+        shift = {"channel_shift": channel_shift, "vector_offset": offset}
     crop = sample_labelled_crop(
         rng,
         frame.image,
@@ -278,6 +387,7 @@ def movement_crop(
         augment=cfg.augment,
         voxel_size=voxel_size,
         vector_unit="um",
+        **shift,
     )
     assert crop.labels is not None and crop.vectors is not None  # both were given
     return (
@@ -476,12 +586,13 @@ def train_movement(
     device = torch.device(cfg.train.device)
     tcfg = cfg.train
 
+    window = model.window
+
     def batches(epoch: int, rng: np.random.Generator, first_step: int) -> Iterator[Any]:
-        items = np.repeat(np.asarray(frames), tcfg.crops_per_frame)
-        rng.shuffle(items)
+        items = epoch_frames(rng, frames, tcfg.crops_per_frame, tcfg.crops_per_epoch)
         for b in range(0, items.size, tcfg.batch_size):
             crops = [
-                movement_crop(rng, data[t], cfg, vs, axes)
+                movement_crop(rng, data[t], cfg, vs, axes, window=window)
                 for t in items[b : b + tcfg.batch_size].tolist()
             ]
             yield tuple(

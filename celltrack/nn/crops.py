@@ -199,6 +199,8 @@ def sample_crop(
     augment: AugmentConfig | None = None,
     voxel_size: Sequence[float] = (1.0, 1.0, 1.0),
     vector_unit: Literal["voxel", "um"] = "voxel",
+    channel_shift: np.ndarray | Sequence[Sequence[int]] | None = None,
+    vector_offset: Sequence[float] | None = None,
 ) -> Crop:
     """Draw one (augmented) crop of a frame and, consistently, of its labels and vectors.
 
@@ -227,14 +229,43 @@ def sample_crop(
         Voxel size (z, y, x) in µm.
     vector_unit : {'voxel', 'um'}
         Unit of ``vectors``.
+    channel_shift : array_like of int, shape (C, 3), optional
+        Moves the content of each image channel by this many voxels (z, y, x) before the
+        augmentation: channel ``c`` of the crop shows ``image[c]`` at ``p − shift[c]``
+        (its region is read there, the frame's edge replicated where it leaves it). E.g.
+        shifting the earlier frames of a flow window creates new displacements.
+    vector_offset : sequence of 3 float, optional
+        Added (in ``vector_unit``) to ``vectors`` at every labelled voxel (``labels`` > 0;
+        every voxel without ``labels``) before the augmentation, so it is rotated, zoomed
+        and flipped with the field: the change of a displacement target that
+        ``channel_shift`` causes.
 
     Returns
     -------
     Crop
+
+    Raises
+    ------
+    ShapeError
+        If ``image`` is not (C, Z, Y, X), or ``channel_shift`` / ``vector_offset`` have
+        the wrong shape.
     """
     image = np.asarray(image)
     if image.ndim != 4:
         raise ShapeError(f"image must be (C, Z, Y, X), got shape {image.shape}")
+    shifts = None
+    if channel_shift is not None:
+        shifts = np.asarray(channel_shift)
+        if shifts.shape != (image.shape[0], 3) or not np.issubdtype(shifts.dtype, np.integer):
+            raise ShapeError(
+                f"channel_shift must be integer voxels of shape (C, 3) = "
+                f"({image.shape[0]}, 3), got {shifts.dtype} {shifts.shape}"
+            )
+    offset = None
+    if vector_offset is not None:
+        offset = np.asarray(vector_offset, np.float32)
+        if offset.shape != (3,):
+            raise ShapeError(f"vector_offset must be 3 values (z, y, x), got {offset.shape}")
     shape = np.asarray(image.shape[1:])
     crop = np.minimum(np.asarray(planar_shape(crop_shape, shape), int), shape)
     two_d = bool(shape[0] == 1)
@@ -250,9 +281,19 @@ def sample_crop(
         size = _raw_size(crop, transform, two_d)
         centre_vox = origin + (crop - 1) / 2.0
         start = np.round(centre_vox - (size - 1) / 2.0).astype(int)
-    img = _region(image, 1, start, size, "edge")
+    if shifts is None or not shifts.any():
+        img = _region(image, 1, start, size, "edge")
+    else:
+        img = np.concatenate(
+            [_region(image[c : c + 1], 1, start - shifts[c], size, "edge")
+             for c in range(image.shape[0])]
+        )
     lab = None if labels is None else _region(np.asarray(labels), 0, start, size, "constant")
     vec = None if vectors is None else _region(np.asarray(vectors), 1, start, size, "constant")
+    if vec is not None and offset is not None and offset.any():
+        vec = vec.astype(np.float32, copy=True)
+        where = np.ones(vec.shape[1:], bool) if lab is None else np.asarray(lab) > 0
+        vec[:, where] += offset[:, None]
     fg = None if foreground is None else _region(np.asarray(foreground), 0, start, size, "constant")
     if transform is None:
         return Crop(np.ascontiguousarray(img, np.float32), lab, vec)

@@ -145,3 +145,21 @@ def test_joint_errors():
     outside = TrackGraph({"id": [0], "t": [9], "z": [0.0], "y": [5.0], "x": [5.0]})
     with pytest.raises(InvalidInputError, match="outside the movie"):
         train_joint(images, outside, (1, 1, 1), icfg, mcfg)
+
+
+def test_joint_crops_per_epoch_bounds_steps_and_shift_trains(monkeypatch):
+    """Issue #14: ``crops_per_epoch`` fixes the steps however many frames are annotated,
+    and the shift augmentation runs in the joint trainer too."""
+    images, graph, icfg, mcfg = _setup(epochs=2)
+    train = mcfg.train.model_copy(update={"crops_per_epoch": 6, "shift_um": (0.0, 2.0, 2.0)})
+    mcfg = mcfg.model_copy(update={"train": train})
+    real, calls = nn_training.optimisation_step, {"n": 0}
+
+    def step(*args):
+        calls["n"] += 1
+        return real(*args)
+
+    monkeypatch.setattr(nn_training, "optimisation_step", step)
+    result = train_joint(images, graph, (1, 1, 1), icfg, mcfg)
+    assert calls["n"] == 2 * 3  # 2 epochs × 6 crops / batch 2, over the 4 annotated frames
+    assert np.isfinite(result.history["loss"]).all()
