@@ -58,7 +58,7 @@ from celltrack.flow.movement_training import (
     masked_mse,
     resume_model,
     run_epochs,
-    window_shift,
+    shift_arguments,
 )
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
@@ -263,12 +263,8 @@ def _joint_crop(
     axes: Sequence[int],
     window: Sequence[int],
 ) -> tuple[np.ndarray, ...]:
-    shift: dict[str, Any] = {}
-    if any(v > 0 for v in cfg.train.shift_um):  # frame t (the indicator's) never moves
-        channel_shift, offset = window_shift(
-            rng, cfg.train.shift_um, vs, window, two_d=frame.image.shape[1] == 1
-        )
-        shift = {"channel_shift": channel_shift, "vector_offset": offset}
+    # frame t (the indicator's) never moves
+    shift = shift_arguments(rng, cfg, vs, window, two_d=frame.image.shape[1] == 1)
     crop = sample_labelled_crop(
         rng,
         frame.image,

@@ -59,6 +59,7 @@ __all__ = [
     "masked_mse",
     "movement_crop",
     "movement_frames",
+    "shift_arguments",
     "train_movement",
     "window_shift",
 ]
@@ -333,6 +334,30 @@ def window_shift(
     return -k[:, None] * d[None, :], (d * vs).astype(np.float64)
 
 
+def shift_arguments(
+    rng: np.random.Generator,
+    cfg: MovementConfig,
+    voxel_size: Sequence[float],
+    window: Sequence[int],
+    *,
+    two_d: bool,
+) -> dict[str, Any]:
+    """The crop arguments of the shift augmentation (empty when ``train.shift_um`` is 0).
+
+    Returns
+    -------
+    dict
+        ``channel_shift`` and ``vector_offset`` for
+        :func:`celltrack.nn.crops.sample_labelled_crop`, drawn by :func:`window_shift`.
+    """
+    if not any(v > 0 for v in cfg.train.shift_um):
+        return {}
+    channel_shift, offset = window_shift(
+        rng, cfg.train.shift_um, voxel_size, window, two_d=two_d
+    )
+    return {"channel_shift": channel_shift, "vector_offset": offset}
+
+
 def movement_crop(
     rng: np.random.Generator,
     frame: MovementFrame,
@@ -369,13 +394,8 @@ def movement_crop(
     mask : ndarray, shape (z, y, x), float32
         Augmented mask (0/1); holds a voxel unless none survived 20 attempts.
     """
-    shift: dict[str, Any] = {}
-    if any(v > 0 for v in cfg.train.shift_um):
-        channel_shift, offset = window_shift(
-            rng, cfg.train.shift_um, voxel_size, cfg.window if window is None else window,
-            two_d=frame.image.shape[1] == 1,
-        )
-        shift = {"channel_shift": channel_shift, "vector_offset": offset}
+    shift = shift_arguments(rng, cfg, voxel_size, cfg.window if window is None else window,
+                            two_d=frame.image.shape[1] == 1)
     crop = sample_labelled_crop(
         rng,
         frame.image,
