@@ -135,6 +135,31 @@ class PipelineResult:
     histories: dict[str, list[float]] = field(default_factory=dict)
 
 
+#: Read-out sections of the model configs, and the fields in them that training also
+#: reads: the rest only changes prediction and spot extraction, so it is left out of
+#: the training fingerprint (changing a tile shape or a threshold does not retrain).
+_READOUT_SECTIONS: dict[str, tuple[str, ...]] = {
+    "predict": ("median_correction",),
+    "spots": (),
+    "nms": ("window_um",),
+}
+
+
+def _training_view(cfg: Config) -> dict[str, Any]:
+    """``cfg`` without its read-out-only settings (see :data:`_READOUT_SECTIONS`)."""
+    view = {"type": type(cfg).__qualname__, **cfg.model_dump(mode="json")}
+    for section, kept in _READOUT_SECTIONS.items():
+        if isinstance(view.get(section), dict):
+            view[section] = {k: v for k, v in view[section].items() if k in kept}
+    return view
+
+
+def _readout_view(cfg: Config) -> dict[str, Any]:
+    """The read-out sections of ``cfg``: what the prediction stages add to the model's."""
+    dump = cfg.model_dump(mode="json")
+    return {section: dump[section] for section in _READOUT_SECTIONS if section in dump}
+
+
 def _digest(*parts: Any) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -564,7 +589,10 @@ class Pipeline:
         }[cfg.kind]
         self._begin("train_detection", what)
         self._say_resources()
-        fp = _digest("detection", cfg, self._image_digest(images), annotations, list(voxel_size))
+        fp = _digest(
+            "detection", _training_view(cfg), self._image_digest(images), annotations,
+            list(voxel_size),
+        )
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
             model, history = train_detector(
@@ -603,7 +631,9 @@ class Pipeline:
             upstream = _digest("classical", cfg, list(np.asarray(voxel_size, float)))
         else:
             upstream = self._model_fingerprint("train_detection")
-        fp = _digest("detect", upstream, self._image_digest(images), annotations)
+        fp = _digest(
+            "detect", upstream, _readout_view(cfg), self._image_digest(images), annotations
+        )
 
         blockwise = self.config.blockwise
         if blockwise is not None and cfg.kind != "ellipsoid":
@@ -689,7 +719,10 @@ class Pipeline:
         links = self._links_of(annotations, f"{kind} training")
         self._begin("train_motion", f"{kind} network from {_approved_links(annotations)} links")
         self._say_resources()
-        fp = _digest("motion", cfg, self._image_digest(images), annotations, list(voxel_size))
+        fp = _digest(
+            "motion", _training_view(cfg), self._image_digest(images), annotations,
+            list(voxel_size),
+        )
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
             model, history = train_motion_model(
@@ -724,7 +757,8 @@ class Pipeline:
         )
         self._say_resources()
         fp = _digest(
-            "joint", det, motion, self._image_digest(images), annotations, list(voxel_size)
+            "joint", _training_view(det), _training_view(motion), self._image_digest(images),
+            annotations, list(voxel_size),
         )
 
         def train(partial: Path, final: Path) -> tuple[Any, Any]:
@@ -745,6 +779,7 @@ class Pipeline:
         fp = _digest(
             "parents",
             self._model_fingerprint("train_motion"),
+            _readout_view(self.config.motion),
             self._stages["detect"]["fingerprint"],
         )
 

@@ -78,6 +78,23 @@ def test_run_writes_outputs_provenance_and_reuses_stages(tmp_path, tiny, caplog)
     prov = json.loads((tmp_path / "provenance.json").read_text())["stages"]
     assert prov["train_detection"]["reused"] and not prov["candidates"]["reused"]
 
+    # changed read-out settings (tiles, spot threshold) redo the prediction, not the training
+    det, flow = cfg.detection, cfg.motion
+    readout = cfg.model_copy(
+        update={
+            "detection": det.model_copy(
+                update={"spots": det.spots.model_copy(update={"threshold": 0.4})}
+            ),
+            "motion": flow.model_copy(
+                update={"predict": flow.predict.model_copy(update={"overlap": (1, 4, 4)})}
+            ),
+        }
+    )
+    Pipeline(readout, tmp_path).run(data.image, annotations, voxel_size=data.voxel_size)
+    prov = json.loads((tmp_path / "provenance.json").read_text())["stages"]
+    assert prov["train_detection"]["reused"] and prov["train_motion"]["reused"]
+    assert not prov["detect"]["reused"] and not prov["predict_motion"]["reused"]
+
 
 def test_run_from_files_named_in_config(tmp_path, tiny):
     data, annotations = tiny
