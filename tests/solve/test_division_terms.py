@@ -309,3 +309,43 @@ def test_refine_factor_is_a_bounded_power_of_two():
             assert f * (np.abs(costs).sum() + 1) <= 2.0**52
     assert refine_factor(np.full(10, 1e3)) == 2**20
     assert refine_factor(np.full(10, 1e15)) == 2**10
+
+
+@pytest.mark.parametrize("seed", [6, 7, 8])
+@pytest.mark.parametrize("weights", range(len(PRESOLVE_WEIGHTS)))
+def test_dominated_lone_edges_keep_the_brute_force_optimum(seed, weights):
+    # pairs only among each mother's two cheapest children: the other edges can only be
+    # a lone child, and the long ones never pay for it
+    cfg = ILPConfig(
+        node_offset=-5.0, edge_weight=0.8, appear_cost=1.5, disappear_cost=1.0,
+        division_max_cos=1.0, division_max_children=2, **PRESOLVE_WEIGHTS[weights],
+    )
+    graph = tiny_graph(seed, sizes=(1, 3, 3, 1))
+    best, _ = brute_force_minimum(cfg, graph)
+    result = ILPLinker(cfg).link(graph)
+    assert result.stats["presolve_dropped_edges"] > 0
+    assert result.status.value == "optimal"
+    assert result.objective == pytest.approx(best, abs=1e-4)
+
+
+def test_dominated_lone_edges_respect_the_persistence_slack_and_pins():
+    from celltrack.solve.ilp.linker import build_model
+    from celltrack.solve.ilp.presolve import dominated_lone_edges
+
+    graph = tiny_graph(6, sizes=(1, 3, 3, 1))
+    p = LinkingProblem.from_graph(graph)
+    base = dict(node_offset=-4.0, edge_weight=0.8, appear_cost=1.5, disappear_cost=1.0,
+                division_max_cos=1.0, division_max_children=2)
+
+    def lone(**costs):
+        model = build_model(p, ILPConfig(**base, **costs))
+        return dominated_lone_edges(model, p, model.ub.copy()), model.aux["pair"]
+
+    (cheap, pairs), (dear, _) = lone(short_daughter_cost=0.1), lone(short_daughter_cost=50.0)
+    assert cheap.sum() > 0 and dear.sum() == 0
+    assert lone(short_daughter_cost=0.1, short_track_cost=50.0)[0].sum() == 0
+    assert not cheap[pairs.edge1].any() and not cheap[pairs.edge2].any()  # pair edges stay
+    pinned = TrackGraph(graph.nodes, {**graph.edges, "pin": np.ones(graph.num_edges, np.int8)})
+    pp = LinkingProblem.from_graph(pinned)
+    model = build_model(pp, ILPConfig(**base, short_daughter_cost=0.1))
+    assert dominated_lone_edges(model, pp, model.ub.copy()).sum() == 0

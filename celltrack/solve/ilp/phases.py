@@ -42,7 +42,13 @@ from celltrack.solve.ilp.local import (
 )
 from celltrack.solve.ilp.lp import LPResult, reduced_cost_fixing, solve_lp
 from celltrack.solve.ilp.model import StandardModel
-from celltrack.solve.ilp.presolve import Restricted, dominated_edges, dominated_pairs, restrict
+from celltrack.solve.ilp.presolve import (
+    Restricted,
+    dominated_edges,
+    dominated_lone_edges,
+    dominated_pairs,
+    restrict,
+)
 from celltrack.solve.ilp.problem import LinkingProblem
 from celltrack.solve.ilp.short_daughter_cut import fix_with_pairs
 from celltrack.solve.validate import bool_mask
@@ -183,8 +189,10 @@ def presolve(search: Search, dominance: bool, pairs: bool = False) -> None:
         Drop dominated edges (:func:`.presolve.dominated_edges`; valid for the built-in
         terms only).
     pairs : bool
-        Drop dominated candidate divisions (:func:`.presolve.dominated_pairs`; valid for
-        the config's own terms, it checks the blocks itself).
+        Drop dominated candidate divisions (:func:`.presolve.dominated_pairs`), then the
+        edges in no candidate division left that can never pay off as a lone child
+        (:func:`.presolve.dominated_lone_edges`); valid for the config's own terms, both
+        check the blocks themselves.
     """
     model = search.model
     pinned = restrict(model, search.lb, search.ub)
@@ -199,6 +207,9 @@ def presolve(search: Search, dominance: bool, pairs: bool = False) -> None:
         drop = dominated_pairs(model, search.problem)
         search.ub[np.flatnonzero(drop) + model.blocks["pair"].start] = 0
         search.stats["presolve_dropped_pairs"] = int(drop.sum())
+        drop = dominated_lone_edges(model, search.problem, search.ub)
+        search.ub[np.flatnonzero(drop) + model.blocks["edge"].start] = 0
+        search.stats["presolve_dropped_edges"] = int(drop.sum())
     fix_with_pairs(model, search.ub)
     search.timings["presolve"] = time.perf_counter() - t0
 

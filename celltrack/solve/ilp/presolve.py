@@ -2,6 +2,8 @@
 
 - :func:`dominated_edges`: an edge whose total coefficient can never pay off is fixed to 0.
 - :func:`dominated_pairs`: a candidate division that can never pay off is fixed to 0.
+- :func:`dominated_lone_edges`: with candidate divisions, an edge in none of them whose
+  cost can never pay off as a mother's only child is fixed to 0.
 - :func:`restrict`: substitute fixed variables, drop empty and redundant rows.
 """
 
@@ -15,7 +17,13 @@ from scipy import sparse
 from celltrack.solve.ilp.model import StandardModel
 from celltrack.solve.ilp.problem import LinkingProblem
 
-__all__ = ["Restricted", "dominated_edges", "dominated_pairs", "restrict"]
+__all__ = [
+    "Restricted",
+    "dominated_edges",
+    "dominated_lone_edges",
+    "dominated_pairs",
+    "restrict",
+]
 
 
 def dominated_edges(model: StandardModel, problem: LinkingProblem) -> np.ndarray:
@@ -100,6 +108,73 @@ def dominated_pairs(model: StandardModel, problem: LinkingProblem) -> np.ndarray
     for edge in (pairs.edge1, pairs.edge2):
         drop |= (lb[e + edge] == 0) & (base + c[e + edge] >= slack)
     return drop & movable
+
+
+def _persistence_slack(model: StandardModel) -> int:
+    """``2 · max(0, max c_q) + max(0, max c_sd)``: the most that making one track end
+    earlier and one start later can add through the short-track and short-daughter
+    variables (cost units)."""
+    c = model.c
+    slack = 0
+    for block, times in (("short_track", 2), ("short_daughter", 1)):
+        if block in model.blocks:
+            q = c[model.blocks[block]]
+            slack += times * max(0, int(q.max())) if q.size else 0
+    return slack
+
+
+def dominated_lone_edges(
+    model: StandardModel, problem: LinkingProblem, ub: np.ndarray
+) -> np.ndarray:
+    """Edges in no free candidate division that some optimal solution leaves out, bool (E,).
+
+    With a ``pair`` block a mother divides only along a taken pair and every selected
+    child of a dividing mother is in it (:mod:`.pair_definition`), so an edge
+    e = (u → w) that is in no pair with ``ub > 0`` can only be selected as u's only child.
+    Dropping it from any feasible solution keeps it feasible (w becomes a track start, u
+    ends; no division appears or vanishes) and changes the objective by
+    ``−c_e + c_X,u + ΔS``, ``c_e`` the edge's total coefficient (its cost minus w's
+    track-start cost, which the appear expression moves onto edges), ``c_X,u`` u's
+    disappear cost. Only u's track (now ending at u) and w's (now starting at w) change
+    shape, so the short-track variables add at most ``2 · max(0, max c_q)`` and the
+    short-daughter variables at most ``max(0, max c_sd)`` (u's track may now end within
+    k frames of its division; the shared-child cut variables carry no cost). If
+    ``c_e ≥ max(0, c_X,u) + ΔS`` the change is ≤ 0; each move removes one edge and
+    creates no division, so applied to every such edge in turn it turns an optimal
+    solution (with the pairs fixed by :func:`dominated_pairs` off) into one without them,
+    and ``y_e = 0`` may be fixed for all at once. Only valid for the blocks in
+    :data:`PAIR_DOMINANCE_BLOCKS`; pinned edges are never touched.
+
+    Parameters
+    ----------
+    model : StandardModel
+        Integer model with a ``pair`` block.
+    problem : LinkingProblem
+    ub : ndarray of int64, shape (V,)
+        Current upper bounds (pairs fixed to 0 have ``ub = 0``).
+
+    Returns
+    -------
+    ndarray of bool, shape (E,)
+        True where ``y_e = 0`` may be fixed (all False without a ``pair`` block or with
+        blocks the argument does not cover).
+    """
+    none = np.zeros(problem.num_edges, bool)
+    if "pair" not in model.blocks or not PAIR_DOMINANCE_BLOCKS.issuperset(model.blocks):
+        return none
+    pairs = model.aux["pair"]
+    free_pair = ub[model.blocks["pair"]] > 0
+    in_pair = none.copy()
+    in_pair[pairs.edge1[free_pair]] = True
+    in_pair[pairs.edge2[free_pair]] = True
+    c, e = model.c, model.blocks["edge"]
+    worst = np.zeros(problem.num_nodes, np.int64)
+    may_end = np.ones(problem.num_nodes, bool)
+    if "disappear" in model.blocks:
+        worst = np.maximum(worst, c[model.blocks["disappear"]])
+        may_end = ub[model.blocks["disappear"]] > 0
+    free = (model.lb[e] == 0) & (ub[e] > 0) & may_end[problem.src]
+    return free & ~in_pair & (c[e] >= worst[problem.src] + _persistence_slack(model))
 
 
 @dataclass
