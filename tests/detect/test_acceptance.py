@@ -44,13 +44,18 @@ def test_five_annotated_nuclei_beat_prior_only_in_all_frames():
     trainer = DetectionTrainer(model, cfg)
     start = time.process_time()
     trainer.prior(data.image)
+    # detection as the pipeline runs it: the annotations calibrate the centre threshold
+    # (without them, 0.5 passes a few dozen faint blobs at 0.50-0.54 whose count swings
+    # with the CPU's float kernels: DET 0.89 on one machine, above 0.9 on another)
     prior_only = evaluate(
-        data.gt, detect(model, data.image, cfg=cfg, progress=False), max_distance=radius
+        data.gt,
+        detect(model, data.image, cfg=cfg, annotations=ann, progress=False),
+        max_distance=radius,
     ).aogm
     trainer.incremental(data.image, ann, frame=int(ann.t[0]), steps=STEPS)
     cpu_seconds = time.process_time() - start
     assert cpu_seconds <= 60, f"training took {cpu_seconds:.0f} s of CPU"
-    pred = detect(model, data.image, cfg=cfg, progress=False)
+    pred = detect(model, data.image, cfg=cfg, annotations=ann, progress=False)
     assert set(np.unique(pred.t)) == set(range(data.image.shape[0]))
     trained = evaluate(data.gt, pred, max_distance=radius).aogm
     assert trained.det >= 0.90, trained
