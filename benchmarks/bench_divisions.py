@@ -301,7 +301,11 @@ def main() -> None:
     parser.add_argument("--test", nargs="+", default=["Pm02", "Pm03"])
     parser.add_argument("--perturbations", nargs="+", default=list(PERTURBATIONS))
     parser.add_argument("--max-iterations", type=int, default=100)
-    parser.add_argument("--latent-rounds", type=int, default=1)
+    parser.add_argument(
+        "--latent-rounds", type=int, default=3,
+        help="imputation rounds of the sparse fit (fit_costs' default; in one trial on the "
+        "uniform perturbation 1 round gave division F1 0.66 / 0.51, 3 rounds 0.69 / 0.63)",
+    )
     parser.add_argument("--synthetic-only", action="store_true",
                         help="only the synthetic embryo (no ASTEC)")
     args = parser.parse_args()
