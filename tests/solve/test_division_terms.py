@@ -259,13 +259,19 @@ PRESOLVE_WEIGHTS = [
 ]
 
 
+def presolve_config(weights: int, max_children: int) -> ILPConfig:
+    """Costs of the presolve brute-force tests: ``PRESOLVE_WEIGHTS[weights]``, pairs among
+    each mother's ``max_children`` cheapest children."""
+    return ILPConfig(
+        node_offset=-5.0, edge_weight=0.8, appear_cost=1.5, disappear_cost=1.0,
+        division_max_cos=1.0, division_max_children=max_children, **PRESOLVE_WEIGHTS[weights],
+    )
+
+
 @pytest.mark.parametrize("seed", [6, 7, 8])
 @pytest.mark.parametrize("weights", range(len(PRESOLVE_WEIGHTS)))
 def test_dominated_pairs_keep_the_brute_force_optimum(seed, weights):
-    cfg = ILPConfig(
-        node_offset=-5.0, edge_weight=0.8, appear_cost=1.5, disappear_cost=1.0,
-        division_max_cos=1.0, division_max_children=4, **PRESOLVE_WEIGHTS[weights],
-    )
+    cfg = presolve_config(weights, max_children=4)
     graph = tiny_graph(seed)
     best, _ = brute_force_minimum(cfg, graph)
     result = ILPLinker(cfg).link(graph)
@@ -316,10 +322,7 @@ def test_refine_factor_is_a_bounded_power_of_two():
 def test_dominated_lone_edges_keep_the_brute_force_optimum(seed, weights):
     # pairs only among each mother's two cheapest children: the other edges can only be
     # a lone child, and the long ones never pay for it
-    cfg = ILPConfig(
-        node_offset=-5.0, edge_weight=0.8, appear_cost=1.5, disappear_cost=1.0,
-        division_max_cos=1.0, division_max_children=2, **PRESOLVE_WEIGHTS[weights],
-    )
+    cfg = presolve_config(weights, max_children=2)
     graph = tiny_graph(seed, sizes=(1, 3, 3, 1))
     best, _ = brute_force_minimum(cfg, graph)
     result = ILPLinker(cfg).link(graph)

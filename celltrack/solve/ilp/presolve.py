@@ -51,6 +51,14 @@ def dominated_edges(model: StandardModel, problem: LinkingProblem) -> np.ndarray
     return free & (ce >= worst[problem.src])
 
 
+def _largest_positive_cost(model: StandardModel, block: str) -> int:
+    """``max(0, max c)`` over the variables of ``block`` (0 without the block; cost units)."""
+    if block not in model.blocks:
+        return 0
+    costs = model.c[model.blocks[block]]
+    return max(0, int(costs.max())) if costs.size else 0
+
+
 #: blocks whose costs :func:`dominated_pairs` accounts for
 PAIR_DOMINANCE_BLOCKS = frozenset(
     {"node", "edge", "split", "disappear", "pair", "short_track", "short_daughter",
@@ -97,10 +105,7 @@ def dominated_pairs(model: StandardModel, problem: LinkingProblem) -> np.ndarray
     c, lb = model.c, model.lb
     if "short_daughter" in model.blocks and np.any(c[model.blocks["short_daughter"]] < 0):
         return np.zeros(pairs.size, bool)
-    slack = 0
-    if "short_track" in model.blocks:
-        q = c[model.blocks["short_track"]]
-        slack = 2 * max(0, int(q.max())) if q.size else 0
+    slack = 2 * _largest_positive_cost(model, "short_track")
     e, s, pv = model.blocks["edge"].start, model.blocks["split"].start, model.blocks["pair"]
     base = c[pv] + c[s + pairs.mother]
     movable = (lb[pv] == 0) & (lb[s + pairs.mother] == 0)
@@ -110,17 +115,6 @@ def dominated_pairs(model: StandardModel, problem: LinkingProblem) -> np.ndarray
     return drop & movable
 
 
-def _persistence_slack(model: StandardModel) -> int:
-    """``2 · max(0, max c_q) + max(0, max c_sd)``: the most that making one track end
-    earlier and one start later can add through the short-track and short-daughter
-    variables (cost units)."""
-    c = model.c
-    slack = 0
-    for block, times in (("short_track", 2), ("short_daughter", 1)):
-        if block in model.blocks:
-            q = c[model.blocks[block]]
-            slack += times * max(0, int(q.max())) if q.size else 0
-    return slack
 
 
 def dominated_lone_edges(
@@ -174,7 +168,11 @@ def dominated_lone_edges(
         worst = np.maximum(worst, c[model.blocks["disappear"]])
         may_end = ub[model.blocks["disappear"]] > 0
     free = (model.lb[e] == 0) & (ub[e] > 0) & may_end[problem.src]
-    return free & ~in_pair & (c[e] >= worst[problem.src] + _persistence_slack(model))
+    # u's track may end within k frames of its start or of its division, w's may be short
+    slack = 2 * _largest_positive_cost(model, "short_track") + _largest_positive_cost(
+        model, "short_daughter"
+    )
+    return free & ~in_pair & (c[e] >= worst[problem.src] + slack)
 
 
 @dataclass
