@@ -78,13 +78,14 @@ def write_movie(root: Path, gib: float) -> dict:
             "match_distance_um": float(data.config.radius_um)}
 
 
-def config(workdir: Path, workers: int):
-    """The demo's CPU settings with every stage block-wise on ``workers`` processes."""
+def config(workdir: Path, workers: int, method: str = "elephant"):
+    """The demo's CPU settings (``method``: its models) with every stage block-wise on
+    ``workers`` processes."""
     from celltrack.config.nn import BlockwisePredictConfig
     from celltrack.config.pipeline import PipelineBlockwiseConfig
     from celltrack.demo import demo_config
 
-    cfg = demo_config(workdir, quick=False)
+    cfg = demo_config(workdir, quick=False, method=method)
     blockwise = PipelineBlockwiseConfig(
         block_size=(5, None, 500.0, 500.0),
         context=(2, None, 60.0, 60.0),
@@ -100,7 +101,7 @@ def config(workdir: Path, workers: int):
     return cfg.model_copy(update={"blockwise": blockwise, "output": output, "progress": False})
 
 
-def run_pipeline(root: Path, workdir: Path, workers: int) -> dict:
+def run_pipeline(root: Path, workdir: Path, workers: int, method: str) -> dict:
     """One Pipeline run (in this process); its summary is written to workdir/summary.json."""
     import resource
 
@@ -111,7 +112,7 @@ def run_pipeline(root: Path, workdir: Path, workers: int) -> dict:
     meta = json.loads((root / "meta.json").read_text())
     vs = meta["voxel_size_um"]
     start = time.perf_counter()
-    result = Pipeline(config(workdir, workers), workdir).run(
+    result = Pipeline(config(workdir, workers, method), workdir).run(
         str(root / "movie.zarr"),
         read_geff(root / "annotations.geff"),
         voxel_size=vs,
@@ -139,17 +140,17 @@ def run_pipeline(root: Path, workdir: Path, workers: int) -> dict:
     return summary
 
 
-def run_killed(root: Path, workdir: Path, workers: int, share: float) -> float:
+def run_killed(root: Path, workdir: Path, workers: int, share: float, method: str) -> float:
     """Start a run in a subprocess and SIGKILL it once ``share`` of the blocks are done."""
     meta = json.loads((root / "meta.json").read_text())
     t, z, y, x = meta["shape"]
     core = (TILE_SHAPE[0], *BLOCK_YX)
     total = t * math.prod(math.ceil(s / c) for s, c in zip((z, y, x), core))
-    cmd = [sys.executable, __file__, "--one", str(root), str(workdir), str(workers)]
+    cmd = [sys.executable, __file__, "--one", str(root), str(workdir), str(workers), method]
     proc = subprocess.Popen(cmd, start_new_session=True)
     start = time.perf_counter()
     while proc.poll() is None:
-        done = len(list(workdir.glob("blocks/detect-*/probabilities.zarr/_blocks/*")))
+        done = len(list(workdir.glob("blocks/detect-*/prediction.zarr/_blocks/*")))
         if done >= share * total:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -163,11 +164,16 @@ def main() -> None:
     parser.add_argument("--gib", type=float, default=0.25, help="uncompressed movie size")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--kill-at", type=float, default=0.4, help="share of blocks done")
-    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--method", choices=("elephant", "linajea"), default="elephant",
+        help="the demo's models: ELEPHANT's ellipsoid U-Net and flow, or Linajea's cell "
+        "indicator and movement vectors",
+    )
+    parser.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        root, workdir, workers = args.one
-        run_pipeline(Path(root), Path(workdir), int(workers))
+        root, workdir, workers, method = args.one
+        run_pipeline(Path(root), Path(workdir), int(workers), method)
         return
     with tempfile.TemporaryDirectory(prefix="ct-large-") as tmp:
         root = Path(tmp)
@@ -175,11 +181,11 @@ def main() -> None:
         meta = write_movie(root, args.gib)
         (root / "meta.json").write_text(json.dumps(meta))
         write_s = time.perf_counter() - t0
-        killed_after = run_killed(root, root / "resumed", args.workers, args.kill_at)
-        resumed = run_pipeline(root, root / "resumed", args.workers)
+        killed_after = run_killed(root, root / "resumed", args.workers, args.kill_at, args.method)
+        resumed = run_pipeline(root, root / "resumed", args.workers, args.method)
         # the uninterrupted run reuses the trained networks (training is not what is compared)
         shutil.copytree(root / "resumed" / "models", root / "fresh" / "models")
-        fresh = run_pipeline(root, root / "fresh", args.workers)
+        fresh = run_pipeline(root, root / "fresh", args.workers, args.method)
         from celltrack.io import read_geff
 
         same = read_geff(root / "resumed" / "tracks.geff").equals(
@@ -188,10 +194,12 @@ def main() -> None:
     voxels = float(np.prod(meta["shape"]))
     stage = fresh["stage_s"]
     rows = [{
+        "method": args.method,
         "movie": "x".join(map(str, meta["shape"])),
         "GiB": round(meta["gib"], 2),
         "write_s": round(write_s, 1),
         "detect_s_per_1e9_voxels": stage.get("detect", 0) / voxels * 1e9,
+        "motion_s_per_1e9_voxels": stage.get("predict_motion", 0) / voxels * 1e9,
         "link_s_per_1e5_nodes": (stage.get("candidates", 0) + stage.get("link", 0))
         / max(fresh["nodes"], 1) * 1e5,
         "worker_peak_MiB": round(max(fresh["worker_peak_rss_mib"], resumed["worker_peak_rss_mib"])),
@@ -203,8 +211,8 @@ def main() -> None:
         "resumed_equals_fresh": same,
     }]
     print_table(rows, "Whole pipeline block-wise (2 GiB per worker is the cap to meet)")
-    write_json("larger_than_memory", {"movie": meta, "rows": rows, "resumed": resumed,
-                                      "fresh": fresh})
+    name = "larger_than_memory" + ("" if args.method == "elephant" else f"_{args.method}")
+    write_json(name, {"movie": meta, "rows": rows, "resumed": resumed, "fresh": fresh})
 
 
 if __name__ == "__main__":

@@ -636,18 +636,23 @@ class Pipeline:
         )
 
         blockwise = self.config.blockwise
-        if blockwise is not None and cfg.kind != "ellipsoid":
+        if blockwise is not None and classical:
             self._say(
-                f"   detection.kind: {cfg.kind} runs frame by frame (block-wise prediction "
-                "covers the ellipsoid U-Net and the flow model)"
+                "   detection.kind: classical runs frame by frame (block-wise prediction "
+                "covers the networks)"
             )
 
         def compute() -> TrackGraph:
-            if blockwise is not None and cfg.kind == "ellipsoid":
-                from celltrack.scale.detect import detect_blockwise
+            if blockwise is not None and not classical:
+                from celltrack.scale.detect import (
+                    PREDICTION_STORE,
+                    detect_blockwise,
+                    detect_indicator_blockwise,
+                )
 
                 store = self._path(f"blocks/detect-{fp}")
-                spots = detect_blockwise(
+                run = detect_indicator_blockwise if cfg.kind == "indicator" else detect_blockwise
+                spots = run(
                     model,
                     images,
                     cfg,
@@ -658,7 +663,7 @@ class Pipeline:
                     executor=blockwise.executor,
                     progress=self.config.progress,
                 )
-                shutil.rmtree(store / "probabilities.zarr", ignore_errors=True)
+                shutil.rmtree(store / PREDICTION_STORE, ignore_errors=True)
                 return spots
             return detect_spots(
                 model,
@@ -784,12 +789,9 @@ class Pipeline:
         )
 
         blockwise = self.config.blockwise
-        flow = getattr(self.config.motion, "kind", "flow") == "flow" and not is_joint(
-            self.config.motion
-        )
 
         def compute() -> TrackGraph:
-            if blockwise is not None and flow:
+            if blockwise is not None:
                 from celltrack.scale.detect import predict_parents_blockwise
 
                 store = self._path(f"blocks/motion-{fp}")

@@ -50,9 +50,12 @@ from celltrack.nn.windows import frame_window
 from celltrack.progress import progress_bar
 
 __all__ = [
+    "calibrated_sizes",
+    "calibrated_threshold",
     "detect_indicator",
     "indicator_spots",
     "predict_indicator",
+    "spots_from_maxima",
 ]
 
 logger = logging.getLogger(__name__)
@@ -163,12 +166,47 @@ def indicator_spots(
     """
     vs = np.asarray(voxel_size, float)
     vox, scores = indicator_maxima(indicator, vs, nms.window_um, nms.threshold)
+    return spots_from_maxima(vox, scores, vs, nms, t=t)
+
+
+def spots_from_maxima(
+    vox: np.ndarray,
+    scores: np.ndarray,
+    voxel_size: Sequence[float],
+    nms: IndicatorNMSConfig,
+    *,
+    t: int = 0,
+) -> TrackGraph:
+    """The spot graph of one frame's indicator maxima (as :func:`indicator_spots` gives it).
+
+    Parameters
+    ----------
+    vox : ndarray of int, shape (N, 3)
+        Voxel indices (z, y, x) of the maxima, in the order the nodes get.
+    scores : ndarray, shape (N,)
+        Indicator values there (float32 as :func:`~celltrack.detect.nms.indicator_maxima`
+        gives them).
+    voxel_size : sequence of 3 float
+        (z, y, x) µm.
+    nms : IndicatorNMSConfig
+        ``point_radius_um`` sets the sphere covariances.
+    t : int
+        Frame of the spots.
+
+    Returns
+    -------
+    TrackGraph
+        Nodes ``t, z, y, x`` (µm = voxel index · voxel size), ``covariance`` (µm²),
+        ``score`` and ``tag`` (``"unlabeled"``).
+    """
+    vs = np.asarray(voxel_size, float)
+    vox = np.asarray(vox).reshape(-1, 3)
     n = len(scores)
     return TrackGraph.from_positions(
         np.full(n, int(t), np.int64),
         vox.astype(np.float64) * vs,
         covariance=sphere_covariances(n, nms.point_radius_um),
-        score=scores.astype(np.float64),
+        score=np.asarray(scores).astype(np.float64),
         tag=np.full(n, "unlabeled", dtype="<U9"),
     )
 
@@ -179,6 +217,58 @@ def _merge_config(cfg: IndicatorConfig) -> DetectionConfig:
         labels=LabelConfig(point_radius_um=cfg.nms.point_radius_um),
         spots=SpotConfig(suppression_distance_um=cfg.nms.suppression_distance_um),
     )
+
+
+def calibrated_sizes(
+    cfg: IndicatorConfig,
+    annotations: TrackGraph | None,
+    frames: Sequence[int],
+    voxel_size: Sequence[float],
+    *,
+    two_d: bool,
+) -> tuple[IndicatorConfig, dict[str, Any] | None, list[int]]:
+    """With ``cfg.nms.calibrate`` and annotations: the NMS sizes from the annotated nuclei.
+
+    Returns
+    -------
+    cfg : IndicatorConfig
+        With the calibrated window, spot radius and suppression distance.
+    calibration : dict or None
+        What was calibrated (None when nothing was).
+    annotated : list of int
+        The frames among ``frames`` holding reviewed annotations: their indicator maps
+        choose the threshold (:func:`calibrated_threshold`).
+    """
+    if annotations is None or not annotations.num_nodes or not cfg.nms.calibrate:
+        return cfg, None, []
+    nms = calibrate_nms(cfg.nms, annotations, voxel_size, two_d=two_d)
+    calibration: dict[str, Any] = {
+        "sizes_calibrated": nms != cfg.nms,
+        "window_um": list(nms.window_um),
+        "point_radius_um": nms.point_radius_um,
+        "suppression_distance_um": nms.suppression_distance_um,
+    }
+    reviewed = np.isin(tags_of(annotations, default=Tag.TP), REVIEWED)
+    marked = set(np.unique(annotations.t[reviewed]).tolist())
+    annotated = [int(t) for t in frames if t in marked]
+    return cfg.model_copy(update={"nms": nms}), calibration, annotated
+
+
+def calibrated_threshold(
+    cfg: IndicatorConfig,
+    maps: dict[int, np.ndarray],
+    movie: ImageSeries,
+    annotations: TrackGraph,
+    calibration: dict[str, Any],
+) -> IndicatorConfig:
+    """``cfg`` with the NMS threshold chosen on the annotated frames' indicator ``maps``
+    ((Z, Y, X) each, by frame); ``calibration`` records it."""
+    backgrounds = indicator_backgrounds(movie, maps, annotations, cfg)
+    threshold, report = calibrate_indicator_threshold(
+        maps, annotations, movie.voxel_size, cfg, backgrounds=backgrounds
+    )
+    calibration.update(threshold=threshold, threshold_calibrated=report["calibrated"])
+    return cfg.model_copy(update={"nms": cfg.nms.model_copy(update={"threshold": threshold})})
 
 
 def detect_indicator(
@@ -251,36 +341,16 @@ def detect_indicator(
         raise InvalidInputError(
             f"annotations must be a TrackGraph, got {type(annotations).__name__}"
         )
-    two_d = movie.shape[1] == 1
-    calibration = None
-    if annotations is not None and annotations.num_nodes and cfg.nms.calibrate:
-        nms = calibrate_nms(cfg.nms, annotations, vs, two_d=two_d)
-        calibration = {
-            "sizes_calibrated": nms != cfg.nms,
-            "window_um": list(nms.window_um),
-            "point_radius_um": nms.point_radius_um,
-            "suppression_distance_um": nms.suppression_distance_um,
-        }
-        cfg = cfg.model_copy(update={"nms": nms})
-    annotated: list[int] = []
-    if calibration is not None and annotations is not None:
-        reviewed = np.isin(tags_of(annotations, default=Tag.TP), REVIEWED)
-        marked = set(np.unique(annotations.t[reviewed]).tolist())
-        annotated = [t for t in frame_list if t in marked]
+    cfg, calibration, annotated = calibrated_sizes(
+        cfg, annotations, frame_list, vs, two_d=movie.shape[1] == 1
+    )
     bar = progress_bar(total=len(frame_list), desc="detect", disable=not progress, leave=False)
     maps: dict[int, np.ndarray] = {}
     for t in annotated:  # calibration frames first: their maps choose the threshold
         maps[t] = predict_indicator(model, movie, t, cfg)
         bar.update()
-    if maps and annotations is not None:
-        backgrounds = indicator_backgrounds(movie, maps, annotations, cfg)
-        threshold, report = calibrate_indicator_threshold(
-            maps, annotations, vs, cfg, backgrounds=backgrounds
-        )
-        cfg = cfg.model_copy(update={"nms": cfg.nms.model_copy(update={"threshold": threshold})})
-        calibration.update(  # type: ignore[union-attr]
-            threshold=threshold, threshold_calibrated=report["calibrated"]
-        )
+    if maps and annotations is not None and calibration is not None:
+        cfg = calibrated_threshold(cfg, maps, movie, annotations, calibration)
     by_frame = {t: indicator_spots(m, vs, cfg.nms, t=t) for t, m in maps.items()}
     maps.clear()
     for t in frame_list:

@@ -20,7 +20,7 @@ import torch
 
 from celltrack.config.movement import MovementConfig
 from celltrack.errors import InvalidInputError, ShapeError
-from celltrack.flow.displace import PARENT_COLUMNS
+from celltrack.flow.displace import starting_parents, with_parents
 from celltrack.flow.movement_model import check_movement_model
 from celltrack.geometry import check_voxel_size
 from celltrack.graph import TrackGraph
@@ -118,6 +118,9 @@ def parents_from_vectors(
     vectors: np.ndarray,
     voxel_size: Sequence[float],
     edge_length: int = 1,
+    *,
+    origin: Sequence[int] = (0, 0, 0),
+    volume_shape: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Predicted parent positions of points of one frame from its movement vectors.
 
@@ -126,12 +129,18 @@ def parents_from_vectors(
     positions : ndarray, shape (N, 3)
         Point centres (z, y, x) in µm.
     vectors : ndarray, shape (3, Z, Y, X)
-        Movement vectors (µm) from :func:`predict_movement`.
+        Movement vectors (µm) from :func:`predict_movement`: the whole frame, or a box of
+        it (``origin``, ``volume_shape``) holding every voxel the points average.
     voxel_size : sequence of 3 float
         Voxel size (z, y, x) in µm.
     edge_length : int
         Odd side of the cube of voxels averaged around each point's voxel (voxels; a
         square in-plane on 2D+t data); voxels outside the volume are left out.
+    origin : sequence of 3 int
+        Voxel index (z, y, x) in the frame of ``vectors[:, 0, 0, 0]`` (a box read from a
+        store, as :func:`celltrack.scale.parents_from_vector_store` does).
+    volume_shape : sequence of 3 int, optional
+        (Z, Y, X) of the whole frame (default: ``vectors``' own, i.e. the whole frame).
 
     Returns
     -------
@@ -155,7 +164,8 @@ def parents_from_vectors(
     if edge_length < 1 or edge_length % 2 == 0:
         raise InvalidInputError(f"edge_length must be odd and ≥ 1 (voxels), got {edge_length}")
     pos = np.asarray(positions, np.float64).reshape(-1, 3)
-    shape = np.asarray(vectors.shape[1:])
+    shape = np.asarray(vectors.shape[1:] if volume_shape is None else volume_shape, np.int64)
+    lo = np.asarray(origin, np.int64)
     centre = np.clip(np.rint(pos / vs).astype(np.int64), 0, shape - 1)  # (N, 3)
     h = edge_length // 2
     span = [np.arange(-h, h + 1) if shape[d] > 1 else np.zeros(1, np.int64) for d in range(3)]
@@ -163,7 +173,13 @@ def parents_from_vectors(
     idx = centre[:, None, :] + offsets[None]  # (N, M, 3)
     inside = np.all((idx >= 0) & (idx < shape), axis=2)  # (N, M)
     idx = np.clip(idx, 0, shape - 1)
-    vec = vectors[:, idx[..., 0], idx[..., 1], idx[..., 2]]  # (3, N, M)
+    box = idx - lo
+    if box.size and (box.min() < 0 or np.any(box.max(axis=(0, 1)) >= vectors.shape[1:])):
+        raise ShapeError(
+            f"the vector box at {lo.tolist()} of shape {list(vectors.shape[1:])} does not hold "
+            "every voxel the points average; read a larger box"
+        )
+    vec = vectors[:, box[..., 0], box[..., 1], box[..., 2]]  # (3, N, M)
     guess = idx * vs + np.moveaxis(vec, 0, -1)  # (N, M, 3) µm
     w = inside[..., None].astype(np.float64)
     return (guess * w).sum(axis=1) / np.maximum(w.sum(axis=1), 1.0)
@@ -212,11 +228,7 @@ def predict_parents_movement(
     movie = as_movie(images, voxel_size=vs)
     check_movement_model(model, two_d=movie.shape[1] == 1)
     pos = spots.positions
-    parent = np.stack(
-        [np.asarray(spots.nodes[c], np.float64) if c in spots.nodes else pos[:, i]
-         for i, c in enumerate(PARENT_COLUMNS)],
-        axis=1,
-    )
+    parent, _ = starting_parents(spots, default_radius_um=1.0)
     todo = spots.frames if frames is None else np.asarray(list(frames), np.int64)
     todo = [int(t) for t in todo if 1 <= int(t) < movie.shape[0]]
     for t in progress_bar(todo, desc="movement", disable=not progress, leave=False):
@@ -225,7 +237,4 @@ def predict_parents_movement(
             continue
         field = predict_movement(model, movie, t, cfg)
         parent[rows] = parents_from_vectors(pos[rows], field, vs, cfg.predict.edge_length)
-    out = spots.copy()
-    for i, c in enumerate(PARENT_COLUMNS):
-        out.set_node_column(c, parent[:, i])
-    return out
+    return with_parents(spots, parent)

@@ -5,8 +5,9 @@ stages).
 the detector's probabilities go to a Zarr store block by block
 (:func:`~celltrack.scale.predict.predict_blockwise`), spots come from that store block by
 block (:func:`~celltrack.scale.spots.extract_spots_blockwise`), and reviewed annotations are
-merged as :func:`~celltrack.detect.detect` merges them. :func:`predict_parents_blockwise`
-does the same for the flow model and the spots' predicted parent positions. Both resume
+merged as :func:`~celltrack.detect.detect` merges them. :func:`detect_indicator_blockwise`
+does the same for Linajea's cell indicator, and :func:`predict_parents_blockwise` for the
+flow model or the movement vectors and the spots' predicted parent positions. All resume
 from their stores after an interruption.
 """
 
@@ -21,13 +22,23 @@ import numpy as np
 
 from celltrack.config.detection import DetectionConfig
 from celltrack.config.flow import FlowConfig
+from celltrack.config.indicator import IndicatorConfig
+from celltrack.config.movement import MovementConfig
 from celltrack.config.nn import BlockwisePredictConfig
 from celltrack.graph import TrackGraph
 from celltrack.graph.tags import REVIEWED, Tag, tags_of
 
-__all__ = ["detect_blockwise", "predict_parents_blockwise"]
+__all__ = [
+    "PREDICTION_STORE",
+    "detect_blockwise",
+    "detect_indicator_blockwise",
+    "predict_parents_blockwise",
+]
 
 logger = logging.getLogger(__name__)
+
+#: The detection store's subfolder holding the predicted maps (probabilities or indicator).
+PREDICTION_STORE = "prediction.zarr"
 
 #: Largest frame (voxels) whose centre map is loaded whole to calibrate the detection
 #: threshold on the annotated frames (64 Mi voxels: 256 MiB as float32).
@@ -58,7 +69,7 @@ def detect_blockwise(
         Normalisation, median correction and spot settings (as
         :func:`~celltrack.detect.detect`).
     store : str or Path
-        Folder for the probabilities (``probabilities.zarr``) and the per-block spots
+        Folder for the probabilities (:data:`PREDICTION_STORE`) and the per-block spots
         (``spots``); kept, so a rerun after an interruption continues where it stopped.
     predict : BlockwisePredictConfig, optional
         Block core, halo, GroupNorm handling, workers and threads.
@@ -114,7 +125,7 @@ def detect_blockwise(
     result = predict_blockwise(
         model,
         movie,
-        store / "probabilities.zarr",
+        store / PREDICTION_STORE,
         predict,
         normalization=cfg.normalize,
         median_correction=cfg.predict.median_correction,
@@ -163,11 +174,123 @@ def detect_blockwise(
     return spots
 
 
+def detect_indicator_blockwise(
+    model: Any,
+    images: Any,
+    cfg: IndicatorConfig,
+    store: str | Path,
+    *,
+    predict: BlockwisePredictConfig | None = None,
+    voxel_size: Sequence[float] | None = None,
+    annotations: TrackGraph | None = None,
+    executor: Any = "processes",
+    progress: bool = False,
+) -> TrackGraph:
+    """Detect nuclei as maxima of the cell indicator without holding a frame in memory.
+
+    :func:`~celltrack.detect.indicator_predict.detect_indicator` for movies larger than
+    memory: the indicator goes to a Zarr store block by block
+    (:func:`~celltrack.scale.predict.predict_blockwise`), its maxima are read off block by
+    block (:func:`~celltrack.scale.indicator_spots.extract_indicator_spots_blockwise`, the
+    whole-frame maxima exactly) and reviewed annotations are merged the same way.
+
+    Parameters
+    ----------
+    model : LinajeaUNet
+        Trained indicator model, or a joint model (its indicator head is used).
+    images : ImageSeries, path or array, shape (T, Z, Y, X)
+        The movie, read block by block.
+    cfg : IndicatorConfig
+        Normalisation, median correction and NMS settings.
+    store : str or Path
+        Folder for the indicator (:data:`PREDICTION_STORE`) and the per-block maxima
+        (``spots``); kept, so a rerun after an interruption continues where it stopped.
+    predict : BlockwisePredictConfig, optional
+        Block core, halo, workers and threads.
+    voxel_size : sequence of 3 float, optional
+        (z, y, x) µm; default the movie's.
+    annotations : TrackGraph, optional
+        Reviewed spots: with ``cfg.nms.calibrate`` they set the NMS sizes and, on frames of
+        at most :data:`CALIBRATION_MAX_VOXELS` voxels, the threshold (from the stored
+        indicator of the annotated frames), as in ``detect_indicator``.
+    executor : str, distributed.Client or executor
+        Where blocks run (``"processes"``, ``"serial"``, a dask Client or address).
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    TrackGraph
+        Spots as ``detect_indicator`` returns them (``attrs['blockwise']`` records the
+        store and the block statistics).
+    """
+    from celltrack.detect.api import _merge_annotations, collect_spots, stamp_spots
+    from celltrack.detect.indicator_predict import (
+        _merge_config,
+        calibrated_sizes,
+        calibrated_threshold,
+    )
+    from celltrack.io import as_movie
+    from celltrack.io.jsonable import to_json_value
+    from celltrack.scale.indicator_spots import extract_indicator_spots_blockwise
+    from celltrack.scale.predict import predict_blockwise
+
+    movie = as_movie(images, voxel_size=voxel_size)
+    vs = movie.voxel_size
+    store = Path(store)
+    predict = predict or BlockwisePredictConfig()
+    frames = list(range(movie.shape[0]))
+    cfg, calibration, annotated = calibrated_sizes(
+        cfg, annotations, frames, vs, two_d=movie.shape[1] == 1
+    )
+    result = predict_blockwise(
+        model,
+        movie,
+        store / PREDICTION_STORE,
+        predict,
+        normalization=cfg.normalize,
+        median_correction=cfg.predict.median_correction,
+        head="indicator",
+        executor=executor,
+        progress=progress,
+    )
+    if annotated and int(np.prod(movie.shape[1:])) <= CALIBRATION_MAX_VOXELS:
+        maps = {t: np.asarray(result.array[t, 0], np.float32) for t in annotated}
+        cfg = calibrated_threshold(cfg, maps, movie, annotations, calibration)
+        del maps
+    elif annotated:
+        logger.info(
+            "block-wise detection: frames of more than %d voxels are not loaded to calibrate "
+            "the indicator threshold; detection.nms.threshold = %.2f is used as set",
+            CALIBRATION_MAX_VOXELS, cfg.nms.threshold,
+        )
+        calibration["threshold_calibrated"] = False
+    spots = extract_indicator_spots_blockwise(
+        result.array,
+        vs,
+        cfg.nms,
+        block_shape=predict.block_shape,
+        executor=executor,
+        n_workers=predict.n_workers,
+        store=store / "spots",
+        progress=progress,
+    )
+    if not spots.num_nodes:
+        spots = collect_spots([])
+    if annotations is not None and annotations.num_nodes:
+        spots = _merge_annotations(spots, annotations, frames, _merge_config(cfg), vs)
+    if calibration is not None:
+        spots.attrs["calibration"] = calibration
+    stamp_spots(spots, vs, cfg)  # type: ignore[arg-type]
+    spots.attrs["blockwise"] = to_json_value({"store": store, "prediction": result.stats})
+    return spots
+
+
 def predict_parents_blockwise(
     model: Any,
     images: Any,
     spots: TrackGraph,
-    cfg: FlowConfig,
+    cfg: FlowConfig | MovementConfig,
     store: str | Path,
     *,
     predict: BlockwisePredictConfig | None = None,
@@ -175,20 +298,22 @@ def predict_parents_blockwise(
     executor: Any = "processes",
     progress: bool = False,
 ) -> TrackGraph:
-    """Add ``parent_z/y/x`` (µm) to every spot from flow predicted block by block.
+    """Add ``parent_z/y/x`` (µm) to every spot from flow or movement vectors predicted block
+    by block.
 
     Parameters
     ----------
-    model : FlowUNet
-        Trained flow model.
+    model : FlowUNet or LinajeaUNet
+        Trained flow model, or a model with a movement head (a joint model's is used).
     images : ImageSeries, path or array, shape (T, Z, Y, X)
         The movie, read block by block.
     spots : TrackGraph
         Detected spots (µm).
-    cfg : FlowConfig
-        Normalisation and label geometry (``label.min_voxels``, ``default_radius_um``).
+    cfg : FlowConfig or MovementConfig
+        Normalisation; flow: label geometry (``label.min_voxels``, ``default_radius_um``);
+        movement vectors: ``predict.edge_length``.
     store : str or Path
-        Folder for the flow (``flow.zarr``), kept for resuming.
+        Folder for the field (``flow.zarr`` or ``movement.zarr``), kept for resuming.
     predict : BlockwisePredictConfig, optional
         Block core, halo, workers and threads.
     voxel_size : sequence of 3 float, optional
@@ -202,13 +327,33 @@ def predict_parents_blockwise(
     -------
     TrackGraph
         ``spots`` with the parent columns (frame-0 spots keep their position), equal to
-        :func:`celltrack.flow.predict_parents` given the same flow.
+        :func:`celltrack.flow.predict_parents` (or
+        :func:`~celltrack.flow.movement_predict.predict_parents_movement`) given the same
+        field.
     """
     from celltrack.io import as_movie
-    from celltrack.scale.parents import displace_from_store
+    from celltrack.scale.parents import displace_from_store, parents_from_vector_store
     from celltrack.scale.predict import predict_blockwise
 
     movie = as_movie(images, voxel_size=voxel_size)
+    if isinstance(cfg, MovementConfig):
+        result = predict_blockwise(
+            model,
+            movie,
+            Path(store) / "movement.zarr",
+            predict or BlockwisePredictConfig(),
+            normalization=cfg.normalize,
+            head="movement",
+            executor=executor,
+            progress=progress,
+        )
+        return parents_from_vector_store(
+            spots,
+            result.array,
+            movie.voxel_size,
+            edge_length=cfg.predict.edge_length,
+            progress=progress,
+        )
     result = predict_blockwise(
         model,
         movie,

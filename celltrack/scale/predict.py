@@ -1,4 +1,4 @@
-"""Block-wise prediction of detection probabilities and flow over chunked movies.
+"""Block-wise prediction of detection probabilities, flow, cell indicator and movement vectors.
 
 :func:`predict_blockwise` cuts every frame into blocks (:class:`~celltrack.scale.BlockGrid`:
 cores aligned to the network's downsampling factor, a halo of its receptive radius), runs
@@ -22,7 +22,8 @@ so its peak memory is bounded by the block size, not the frame size.
 
 Output layout (a Zarr v3 group at ``out``)::
 
-    out/prediction      float32/float16 (T, C, Z, Y, X), chunks (1, C, *block core)
+    out/prediction      float32/float16 (T, C, Z, Y, X), chunks (1, C, *block core); C is 3
+                        (detection classes, flow or movement in µm) or 1 (indicator)
     out/_manifest.json  fingerprint of model, movie, grid and settings
     out/_model.pt       the network (weights_only checkpoint)
     out/_stats/         per-frame normalisation (JSON) and GroupNorm statistics (npz)
@@ -63,7 +64,15 @@ __all__ = ["BlockwiseResult", "predict_blockwise"]
 
 logger = logging.getLogger(__name__)
 
-Kind = Literal["detection", "flow"]
+Kind = Literal["detection", "flow", "indicator", "movement"]
+
+#: Output channels of each kind, as named in the store's attributes.
+CHANNELS: dict[str, list[str]] = {
+    "detection": ["background", "periphery", "centre"],
+    "flow": ["flow_z_um", "flow_y_um", "flow_x_um"],
+    "indicator": ["indicator"],
+    "movement": ["movement_z_um", "movement_y_um", "movement_x_um"],
+}
 
 
 @dataclass
@@ -76,9 +85,10 @@ class BlockwiseResult:
         The output Zarr group.
     array : zarr.Array
         ``(T, C, Z, Y, X)`` predictions (opened read-only): detection probabilities of
-        background, periphery, centre; or backward flow in µm (z, y, x). Frames not
-        predicted (flow: frame 0) hold NaN.
-    kind : {'detection', 'flow'}
+        background, periphery, centre; backward flow in µm (z, y, x); the cell indicator
+        (C = 1); or movement vectors (parent centre − voxel, µm, z, y, x). Frames not
+        predicted (flow and movement: frame 0) hold NaN.
+    kind : {'detection', 'flow', 'indicator', 'movement'}
     frames : list of int
         Frames predicted.
     grid : BlockGrid
@@ -95,10 +105,27 @@ class BlockwiseResult:
 
 
 # ---------------------------------------------------------------------------- models
-def _model_kind(model: Any) -> Kind:
+def _model_kind(model: Any, head: str | None) -> Kind:
     from celltrack.detect.model import DetectionUNet
     from celltrack.flow.model import FlowUNet
+    from celltrack.nn.linajea_unet import LinajeaUNet
 
+    if isinstance(model, LinajeaUNet):
+        if head is None and len(model.heads) > 1:
+            raise InvalidInputError(
+                f"this LinajeaUNet has the heads {list(model.heads)}: pass head='indicator' or "
+                "head='movement' to say which map to predict"
+            )
+        head = head or model.heads[0]
+        if head not in model.heads:
+            raise InvalidInputError(
+                f"this LinajeaUNet has the heads {list(model.heads)}, not '{head}'"
+            )
+        return head  # type: ignore[return-value]
+    if head is not None:
+        raise InvalidInputError(
+            f"head= selects the map of a LinajeaUNet; a {type(model).__name__} has one output"
+        )
     if isinstance(model, FlowUNet):
         return "flow"
     if isinstance(model, DetectionUNet):
@@ -133,7 +160,11 @@ _MODELS: dict[str, tuple[Any, Any]] = {}  # token -> (model, NormStats), per pro
 def _save_model(model: Any, kind: Kind, path: Path) -> bool:
     from celltrack.detect.model import DetectionUNet, save_model
     from celltrack.flow.model import FlowUNet, save_flow_model
+    from celltrack.nn.linajea_unet import LinajeaUNet, save_linajea_model
 
+    if isinstance(model, LinajeaUNet):
+        save_linajea_model(path, model)
+        return True
     if isinstance(model, FlowUNet):
         save_flow_model(path, model)
         return True
@@ -156,6 +187,10 @@ def _load_model(ref: _ModelRef, device: str) -> tuple[Any, Any]:
         from celltrack.flow.model import load_flow_model
 
         model = load_flow_model(ref.path)
+    elif ref.kind in ("indicator", "movement"):
+        from celltrack.nn.linajea_unet import load_linajea_model
+
+        model = load_linajea_model(ref.path, heads=(ref.kind,))
     else:
         from celltrack.detect.model import load_model
 
@@ -198,6 +233,22 @@ class _Job:
     threads: int | None
     group_norm: str
     dtype: str
+    window: tuple[int, int] = (0, 0)  # LinajeaUNet: frames before and after t
+
+    def input_frames(self, t: int) -> list[int]:
+        """The frames the network reads for frame ``t``, in channel order."""
+        return _input_frames(self.kind, t, int(self.series.shape[0]), self.window)
+
+
+def _input_frames(kind: Kind, t: int, n_t: int, window: tuple[int, int]) -> list[int]:
+    """Flow: t−1 and t; a LinajeaUNet: its window around t (clamped); detection: t."""
+    if kind == "flow":
+        return [t - 1, t]
+    if kind in ("indicator", "movement"):
+        from celltrack.nn.windows import window_frames
+
+        return window_frames(t, n_t, window)
+    return [t]
 
 
 def _set_threads(threads: int | None) -> None:
@@ -227,9 +278,9 @@ def _block_input(job: _Job, t: int, block: Block, norms: dict[int, FrameNormaliz
     from celltrack.io.images import read_block
 
     z0 = block.read[0].start
-    frames = [t - 1, t] if job.kind == "flow" else [t]
     chans = [
-        apply_normalization(read_block(job.series, f, block.read), norms[f], z0) for f in frames
+        apply_normalization(read_block(job.series, f, block.read), norms[f], z0)
+        for f in job.input_frames(t)
     ]
     dtype = getattr(torch, job.model.dtype)
     return torch.from_numpy(np.stack(chans)[None]).to(device=job.device, dtype=dtype)
@@ -272,6 +323,13 @@ def _forward(job: _Job, model: Any, x: Any) -> Any:
         from celltrack.detect.detector import class_scores
 
         return torch.softmax(class_scores(model, x), dim=1)
+    if job.kind == "indicator":
+        return model(x)[:, model.channels("indicator")]
+    if job.kind == "movement":
+        out = model(x)[:, model.channels("movement")]
+        vectors = torch.zeros((out.shape[0], 3, *out.shape[2:]), dtype=out.dtype, device=out.device)
+        vectors[:, model.movement_axes] = out
+        return vectors
     out = model(x)
     scale = torch.as_tensor(model.max_displacement_um, dtype=out.dtype, device=out.device)
     flow = torch.zeros((out.shape[0], 3, *out.shape[2:]), dtype=out.dtype, device=out.device)
@@ -381,6 +439,13 @@ def _gn_file(path: Path, t: int) -> Path:
     return path / "_stats" / f"gn_t{t:06d}.npz"
 
 
+def _norms_of(
+    job: _Job, t: int, norms: dict[int, FrameNormalization]
+) -> dict[int, FrameNormalization]:
+    """The normalisations of the frames the network reads for frame ``t`` (sent per task)."""
+    return {f: norms[f] for f in job.input_frames(t)}
+
+
 def _run(
     executor: Any, fn: Any, tasks: Iterable[Any], total: int, desc: str, progress: bool
 ) -> Iterator[Any]:
@@ -402,20 +467,23 @@ def predict_blockwise(
     normalization: NormalizeConfig | None = None,
     median_correction: bool = False,
     frames: Sequence[int] | None = None,
+    head: str | None = None,
     executor: Any = "processes",
     resume: bool = True,
     stop_after: int | None = None,
     progress: bool = False,
 ) -> BlockwiseResult:
-    """Predict detection probabilities or flow block by block into a chunked Zarr array.
+    """Predict a network's map block by block into a chunked Zarr array.
 
     Parameters
     ----------
-    model : DetectionUNet or FlowUNet
+    model : DetectionUNet, FlowUNet or LinajeaUNet
         The network; a :class:`~celltrack.detect.model.DetectionUNet` (or another
         detector, serial executor only) gives 3 class probabilities, a
         :class:`~celltrack.flow.model.FlowUNet` the backward flow of frame t towards
-        t−1 in µm (z, y, x).
+        t−1 in µm (z, y, x), a :class:`~celltrack.nn.linajea_unet.LinajeaUNet` the cell
+        indicator (1 channel) or the movement vectors (towards the parents in t−1, µm,
+        z, y, x; z is 0 for 2D+t) from its window of frames.
     image : ImageSeries, path or array, shape (T, Z, Y, X)
         The movie, read lazily block by block (:func:`celltrack.io.images.read_block`).
         In-memory arrays are first copied to ``out/_input.zarr`` for worker processes.
@@ -428,7 +496,9 @@ def predict_blockwise(
     median_correction : bool
         Median-correct z slices first (as ``PredictConfig.median_correction``).
     frames : sequence of int, optional
-        Frames to predict (default all; flow: 1 … T−1).
+        Frames to predict (default all; flow and movement: 1 … T−1).
+    head : {'indicator', 'movement'}, optional
+        The LinajeaUNet head to predict; needed for a joint model (both heads).
     executor : str, distributed.Client or executor
         ``"processes"`` (default; ``cfg.n_workers`` spawned workers with
         ``cfg.num_threads`` or 1 torch thread each), ``"serial"``, a dask Client or a
@@ -449,7 +519,8 @@ def predict_blockwise(
     Raises
     ------
     InvalidInputError
-        On a model that is neither a detector nor a flow model, or bad frames.
+        On a model that is neither a detector, a flow model nor a LinajeaUNet, a head that
+        the model lacks, or bad frames.
     ShapeError
         If the movie is not (T, Z, Y, X) or does not fit the model (e.g. Z > 1 for a 2D
         model), or a flow movie has fewer than 2 frames.
@@ -471,21 +542,32 @@ def predict_blockwise(
 
     cfg = cfg or BlockwisePredictConfig()
     normalization = normalization or NormalizeConfig()
-    kind = _model_kind(model)
+    kind = _model_kind(model, head)
     series = _as_series(image)
     n_t, *frame_shape = series.shape
+    window = (0, 0)
     if kind == "detection":
         from celltrack.detect.detector import check_detector_input
 
         check_detector_input(model, (1, 1, *frame_shape))
+    elif kind in ("indicator", "movement"):
+        from celltrack.detect.indicator_model import check_indicator_model
+        from celltrack.flow.movement_model import check_movement_model
+
+        if kind == "indicator":
+            check_indicator_model(model, frame_shape)
+        else:
+            check_movement_model(model, two_d=frame_shape[0] == 1)
+        window = model.window
     elif model.two_d and frame_shape[0] != 1:
         raise ShapeError(
             f"this is a 2D+t flow model but the frames have Z = {frame_shape[0]}; train a 3D "
             "model for 3D data"
         )
-    default = range(1, n_t) if kind == "flow" else range(n_t)
+    backward = kind in ("flow", "movement")  # frame t against its parents in t − 1
+    default = range(1, n_t) if backward else range(n_t)
     wanted = sorted({int(t) for t in (default if frames is None else frames)})
-    low = 1 if kind == "flow" else 0
+    low = 1 if backward else 0
     if kind == "flow" and n_t < 2:
         raise ShapeError(f"flow needs at least 2 frames, the movie has {n_t}")
     if any(not low <= t < n_t for t in wanted):
@@ -513,7 +595,7 @@ def predict_blockwise(
     root = Path(out)
     resumed = _prepare_store(root, key, resume)
     t_start = time.perf_counter()
-    channels = 3
+    channels = len(CHANNELS[kind])
     if not resumed:
         root.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(root, mode="w")
@@ -529,9 +611,7 @@ def predict_blockwise(
                 "celltrack_version": __version__,
                 "kind": kind,
                 "axes": "TCZYX",
-                "channels": ["background", "periphery", "centre"]
-                if kind == "detection"
-                else ["flow_z_um", "flow_y_um", "flow_x_um"],
+                "channels": CHANNELS[kind],
                 "frames": wanted,
                 "block_shape": list(grid.block_shape),
                 "halo": list(grid.halo),
@@ -581,6 +661,7 @@ def predict_blockwise(
         threads=threads,
         group_norm=cfg.group_norm,
         dtype=cfg.dtype,
+        window=window,
     )
     owned = isinstance(executor, str)
     if executor == "processes":
@@ -595,7 +676,7 @@ def predict_blockwise(
         with torch_threads(cfg.num_threads if serial else torch.get_num_threads()):
             # --- 1. per-frame intensity statistics
             t0 = time.perf_counter()
-            inputs = sorted({f for t in wanted for f in ([t - 1, t] if kind == "flow" else [t])})
+            inputs = sorted({f for t in wanted for f in job.input_frames(t)})
             norms: dict[int, FrameNormalization] = {}
             for t in inputs:
                 file = _norm_file(root, t)
@@ -655,7 +736,7 @@ def predict_blockwise(
                     t: [np.zeros(layer.num_groups), np.zeros(layer.num_groups), 0] for t in gn_todo
                 }
                 tasks = (
-                    (job, t, b, i, {f: norms[f] for f in norms if f in (t - 1, t)}, frozen[t])
+                    (job, t, b, i, _norms_of(job, t, norms), frozen[t])
                     for t in gn_todo
                     for b in range(len(grid))
                 )
@@ -695,7 +776,7 @@ def predict_blockwise(
             if stop_after is not None:
                 pending = pending[: max(int(stop_after), 0)]
             tasks = (
-                (job, t, b, {f: norms[f] for f in norms if f in (t - 1, t)}, frozen.get(t, []))
+                (job, t, b, _norms_of(job, t, norms), frozen.get(t, []))
                 for t, b in pending
             )
             seconds = 0.0

@@ -49,7 +49,7 @@ def test_blockwise_stages_give_the_whole_frame_spots_and_parents(tiny, tmp_path)
     np.testing.assert_allclose(b.positions, a.positions, atol=1e-4)
     for column in ("parent_z", "parent_y", "parent_x"):  # flow predicted block-wise
         np.testing.assert_allclose(b.nodes[column], a.nodes[column], atol=1e-3)
-    assert not list((tmp_path / "blocks").glob("detect-*/probabilities.zarr"))  # cleaned up
+    assert not list((tmp_path / "blocks").glob("detect-*/prediction.zarr"))  # cleaned up
     assert blocks.link.ok and blocks.tracks.num_edges > 0
 
 
@@ -73,3 +73,39 @@ def test_an_interrupted_blockwise_detection_resumes_from_its_store(tiny, tmp_pat
     stats = again.spots.attrs["blockwise"]["prediction"]
     assert stats["done_before"] == stats["blocks"] and stats["predicted"] == 0
     assert again.spots.num_nodes > 0
+
+
+def _linajea_config(workdir, blockwise=None, joint=False):
+    cfg = demo_config(workdir, quick=True, method="linajea")
+    motion = cfg.motion.model_copy(update={"joint": joint})
+    return cfg.model_copy(
+        update={"progress": False, "linker": GreedyConfig(), "blockwise": blockwise,
+                "motion": motion}
+    )
+
+
+@pytest.mark.parametrize("joint", [False, True], ids=["separate", "joint"])
+def test_linajea_models_run_blockwise_to_the_whole_frame_spots_and_parents(
+    tiny, tmp_path, joint
+):
+    data, ann = tiny
+    whole = Pipeline(_linajea_config(tmp_path, joint=joint), tmp_path).run(
+        data.image, ann, voxel_size=data.voxel_size
+    )
+    pipeline = Pipeline(_linajea_config(tmp_path, _blockwise(), joint=joint), tmp_path)
+    for artifact in ("spots.geff", "spots_motion.geff", "candidates.geff"):
+        pipeline._invalidate(artifact)  # the trained models are reused, the rest recomputed
+    blocks = pipeline.run(data.image, ann, voxel_size=data.voxel_size)
+    stats = blocks.spots.attrs["blockwise"]["prediction"]
+    assert stats["blocks"] > 1 and stats["predicted"] == stats["blocks"]  # it ran block-wise
+    a, b = whole.spots.sorted(), blocks.spots.sorted()
+    assert a.num_nodes == b.num_nodes > 0
+    np.testing.assert_allclose(b.positions, a.positions, atol=1e-4)
+    np.testing.assert_allclose(b.nodes["score"], a.nodes["score"], atol=1e-4)
+    assert blocks.spots.attrs["calibration"] == whole.spots.attrs["calibration"]
+    moved = 0.0
+    for column in ("parent_z", "parent_y", "parent_x"):  # movement vectors block-wise
+        np.testing.assert_allclose(b.nodes[column], a.nodes[column], atol=1e-3)
+        moved = max(moved, np.abs(b.nodes[column] - b.nodes[column[-1]]).max())
+    assert moved > 0.1  # the vectors moved the parents
+    assert blocks.link.ok and blocks.tracks.num_edges > 0

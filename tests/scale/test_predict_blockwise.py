@@ -243,3 +243,94 @@ def test_processes_executor_gives_the_serial_result(tmp_path):
     procs = predict_blockwise(model, movie, tmp_path / "p", cfg, executor="processes")
     np.testing.assert_array_equal(procs.array[:], serial.array[:])
     assert procs.stats["worker_peak_rss_bytes"] > 0
+
+
+# ---------------------------------------------------------------------------- Linajea's maps
+def _linajea(heads, two_d: bool, window=(1, 1)):
+    """A tiny LinajeaUNet; the head gets random weights so the maps are not flat."""
+    from celltrack.nn.linajea_unet import LinajeaUNet
+    from celltrack.nn.unet import pool_factors_for
+
+    vs = (1.0, 1.0, 1.0) if two_d else (2.0, 1.0, 1.0)
+    factors = pool_factors_for(vs, 2, two_d=two_d)
+    torch.manual_seed(0)
+    model = LinajeaUNet(window, heads, (4, 8, 8), factors, (6.0, 6.0, 6.0), two_d=two_d)
+    torch.nn.init.normal_(
+        model.unet.head.weight, std=1.0, generator=torch.Generator().manual_seed(1)
+    )
+    return model.eval()
+
+
+def _one_tile(cfg):
+    """``cfg`` predicting through one tile as large as the test frames (whole-frame output)."""
+    tiles = cfg.predict.model_copy(update={"tile_shape": (64, 64, 64)})
+    return cfg.model_copy(update={"predict": tiles})
+
+
+@pytest.mark.parametrize("case", ["2d", "3d"])
+def test_indicator_and_movement_blockwise_equal_whole_frame(tmp_path, case):
+    from celltrack.config.indicator import IndicatorConfig
+    from celltrack.config.movement import MovementConfig
+    from celltrack.detect.indicator_predict import predict_indicator
+    from celltrack.flow.movement_predict import predict_movement
+
+    shape, block = CASES[case]
+    movie = _movie((4, *shape[1:]), seed=2)
+    two_d = case == "2d"
+    cfg = BlockwisePredictConfig(block_shape=block)
+    indicator = _linajea(("indicator",), two_d)
+    ind = predict_blockwise(
+        indicator, movie, tmp_path / "ind", cfg, executor="serial", median_correction=True
+    )
+    assert ind.kind == "indicator" and ind.array.shape == (4, 1, *shape[1:])
+    assert ind.array.attrs["channels"] == ["indicator"]
+    icfg = _one_tile(IndicatorConfig())
+    icfg = icfg.model_copy(
+        update={"predict": icfg.predict.model_copy(update={"median_correction": True})}
+    )
+    for t in range(4):  # the window repeats frame 0 / 3 at the movie's ends
+        whole = predict_indicator(indicator, movie, t, icfg)
+        assert whole.std() > 1e-3
+        np.testing.assert_allclose(ind.array[t, 0], whole, atol=1e-5)
+
+    movement = _linajea(("movement",), two_d, window=(2, 1))
+    mov = predict_blockwise(movement, movie, tmp_path / "mov", cfg, executor="serial")
+    assert mov.frames == [1, 2, 3] and np.isnan(mov.array[0]).all()
+    mcfg = _one_tile(MovementConfig())
+    for t in (1, 2, 3):
+        whole = predict_movement(movement, movie, t, mcfg)
+        assert np.abs(whole).max() > 0.5
+        np.testing.assert_allclose(mov.array[t], whole, atol=1e-5)
+    if two_d:
+        assert not np.any(mov.array[1:, 0])  # no z motion in 2D+t
+
+
+def test_joint_model_predicts_the_head_it_is_asked_for(tmp_path):
+    shape, block = CASES["2d"]
+    movie = _movie((3, *shape[1:]), seed=3)
+    joint = _linajea(("indicator", "movement"), True)
+    cfg = BlockwisePredictConfig(block_shape=block)
+    with pytest.raises(InvalidInputError, match="head='indicator' or head='movement'"):
+        predict_blockwise(joint, movie, tmp_path / "j", cfg, executor="serial")
+    with pytest.raises(InvalidInputError, match="selects the map of a LinajeaUNet"):
+        predict_blockwise(
+            _flow(True), movie, tmp_path / "f", cfg, executor="serial", head="movement"
+        )
+    mov = predict_blockwise(joint, movie, tmp_path / "m", cfg, executor="serial", head="movement")
+    ind = predict_blockwise(joint, movie, tmp_path / "i", cfg, executor="serial", head="indicator")
+    with torch.inference_mode():
+        x = np.stack([normalize_frame(movie[f]) for f in (0, 1, 2)])[None]
+        out = joint(torch.from_numpy(x))[0].numpy()
+    np.testing.assert_allclose(ind.array[1], out[:1], atol=1e-5)
+    np.testing.assert_allclose(mov.array[1, 1:], out[1:], atol=1e-5)
+
+
+def test_linajea_model_runs_on_worker_processes(tmp_path):
+    shape, _ = CASES["2d"]
+    movie = _movie((2, *shape[1:]))
+    model = _linajea(("indicator",), True)
+    cfg = BlockwisePredictConfig(block_shape=(1, 24, 24), n_workers=2, start_method="fork")
+    serial = predict_blockwise(model, movie, tmp_path / "s", cfg, executor="serial")
+    procs = predict_blockwise(model, movie, tmp_path / "p", cfg, executor="processes")
+    np.testing.assert_array_equal(procs.array[:], serial.array[:])
+    assert (tmp_path / "p" / "_model.pt").exists()
