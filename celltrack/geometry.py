@@ -18,6 +18,7 @@ __all__ = [
     "check_voxel_size",
     "covariance_from_radii",
     "ellipsoid_mask",
+    "plateau_representatives",
     "radii_from_covariance",
     "sphere_covariances",
 ]
@@ -197,3 +198,37 @@ def ellipsoid_mask(
             break
         growth *= 1.1
     return (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2], hi[2])), mask
+
+
+def plateau_representatives(
+    labels: np.ndarray, n: int, origin: Sequence[int] = (0, 0, 0)
+) -> np.ndarray:
+    """Per plateau 1..n of ``labels``: its voxel nearest its centroid (ties in C order).
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Z, Y, X)
+        Plateau labels 1..n (0 elsewhere), e.g. from ``scipy.ndimage.label``.
+    n : int
+        Number of plateaus.
+    origin : sequence of 3 int
+        Frame voxel of ``labels[0, 0, 0]`` (a box of a frame, as block-wise extraction
+        reads it): the centroids are computed in frame coordinates, so a box holding a
+        whole plateau chooses the frame's voxel bit for bit.
+
+    Returns
+    -------
+    ndarray of int64, shape (n, 3)
+        Frame voxels (z, y, x), in label order.
+    """
+    mask = labels > 0
+    idx = np.argwhere(mask) + np.asarray(origin, np.int64)  # (K, 3), C order
+    comp = labels[mask] - 1  # (K,)
+    counts = np.bincount(comp, minlength=n).astype(float)
+    centroid = np.stack(
+        [np.bincount(comp, weights=idx[:, d], minlength=n) / counts for d in range(3)], axis=1
+    )
+    dist = np.sum((idx - centroid[comp]) ** 2, axis=1)
+    order = np.lexsort((dist, comp))  # by component, nearest to its centroid first
+    first = order[np.r_[True, comp[order][1:] != comp[order][:-1]]]
+    return idx[first].astype(np.int64)

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from celltrack.errors import InvalidInputError, ShapeError
-from celltrack.geometry import check_voxel_size
+from celltrack.geometry import check_voxel_size, plateau_representatives
 
 if TYPE_CHECKING:
     import torch
@@ -136,16 +136,7 @@ def indicator_maxima(
     if not mask.any():
         return np.zeros((0, 3), np.int64), np.zeros(0, np.float32)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
-    idx = np.argwhere(mask)  # (K, 3), C order
-    comp = labels[mask] - 1  # (K,)
-    counts = np.bincount(comp, minlength=n).astype(float)
-    centroid = np.stack(
-        [np.bincount(comp, weights=idx[:, d], minlength=n) / counts for d in range(3)], axis=1
-    )
-    dist = np.sum((idx - centroid[comp]) ** 2, axis=1)
-    order = np.lexsort((dist, comp))  # by component, nearest to its centroid first
-    first = order[np.r_[True, comp[order][1:] != comp[order][:-1]]]
-    positions = idx[first].astype(np.int64)
+    positions = plateau_representatives(labels, n)
     scores = arr[tuple(positions.T)].astype(np.float32)
     rank = np.lexsort((positions[:, 2], positions[:, 1], positions[:, 0], -scores))
     return positions[rank], scores[rank]

@@ -50,7 +50,7 @@ import numpy as np
 
 from celltrack.config.indicator import IndicatorNMSConfig
 from celltrack.errors import InvalidInputError, ShapeError
-from celltrack.geometry import check_voxel_size, sphere_covariances
+from celltrack.geometry import check_voxel_size, plateau_representatives, sphere_covariances
 from celltrack.graph import TrackGraph
 from celltrack.progress import progress_bar
 from celltrack.scale.spots import (
@@ -174,30 +174,6 @@ def _maxima(
     return (values == peak[box]) & (values > geo.threshold), values, elo, ehi
 
 
-def _representatives(labels: np.ndarray, n: int, origin: np.ndarray) -> np.ndarray:
-    """Per component 1..n of ``labels``: its voxel nearest its centroid, ties in C order.
-
-    The arithmetic of :func:`celltrack.detect.nms.indicator_maxima` on frame coordinates
-    (``origin`` + window index), so the choice is the whole frame's bit for bit.
-
-    Returns
-    -------
-    ndarray of int64, shape (n, 3)
-        Global voxels (z, y, x), in label order.
-    """
-    mask = labels > 0
-    idx = np.argwhere(mask) + origin  # C order, as in the frame
-    comp = labels[mask] - 1
-    counts = np.bincount(comp, minlength=n).astype(float)
-    centroid = np.stack(
-        [np.bincount(comp, weights=idx[:, d], minlength=n) / counts for d in range(3)], axis=1
-    )
-    dist = np.sum((idx - centroid[comp]) ** 2, axis=1)
-    order = np.lexsort((dist, comp))
-    first = order[np.r_[True, comp[order][1:] != comp[order][:-1]]]
-    return idx[first].astype(np.int64)
-
-
 def _cut_sides(
     lo: np.ndarray, hi: np.ndarray, elo: np.ndarray, ehi: np.ndarray, shape: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -264,7 +240,7 @@ def _resolve(
             continue
         mine, values, origin = _grow(read, seed, box_lo, box_hi, geo)
         grown.append((origin, mine))
-        rep = _representatives(mine.astype(np.int32), 1, origin)[0]
+        rep = plateau_representatives(mine.astype(np.int32), 1, origin)[0]
         if np.all((rep >= core_lo) & (rep < core_hi)):
             voxels.append(rep)
             scores.append(values[tuple(rep - origin)])
@@ -321,7 +297,7 @@ def _block(task: _Task, window: np.ndarray) -> _Found:
     box_hi = elo + np.array([[s.stop for s in b] for b in boxes], np.int64)
     low, high = _cut_sides(box_lo, box_hi, elo, ehi, geo.shape)
     cut = np.any(low | high, axis=1)
-    rep = _representatives(labels, n, elo)
+    rep = plateau_representatives(labels, n, elo)
     owned = np.all((rep >= task.core_lo) & (rep < task.core_hi), axis=1) & ~cut
     voxels = list(rep[owned])
     scores = list(values[tuple((rep[owned] - elo).T)])
