@@ -236,19 +236,15 @@ class _Job:
     window: tuple[int, int] = (0, 0)  # LinajeaUNet: frames before and after t
 
     def input_frames(self, t: int) -> list[int]:
-        """The frames the network reads for frame ``t``, in channel order."""
-        return _input_frames(self.kind, t, int(self.series.shape[0]), self.window)
+        """The frames the network reads for frame ``t``, in channel order: flow t−1 and
+        t; a LinajeaUNet its window around t (clamped to the movie); detection t."""
+        if self.kind == "flow":
+            return [t - 1, t]
+        if self.kind in ("indicator", "movement"):
+            from celltrack.nn.windows import window_frames
 
-
-def _input_frames(kind: Kind, t: int, n_t: int, window: tuple[int, int]) -> list[int]:
-    """Flow: t−1 and t; a LinajeaUNet: its window around t (clamped); detection: t."""
-    if kind == "flow":
-        return [t - 1, t]
-    if kind in ("indicator", "movement"):
-        from celltrack.nn.windows import window_frames
-
-        return window_frames(t, n_t, window)
-    return [t]
+            return window_frames(t, int(self.series.shape[0]), self.window)
+        return [t]
 
 
 def _set_threads(threads: int | None) -> None:
@@ -582,6 +578,7 @@ def predict_blockwise(
     token = _state_token(model)
     meta = {
         "kind": kind,
+        "window": list(window),
         "model": token,
         "movie": [series.source, list(series.shape), str(series.dtype)],
         "grid": grid.describe(),

@@ -376,6 +376,22 @@ def _resolve(read: Any, task: _Task, seed: np.ndarray, box_lo: np.ndarray,
     return raster, pos[0], cov[0], float(score[0])
 
 
+def _resolve_cuts(
+    read: Any, task: _Task, cuts: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+) -> list[tuple[int, np.ndarray, np.ndarray, float]]:
+    """Measure the cut components (seed, seen box) that ``task``'s core owns, each once.
+
+    Pieces of one component can enter a window apart (a U whose bend lies outside it):
+    they grow to the same component and its one raster key.
+    """
+    hits: dict[int, tuple[int, np.ndarray, np.ndarray, float]] = {}
+    for seed, lo, hi in cuts:
+        hit = _resolve(read, task, seed, lo, hi)
+        if hit is not None:
+            hits.setdefault(hit[0], hit)
+    return list(hits.values())
+
+
 def _component_block(task: _Task, window: np.ndarray) -> _Found:
     from scipy import ndimage
 
@@ -408,17 +424,15 @@ def _component_block(task: _Task, window: np.ndarray) -> _Found:
         pos_parts.append(pos)
         cov_parts.append(cov)
         score_parts.append(score)
-    pending = []
+    cuts = [
+        (first_glob[label - 1], box_lo[label - 1] + task.lo, box_hi[label - 1] + task.lo)
+        for label in (np.flatnonzero(owned & cut) + 1).tolist()
+    ]
+    pending = cuts if task.source is None else []  # the driver grows them (_finish_cut)
     grown = 0
-    for label in (np.flatnonzero(owned & cut) + 1).tolist():
-        seed = first_glob[label - 1]
-        lo, hi = box_lo[label - 1] + task.lo, box_hi[label - 1] + task.lo
-        if task.source is None:
-            pending.append((seed, lo, hi))
-            continue
-        grown += 1
-        hit = _resolve(_reader(task), task, seed, lo, hi)
-        if hit is not None:
+    if task.source is not None:
+        grown = len(cuts)
+        for hit in _resolve_cuts(_reader(task), task, cuts):
             raster_parts.append(np.array([hit[0]], np.int64))
             pos_parts.append(hit[1][None])
             cov_parts.append(hit[2][None])
@@ -779,11 +793,9 @@ def _finish_cut(
     task = _Task(found.key, found.t, core_lo, core_hi, core_lo, core_hi, shape, halo, vs, cfg,
                  channel, source=source)
     parts = [(found.raster, found.pos, found.cov, found.score)]
-    for seed, lo, hi in found.cut:
-        hit = _resolve(_reader(task), task, seed, lo, hi)
-        if hit is not None:
-            parts.append((np.array([hit[0]], np.int64), hit[1][None], hit[2][None],
-                          np.array([hit[3]])))
+    for hit in _resolve_cuts(_reader(task), task, found.cut):
+        parts.append((np.array([hit[0]], np.int64), hit[1][None], hit[2][None],
+                      np.array([hit[3]])))
     info = dict(found.info, grown=int(found.info.get("grown", 0)) + len(found.cut))
     return _Found(
         found.key, found.t, *(np.concatenate(p) for p in zip(*parts)), plateau=found.plateau,

@@ -214,3 +214,23 @@ def test_halo_and_errors(prob3d):
     empty = extract_spots_blockwise(np.zeros((1, 3, 4, 8, 8), np.float32), VS_3D,
                                     block_shape=(2, 4, 4))
     assert empty.num_nodes == 0 and "covariance" in empty.nodes
+
+
+@pytest.mark.parametrize("executor", ["serial", "processes"])
+def test_a_component_entering_a_block_in_two_pieces_is_one_spot(executor):
+    """A U whose bend lies outside the window: both arms start in the core, so both are
+    grown to the same component; the block must keep it once (found on a tiled embryo)."""
+    prob = np.zeros((1, 3, 1, 40, 40), np.float32)
+    prob[0, 2, 0, 0:20, 2] = 0.9  # left arm
+    prob[0, 2, 0, 0:20, 6] = 0.9  # right arm
+    prob[0, 2, 0, 19, 2:7] = 0.9  # the bend, beyond the block's window
+    prob[0, 2, 0, 30:33, 30:33] = 0.8  # an ordinary nucleus elsewhere
+    cfg = COMPONENTS.model_copy(update={"r_max_um": 2.0, "suppression_distance_um": 0.0})
+    want = _whole(prob, VS_2D, cfg)
+    assert want.num_nodes == 2
+    got = extract_spots_blockwise(
+        prob, VS_2D, cfg, block_shape=(1, 10, 10),
+        executor=executor, n_workers=2,
+    )
+    _assert_same(got, want, exact=False)
+    assert got.attrs["blockwise_spots"]["grown"] >= 2
