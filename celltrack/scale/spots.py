@@ -17,7 +17,9 @@ Ownership
   it) the window is grown around it, doubling the margin, until the component no longer
   touches such a side. The halo (``r_max_um`` plus one voxel per axis, see
   :func:`spot_halo`; one voxel below the core in z, since the first voxel is a
-  component's lowest) makes that rare: it only decides speed, never the result.
+  component's lowest) makes that rare: it only decides speed, never the result. Pieces
+  of one component that enter a window apart (a U whose bend lies outside it) grow to
+  the same component, which the block keeps once.
 - ``'maxima'`` mode: a local maximum belongs to the block whose core holds it; the halo
   covers the non-maximum neighbourhood (``nms_radius_um``), so each core voxel sees
   exactly the neighbourhood it has in the whole frame. A frame in which every voxel is
