@@ -69,7 +69,8 @@ def detect_blockwise(
         Normalisation, median correction and spot settings (as
         :func:`~celltrack.detect.detect`).
     store : str or Path
-        Folder for the probabilities (:data:`PREDICTION_STORE`) and the per-block spots
+        Folder for the centre probability (:data:`PREDICTION_STORE`: the one channel spot
+        extraction reads, a third of the detector's output) and the per-block spots
         (``spots``); kept, so a rerun after an interruption continues where it stopped.
     predict : BlockwisePredictConfig, optional
         Block core, halo, GroupNorm handling, workers and threads.
@@ -129,11 +130,12 @@ def detect_blockwise(
         predict,
         normalization=cfg.normalize,
         median_correction=cfg.predict.median_correction,
+        channels=(2,),
         executor=executor,
         progress=progress,
     )
     if annotated and int(np.prod(movie.shape[1:])) <= CALIBRATION_MAX_VOXELS:
-        centre_maps = {t: np.asarray(result.array[t, 2], np.float32) for t in annotated}
+        centre_maps = {t: np.asarray(result.array[t, 0], np.float32) for t in annotated}
         cfg, calibration["threshold_calibrated"] = with_calibrated_threshold(
             cfg, centre_maps, movie, annotations
         )

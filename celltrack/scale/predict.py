@@ -23,7 +23,8 @@ so its peak memory is bounded by the block size, not the frame size.
 Output layout (a Zarr v3 group at ``out``)::
 
     out/prediction      float32/float16 (T, C, Z, Y, X), chunks (1, C, *block core); C is 3
-                        (detection classes, flow or movement in µm) or 1 (indicator)
+                        (detection classes, flow or movement in µm), 1 (indicator), or
+                        the channels asked for (``channels=``)
     out/_manifest.json  fingerprint of model, movie, grid and settings
     out/_model.pt       the network (weights_only checkpoint)
     out/_stats/         per-frame normalisation (JSON) and GroupNorm statistics (npz)
@@ -234,6 +235,7 @@ class _Job:
     group_norm: str
     dtype: str
     window: tuple[int, int] = (0, 0)  # LinajeaUNet: frames before and after t
+    channels: tuple[int, ...] = (0, 1, 2)  # output channels kept in the store
 
     def input_frames(self, t: int) -> list[int]:
         """The frames the network reads for frame ``t``, in channel order: flow t−1 and
@@ -359,7 +361,7 @@ def _predict_task(args: tuple[_Job, int, int, dict, list]) -> tuple[int, int, fl
     with torch.inference_mode():
         out = _forward(job, model, x)
     core = block.core_in_read
-    pred = out[(0, slice(None), *core)].float().cpu().numpy().astype(job.dtype)
+    pred = out[(0, list(job.channels), *core)].float().cpu().numpy().astype(job.dtype)
     del out, x
     arr = _open_out(job.out)
     arr[(t, slice(None), *block.core)] = pred
@@ -464,6 +466,7 @@ def predict_blockwise(
     median_correction: bool = False,
     frames: Sequence[int] | None = None,
     head: str | None = None,
+    channels: Sequence[int] | None = None,
     executor: Any = "processes",
     resume: bool = True,
     stop_after: int | None = None,
@@ -495,6 +498,9 @@ def predict_blockwise(
         Frames to predict (default all; flow and movement: 1 … T−1).
     head : {'indicator', 'movement'}, optional
         The LinajeaUNet head to predict; needed for a joint model (both heads).
+    channels : sequence of int, optional
+        Output channels to store (default all), e.g. ``(2,)``: only the detector's centre
+        probability, which is all spot extraction reads (a third of the disk and writes).
     executor : str, distributed.Client or executor
         ``"processes"`` (default; ``cfg.n_workers`` spawned workers with
         ``cfg.num_threads`` or 1 torch thread each), ``"serial"``, a dask Client or a
@@ -516,7 +522,7 @@ def predict_blockwise(
     ------
     InvalidInputError
         On a model that is neither a detector, a flow model nor a LinajeaUNet, a head that
-        the model lacks, or bad frames.
+        the model lacks, bad frames or bad channels.
     ShapeError
         If the movie is not (T, Z, Y, X) or does not fit the model (e.g. Z > 1 for a 2D
         model), or a flow movie has fewer than 2 frames.
@@ -571,6 +577,13 @@ def predict_blockwise(
             f"frames must lie in [{low}, {n_t - 1}] for {kind} on a movie of {n_t} frames, got "
             f"{[t for t in wanted if not low <= t < n_t]}"
         )
+    names = CHANNELS[kind]
+    keep = tuple(range(len(names))) if channels is None else tuple(int(c) for c in channels)
+    if not keep or len(set(keep)) != len(keep) or not all(0 <= c < len(names) for c in keep):
+        raise InvalidInputError(
+            f"channels must be distinct indices of the {kind} output {names}, got "
+            f"{None if channels is None else list(channels)}"
+        )
     divisor = network_divisor(model)
     halo = cfg.halo if cfg.halo is not None else receptive_halo(model)
     grid = BlockGrid(frame_shape, cfg.block_shape, halo, divisor)
@@ -578,6 +591,7 @@ def predict_blockwise(
     token = _state_token(model)
     meta = {
         "kind": kind,
+        "channels": list(keep),
         "window": list(window),
         "model": token,
         "movie": [series.source, list(series.shape), str(series.dtype)],
@@ -592,14 +606,13 @@ def predict_blockwise(
     root = Path(out)
     resumed = _prepare_store(root, key, resume)
     t_start = time.perf_counter()
-    channels = len(CHANNELS[kind])
     if not resumed:
         root.mkdir(parents=True, exist_ok=True)
         group = zarr.open_group(root, mode="w")
         arr = group.create_array(
             "prediction",
-            shape=(n_t, channels, *frame_shape),
-            chunks=(1, channels, *grid.block_shape),
+            shape=(n_t, len(keep), *frame_shape),
+            chunks=(1, len(keep), *grid.block_shape),
             dtype=cfg.dtype,
             fill_value=np.nan,
         )
@@ -608,7 +621,7 @@ def predict_blockwise(
                 "celltrack_version": __version__,
                 "kind": kind,
                 "axes": "TCZYX",
-                "channels": CHANNELS[kind],
+                "channels": [names[c] for c in keep],
                 "frames": wanted,
                 "block_shape": list(grid.block_shape),
                 "halo": list(grid.halo),
@@ -659,6 +672,7 @@ def predict_blockwise(
         group_norm=cfg.group_norm,
         dtype=cfg.dtype,
         window=window,
+        channels=keep,
     )
     owned = isinstance(executor, str)
     if executor == "processes":

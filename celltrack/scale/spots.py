@@ -1,9 +1,9 @@
 """Block-wise spot extraction from stored detection probabilities.
 
 The probabilities of a movie, ``(T, 3, Z, Y, X)`` (background, periphery, centre) or a
-centre map ``(T, Z, Y, X)``, are read one (frame, block) at a time: the block's *core*
-plus a *halo* on every side (clipped to the image). Each task extracts the spots its core
-*owns*, so the union over blocks is exactly the whole-frame result of
+centre map ``(T, 1, Z, Y, X)`` or ``(T, Z, Y, X)``, are read one (frame, block) at a time:
+the block's *core* plus a *halo* on every side (clipped to the image). Each task extracts
+the spots its core *owns*, so the union over blocks is exactly the whole-frame result of
 :func:`celltrack.detect.spots.extract_spots` (before duplicate suppression); duplicates
 are then suppressed per frame over the kept spots, which are few.
 
@@ -165,14 +165,16 @@ def _open_source(probabilities: Any) -> Any:
 
 
 def _centre_channel(shape: tuple[int, ...]) -> int | None:
-    """Index of the centre channel for (T, 3, Z, Y, X), None for a (T, Z, Y, X) centre map."""
-    if len(shape) == 5 and shape[1] == 3:
-        return 2
+    """Index of the centre channel: 2 of (T, 3, Z, Y, X), 0 of a stored centre map
+    (T, 1, Z, Y, X); None for a (T, Z, Y, X) centre map."""
+    if len(shape) == 5 and shape[1] in (1, 3):
+        return 2 if shape[1] == 3 else 0
     if len(shape) == 4:
         return None
     raise ShapeError(
         f"probabilities must be (T, 3, Z, Y, X) class probabilities (background, periphery, "
-        f"centre) or a (T, Z, Y, X) centre map, got shape {tuple(shape)}; 2D+t data has Z = 1"
+        f"centre) or a centre map, (T, 1, Z, Y, X) or (T, Z, Y, X), got shape "
+        f"{tuple(shape)}; 2D+t data has Z = 1"
     )
 
 
@@ -604,7 +606,8 @@ def extract_spots_blockwise(
     ----------
     probabilities : array_like or str or Path
         Detection probabilities, shape (T, 3, Z, Y, X) (background, periphery, centre)
-        or a centre map (T, Z, Y, X): numpy, zarr, dask or anything sliceable, or the
+        or a centre map, (T, 1, Z, Y, X) (as ``predict_blockwise(..., channels=(2,))``
+        stores it) or (T, Z, Y, X): numpy, zarr, dask or anything sliceable, or the
         path of a Zarr array. Only the centre channel is read. On worker processes or
         dask, a numpy array is sliced here and each window sent with its task; any other
         array is sent itself and read by the worker, so a dask array should come from a

@@ -334,3 +334,19 @@ def test_linajea_model_runs_on_worker_processes(tmp_path):
     procs = predict_blockwise(model, movie, tmp_path / "p", cfg, executor="processes")
     np.testing.assert_array_equal(procs.array[:], serial.array[:])
     assert (tmp_path / "p" / "_model.pt").exists()
+
+
+def test_a_store_of_chosen_channels_holds_those_channels(tmp_path):
+    shape, block = CASES["3d"]
+    model = _detector(False)
+    movie = _movie(shape)[:1]
+    cfg = BlockwisePredictConfig(block_shape=block)
+    full = predict_blockwise(model, movie, tmp_path / "all", cfg, executor="serial")
+    centre = predict_blockwise(
+        model, movie, tmp_path / "centre", cfg, executor="serial", channels=(2,)
+    )
+    assert centre.array.shape == (1, 1, *shape[1:])
+    assert centre.array.attrs["channels"] == ["centre"]
+    np.testing.assert_array_equal(centre.array[:, 0], full.array[:, 2])
+    with pytest.raises(InvalidInputError, match="channels must be distinct indices"):
+        predict_blockwise(model, movie, tmp_path / "bad", cfg, executor="serial", channels=(3,))

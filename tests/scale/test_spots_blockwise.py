@@ -234,3 +234,12 @@ def test_a_component_entering_a_block_in_two_pieces_is_one_spot(executor):
     )
     _assert_same(got, want, exact=False)
     assert got.attrs["blockwise_spots"]["grown"] >= 2
+
+
+def test_a_stored_centre_map_gives_the_spots_of_the_probabilities(prob3d):
+    """(T, 1, Z, Y, X): what block-wise detection stores (the centre channel only)."""
+    want = extract_spots_blockwise(prob3d, VS_3D, COMPONENTS, block_shape=(5, 9, 11))
+    got = extract_spots_blockwise(prob3d[:, 2:], VS_3D, COMPONENTS, block_shape=(5, 9, 11))
+    _assert_same(got, want, exact=True)
+    with pytest.raises(ShapeError, match=r"\(T, 1, Z, Y, X\)"):
+        extract_spots_blockwise(prob3d[:, :2], VS_3D, COMPONENTS, block_shape=(5, 9, 11))
