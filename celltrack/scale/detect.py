@@ -92,16 +92,10 @@ def detect_blockwise(
         Spots as :func:`~celltrack.detect.detect` returns them (``attrs['blockwise']``
         records the store and the block statistics).
     """
-    from celltrack.detect.api import (
-        _merge_annotations,
-        collect_spots,
-        stamp_spots,
-        with_calibrated_threshold,
-    )
+    from celltrack.detect.api import with_calibrated_threshold
     from celltrack.detect.calibrate import calibrate_spot_sizes
     from celltrack.detect.evidence import DRAWN_NUCLEUS_TAGS
     from celltrack.io import as_movie
-    from celltrack.io.jsonable import to_json_value
     from celltrack.scale.predict import predict_blockwise
     from celltrack.scale.spots import extract_spots_blockwise
 
@@ -134,18 +128,15 @@ def detect_blockwise(
         executor=executor,
         progress=progress,
     )
-    if annotated and int(np.prod(movie.shape[1:])) <= CALIBRATION_MAX_VOXELS:
-        centre_maps = {t: np.asarray(result.array[t, 0], np.float32) for t in annotated}
+    centre_maps = _annotated_maps(
+        result.array, annotated, movie, "spots.threshold", cfg.spots.threshold
+    )
+    if centre_maps is not None:
         cfg, calibration["threshold_calibrated"] = with_calibrated_threshold(
             cfg, centre_maps, movie, annotations
         )
         del centre_maps
     elif annotated:
-        logger.info(
-            "block-wise detection: frames of more than %d voxels are not loaded to calibrate "
-            "the centre threshold; detection.spots.threshold = %.2f is used as set",
-            CALIBRATION_MAX_VOXELS, cfg.spots.threshold,
-        )
         calibration["threshold_calibrated"] = False
     if calibration:
         calibration.update(
@@ -164,16 +155,7 @@ def detect_blockwise(
         store=store / "spots",
         progress=progress,
     )
-    if not spots.num_nodes:
-        spots = collect_spots([])
-    frames = list(range(movie.shape[0]))
-    if annotations is not None and annotations.num_nodes:
-        spots = _merge_annotations(spots, annotations, frames, cfg, vs)
-    stamp_spots(spots, vs, cfg)
-    if calibration:
-        spots.attrs["calibration"] = calibration
-    spots.attrs["blockwise"] = to_json_value({"store": store, "prediction": result.stats})
-    return spots
+    return _finish_spots(spots, annotations, movie, cfg, cfg, calibration, store, result)
 
 
 def detect_indicator_blockwise(
@@ -226,14 +208,12 @@ def detect_indicator_blockwise(
         Spots as ``detect_indicator`` returns them (``attrs['blockwise']`` records the
         store and the block statistics).
     """
-    from celltrack.detect.api import _merge_annotations, collect_spots, stamp_spots
     from celltrack.detect.indicator_predict import (
         _merge_config,
         calibrated_sizes,
         calibrated_threshold,
     )
     from celltrack.io import as_movie
-    from celltrack.io.jsonable import to_json_value
     from celltrack.scale.indicator_spots import extract_indicator_spots_blockwise
     from celltrack.scale.predict import predict_blockwise
 
@@ -256,16 +236,11 @@ def detect_indicator_blockwise(
         executor=executor,
         progress=progress,
     )
-    if annotated and int(np.prod(movie.shape[1:])) <= CALIBRATION_MAX_VOXELS:
-        maps = {t: np.asarray(result.array[t, 0], np.float32) for t in annotated}
+    maps = _annotated_maps(result.array, annotated, movie, "nms.threshold", cfg.nms.threshold)
+    if maps is not None:
         cfg = calibrated_threshold(cfg, maps, movie, annotations, calibration)
         del maps
     elif annotated:
-        logger.info(
-            "block-wise detection: frames of more than %d voxels are not loaded to calibrate "
-            "the indicator threshold; detection.nms.threshold = %.2f is used as set",
-            CALIBRATION_MAX_VOXELS, cfg.nms.threshold,
-        )
         calibration["threshold_calibrated"] = False
     spots = extract_indicator_spots_blockwise(
         result.array,
@@ -277,13 +252,53 @@ def detect_indicator_blockwise(
         store=store / "spots",
         progress=progress,
     )
+    return _finish_spots(
+        spots, annotations, movie, _merge_config(cfg), cfg, calibration, store, result
+    )
+
+
+def _annotated_maps(
+    array: Any, annotated: list[int], movie: Any, setting: str, value: float
+) -> dict[int, np.ndarray] | None:
+    """The stored maps (channel 0, (Z, Y, X) float32) of the annotated frames that calibrate
+    the threshold, or None: no annotated frame, or frames of more than
+    :data:`CALIBRATION_MAX_VOXELS` voxels (logged: ``detection.<setting>`` is used as set)."""
+    if not annotated:
+        return None
+    if int(np.prod(movie.shape[1:])) > CALIBRATION_MAX_VOXELS:
+        logger.info(
+            "block-wise detection: frames of more than %d voxels are not loaded to calibrate "
+            "the threshold; detection.%s = %.2f is used as set",
+            CALIBRATION_MAX_VOXELS, setting, value,
+        )
+        return None
+    return {t: np.asarray(array[t, 0], np.float32) for t in annotated}
+
+
+def _finish_spots(
+    spots: TrackGraph,
+    annotations: TrackGraph | None,
+    movie: Any,
+    merge_cfg: DetectionConfig,
+    cfg: Any,
+    calibration: dict[str, Any] | None,
+    store: Path,
+    result: Any,
+) -> TrackGraph:
+    """Merge the reviewed annotations (``merge_cfg``) into the block-wise spots and record
+    the config, calibration and block statistics, as the whole-frame detectors do."""
+    from celltrack.detect.api import _merge_annotations, collect_spots, stamp_spots
+    from celltrack.io.jsonable import to_json_value
+
+    vs = movie.voxel_size
     if not spots.num_nodes:
         spots = collect_spots([])
     if annotations is not None and annotations.num_nodes:
-        spots = _merge_annotations(spots, annotations, frames, _merge_config(cfg), vs)
-    if calibration is not None:
+        frames = list(range(movie.shape[0]))
+        spots = _merge_annotations(spots, annotations, frames, merge_cfg, vs)
+    stamp_spots(spots, vs, cfg)
+    if calibration:
         spots.attrs["calibration"] = calibration
-    stamp_spots(spots, vs, cfg)  # type: ignore[arg-type]
     spots.attrs["blockwise"] = to_json_value({"store": store, "prediction": result.stats})
     return spots
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,17 +52,17 @@ from celltrack.config.indicator import IndicatorNMSConfig
 from celltrack.errors import InvalidInputError, ShapeError
 from celltrack.geometry import check_voxel_size, plateau_representatives, sphere_covariances
 from celltrack.graph import TrackGraph
-from celltrack.progress import progress_bar
 from celltrack.scale.spots import (
     _block_grid,
+    _block_stats,
     _check_block_shape,
     _check_frames,
     _Found,
+    _frame_attrs,
     _peak_rss_mb,
-    _source_identity,
-    _SpotStore,
+    _problem,
+    _run_block_tasks,
 )
-from celltrack.solve.blockwise.store import fingerprint
 
 __all__ = ["MARGIN", "extract_indicator_spots_blockwise", "indicator_halo"]
 
@@ -451,7 +451,6 @@ def extract_indicator_spots_blockwise(
     ...     block_shape=(32, 256, 256), frames=range(10),
     ...     executor="processes")  # doctest: +SKIP
     """
-    from celltrack.solve.blockwise.executors import make_executor
 
     start = time.perf_counter()
     cfg = IndicatorNMSConfig() if nms is None else nms
@@ -489,87 +488,40 @@ def extract_indicator_spots_blockwise(
     counts, cores = _block_grid(shape, block)
     n_blocks = len(cores)
 
-    spot_store = None
-    if store is not None:
-        key = fingerprint([], {
-            "what": "blockwise_indicator_spots",
-            "source": _source_identity(source),
-            "shape": list(full_shape),
-            "dtype": str(getattr(source, "dtype", "")),
-            "voxel_size": vs.tolist(),
-            "nms_config": cfg.model_dump(mode="json"),
-            "block_shape": block.tolist(),
-            "halo": halo_v.tolist(),
-        })
-        spot_store = _SpotStore(store, key, resume=resume)
-    done = set(spot_store.finished()) if spot_store is not None else set()
+    def make_task(key: int, t: int, core_lo: np.ndarray, core_hi: np.ndarray,
+                  ship: bool) -> _Task:
+        lo = np.maximum(core_lo - halo_v, 0)
+        hi = np.minimum(core_hi + halo_v, shape)
+        task = _Task(key, t, core_lo, core_hi, lo, hi, geo)
+        if ship and isinstance(source, np.ndarray):
+            task.window = _read(source, t, lo, hi)
+        else:
+            task.source = source
+        return task
 
-    runner = make_executor(executor, n_workers)
-    owned_runner = runner is not executor
-    ship_windows = isinstance(source, np.ndarray) and runner.name != "serial"
-
-    def tasks() -> Iterator[_Task]:
-        for t in frame_list:
-            for b, (core_lo, core_hi) in enumerate(cores):
-                task_key = t * n_blocks + b
-                if task_key in done:
-                    continue
-                lo = np.maximum(core_lo - halo_v, 0)
-                hi = np.minimum(core_hi + halo_v, shape)
-                task = _Task(task_key, t, core_lo, core_hi, lo, hi, geo)
-                if ship_windows:
-                    task.window = _read(source, t, lo, hi)
-                else:
-                    task.source = source
-                yield task
-
-    results: dict[int, _Found] = {}
-    wanted = set(frame_list)
-    for task_key in done:
-        if task_key // n_blocks in wanted:
-            results[task_key] = spot_store.load_found(task_key)  # type: ignore[union-attr]
-    total = len(frame_list) * n_blocks
-    bar = progress_bar(total=total, desc="indicator maxima", disable=not progress, unit="block")
-    bar.update(len(results))
-    computed = 0
-    try:
-        for found in runner.imap_unordered(_run_block, tasks()):
-            if found.cut:
-                found = _finish_cut(found, source, cores[found.key % n_blocks], geo)
-            if spot_store is not None:
-                spot_store.save_found(found)
-            results[found.key] = found
-            computed += 1
-            bar.update()
-    finally:
-        bar.close()
-        if owned_runner:
-            runner.close()
-
-    spots = _assemble(results, frame_list, n_blocks, shape, vs, cfg)
-    infos = [r.info for r in results.values()]
+    run = _run_block_tasks(
+        make_task,
+        _run_block,
+        lambda found: _finish_cut(found, source, cores[found.key % n_blocks], geo),
+        frame_list=frame_list,
+        cores=cores,
+        problem=_problem("blockwise_indicator_spots", source, full_shape, vs, block, halo_v,
+                         nms_config=cfg.model_dump(mode="json")),
+        store=store,
+        resume=resume,
+        executor=executor,
+        n_workers=n_workers,
+        desc="indicator maxima",
+        progress=progress,
+    )
+    spots = _assemble(run.results, frame_list, n_blocks, shape, vs, cfg)
     spots.attrs.update(
-        voxel_size=vs.tolist(),
-        image_shape=[full_shape[0], *shape.tolist()],
-        field_of_view_um=[[0.0, float((n - 1) * v)] for n, v in zip(shape, vs)],
-        blockwise_spots={
-            "block_shape": block.tolist(),
-            "halo": halo_v.tolist(),
-            "grid": counts.tolist(),
-            "tasks": total,
-            "computed": computed,
-            "resumed": total - computed,
-            "grown": int(sum(i.get("grown", 0) for i in infos)),
-            "executor": runner.name,
-            "seconds": time.perf_counter() - start,
-            "max_worker_peak_rss_mb": max(
-                (float(i.get("worker_peak_rss_mb", 0.0)) for i in infos), default=0.0
-            ),
-        },
+        **_frame_attrs(full_shape, shape, vs),
+        blockwise_spots=_block_stats(run, block, halo_v, counts, start),
     )
     logger.info(
         "block-wise indicator maxima: %d spots in %d frames, %d blocks each (%d resumed) "
-        "in %.1f s", spots.num_nodes, len(frame_list), n_blocks, total - computed,
+        "in %.1f s", spots.num_nodes, len(frame_list), n_blocks, run.total - run.computed,
         time.perf_counter() - start,
     )
     return spots

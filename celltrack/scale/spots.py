@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -582,6 +582,132 @@ def _check_block_shape(block_shape: Any, shape: np.ndarray) -> np.ndarray:
     return np.minimum(block.astype(np.int64), shape)
 
 
+# ---------------------------------------------------------------------------- driver
+
+
+@dataclass
+class _BlockRun:
+    """What :func:`_run_block_tasks` did: every (frame, block) result, and how."""
+
+    results: dict[int, _Found]  # by task key t · n_blocks + b
+    computed: int  # tasks run now (the others came from the store)
+    total: int
+    executor: str
+
+
+def _run_block_tasks(
+    make_task: Callable[[int, int, np.ndarray, np.ndarray, bool], Any],
+    worker: Callable[[Any], _Found],
+    finish_cut: Callable[[_Found], _Found],
+    *,
+    frame_list: list[int],
+    cores: list[tuple],
+    problem: dict[str, Any] | None,
+    store: str | Path | None,
+    resume: bool,
+    executor: Any,
+    n_workers: int | None,
+    desc: str,
+    progress: bool,
+) -> _BlockRun:
+    """Run every (frame, block) task of a block-wise extraction, resumably.
+
+    ``make_task(key, t, core_lo, core_hi, ship_window)`` builds a task (reading its window
+    here when ``ship_window``: a numpy source on worker processes); ``worker`` runs it;
+    ``finish_cut`` resolves, here, the cut objects of a worker that had only its window.
+    With ``store`` each result is saved as it arrives and a rerun skips it; ``problem``
+    (JSON-able) is the store's fingerprint.
+    """
+    from celltrack.solve.blockwise.executors import make_executor
+
+    n_blocks = len(cores)
+    spot_store = None
+    if store is not None:
+        spot_store = _SpotStore(store, fingerprint([], problem or {}), resume=resume)
+    done = set(spot_store.finished()) if spot_store is not None else set()
+    runner = make_executor(executor, n_workers)
+    owned_runner = runner is not executor
+    ship_windows = runner.name != "serial"
+
+    def tasks() -> Iterator[Any]:
+        for t in frame_list:
+            for b, (core_lo, core_hi) in enumerate(cores):
+                key = t * n_blocks + b
+                if key not in done:
+                    yield make_task(key, t, core_lo, core_hi, ship_windows)
+
+    results: dict[int, _Found] = {}
+    wanted = set(frame_list)
+    for key in done:
+        if key // n_blocks in wanted:
+            results[key] = spot_store.load_found(key)  # type: ignore[union-attr]
+    total = len(frame_list) * n_blocks
+    bar = progress_bar(total=total, desc=desc, disable=not progress, unit="block")
+    bar.update(len(results))
+    computed = 0
+    try:
+        for found in runner.imap_unordered(worker, tasks()):
+            if found.cut:  # cut objects of a shipped window: resolved here
+                found = finish_cut(found)
+            if spot_store is not None:
+                spot_store.save_found(found)
+            results[found.key] = found
+            computed += 1
+            bar.update()
+    finally:
+        bar.close()
+        if owned_runner:
+            runner.close()
+    return _BlockRun(results, computed, total, runner.name)
+
+
+def _block_stats(
+    run: _BlockRun, block: np.ndarray, halo: np.ndarray, counts: np.ndarray, start: float
+) -> dict[str, Any]:
+    """The ``blockwise_spots`` attribute: grid, task counts, growth, time and memory."""
+    infos = [r.info for r in run.results.values()]
+    return {
+        "block_shape": block.tolist(),
+        "halo": halo.tolist(),
+        "grid": counts.tolist(),
+        "tasks": run.total,
+        "computed": run.computed,
+        "resumed": run.total - run.computed,
+        "grown": int(sum(i.get("grown", 0) for i in infos)),
+        "executor": run.executor,
+        "seconds": time.perf_counter() - start,
+        "max_worker_peak_rss_mb": max(
+            (float(i.get("worker_peak_rss_mb", 0.0)) for i in infos), default=0.0
+        ),
+    }
+
+
+def _frame_attrs(full_shape: tuple[int, ...], shape: np.ndarray, vs: np.ndarray) -> dict:
+    """``voxel_size``, ``image_shape`` (T, Z, Y, X) and ``field_of_view_um`` of the spots."""
+    return {
+        "voxel_size": vs.tolist(),
+        "image_shape": [full_shape[0], *shape.tolist()],
+        "field_of_view_um": [[0.0, float((n - 1) * v)] for n, v in zip(shape, vs)],
+    }
+
+
+def _problem(
+    what: str, source: Any, full_shape: tuple[int, ...], vs: np.ndarray, block: np.ndarray,
+    halo: np.ndarray, **config: Any,
+) -> dict[str, Any]:
+    """The fingerprinted description of a block-wise extraction (its store's identity)."""
+    return {
+        "what": what,
+        "source": _source_identity(source),
+        "shape": list(full_shape),
+        "dtype": str(getattr(source, "dtype", "")),
+        "voxel_size": vs.tolist(),
+        **config,
+        "block_shape": block.tolist(),
+        "halo": halo.tolist(),
+    }
+
+
 def extract_spots_blockwise(
     probabilities: Any,
     voxel_size: Sequence[float],
@@ -667,7 +793,6 @@ def extract_spots_blockwise(
     ...     "pred/probabilities.zarr", (2.0, 0.5, 0.5), SpotConfig(),
     ...     block_shape=(32, 256, 256), executor="processes")  # doctest: +SKIP
     """
-    from celltrack.solve.blockwise.executors import make_executor
 
     start = time.perf_counter()
     cfg = SpotConfig() if spot_cfg is None else spot_cfg
@@ -698,93 +823,46 @@ def extract_spots_blockwise(
     counts, cores = _block_grid(shape, block)
     n_blocks = len(cores)
 
-    spot_store = None
-    if store is not None:
-        key = fingerprint([], {
-            "what": "blockwise_spots",
-            "source": _source_identity(source),
-            "shape": list(full_shape),
-            "dtype": str(getattr(source, "dtype", "")),
-            "voxel_size": vs.tolist(),
-            "spot_config": cfg.model_dump(mode="json"),
-            "block_shape": block.tolist(),
-            "halo": halo_v.tolist(),
-        })
-        spot_store = _SpotStore(store, key, resume=resume)
-    done = set(spot_store.finished()) if spot_store is not None else set()
+    def make_task(key: int, t: int, core_lo: np.ndarray, core_hi: np.ndarray,
+                  ship: bool) -> _Task:
+        lo, hi = _window(core_lo, core_hi, halo_v, shape, cfg)
+        task = _Task(key, t, core_lo, core_hi, lo, hi, shape, halo_v, vs, cfg, channel)
+        if ship and isinstance(source, np.ndarray):
+            task.window = _read_centre(source, t, channel, lo, hi)
+        else:
+            task.source = source
+        return task
 
-    runner = make_executor(executor, n_workers)
-    owned_runner = runner is not executor
-    ship_windows = isinstance(source, np.ndarray) and runner.name != "serial"
-
-    def tasks() -> Iterator[_Task]:
-        for t in frame_list:
-            for b, (core_lo, core_hi) in enumerate(cores):
-                task_key = t * n_blocks + b
-                if task_key in done:
-                    continue
-                lo, hi = _window(core_lo, core_hi, halo_v, shape, cfg)
-                task = _Task(task_key, t, core_lo, core_hi, lo, hi, shape, halo_v, vs, cfg,
-                             channel)
-                if ship_windows:
-                    task.window = _read_centre(source, t, channel, lo, hi)
-                else:
-                    task.source = source
-                yield task
-
-    results: dict[int, _Found] = {}
-    wanted = set(frame_list)
-    for task_key in done:
-        if task_key // n_blocks in wanted:
-            results[task_key] = spot_store.load_found(task_key)
-    total = len(frame_list) * n_blocks
-    bar = progress_bar(total=total, desc="spots", disable=not progress, unit="block")
-    bar.update(len(results))
-    computed = 0
-    try:
-        for found in runner.imap_unordered(_run_block, tasks()):
-            if found.cut:  # cut components of a shipped window: resolved here
-                found = _finish_cut(found, source, channel, cores, n_blocks, shape, halo_v,
-                                    vs, cfg)
-            if spot_store is not None:
-                spot_store.save_found(found)
-            results[found.key] = found
-            computed += 1
-            bar.update()
-    finally:
-        bar.close()
-        if owned_runner:
-            runner.close()
+    run = _run_block_tasks(
+        make_task,
+        _run_block,
+        lambda found: _finish_cut(found, source, channel, cores, n_blocks, shape, halo_v,
+                                  vs, cfg),
+        frame_list=frame_list,
+        cores=cores,
+        problem=_problem("blockwise_spots", source, full_shape, vs, block, halo_v,
+                         spot_config=cfg.model_dump(mode="json")),
+        store=store,
+        resume=resume,
+        executor=executor,
+        n_workers=n_workers,
+        desc="spots",
+        progress=progress,
+    )
 
     def plateau_of(found: _Found) -> bool:
         core_lo, core_hi = cores[found.key % n_blocks]
         lo, hi = _window(core_lo, core_hi, halo_v, shape, cfg)
         return _is_plateau(_read_centre(source, found.t, channel, lo, hi), vs, cfg)
 
-    spots = _assemble(results, frame_list, n_blocks, cfg, plateau_of)
-    infos = [r.info for r in results.values()]
+    spots = _assemble(run.results, frame_list, n_blocks, cfg, plateau_of)
     spots.attrs.update(
-        voxel_size=vs.tolist(),
-        image_shape=[full_shape[0], *shape.tolist()],
-        field_of_view_um=[[0.0, float((n - 1) * v)] for n, v in zip(shape, vs)],
+        **_frame_attrs(full_shape, shape, vs),
         spot_config=cfg.model_dump(mode="json"),
-        blockwise_spots={
-            "block_shape": block.tolist(),
-            "halo": halo_v.tolist(),
-            "grid": counts.tolist(),
-            "tasks": total,
-            "computed": computed,
-            "resumed": total - computed,
-            "grown": int(sum(i.get("grown", 0) for i in infos)),
-            "executor": runner.name,
-            "seconds": time.perf_counter() - start,
-            "max_worker_peak_rss_mb": max(
-                (float(i.get("worker_peak_rss_mb", 0.0)) for i in infos), default=0.0
-            ),
-        },
+        blockwise_spots=_block_stats(run, block, halo_v, counts, start),
     )
     logger.info("block-wise spots: %d spots in %d frames, %d blocks each (%d resumed) in %.1f s",
-                spots.num_nodes, len(frame_list), n_blocks, total - computed,
+                spots.num_nodes, len(frame_list), n_blocks, run.total - run.computed,
                 time.perf_counter() - start)
     return spots
 
