@@ -37,8 +37,8 @@ BASE = ILPConfig(node_offset=-20.0, appear_cost=1.0, edge_weight=0.5, disappear_
 LEARN = ("edge_weight", "appear_cost")
 
 
-def known_optimum(true_d, false_d, lam, n):
-    """Minimiser of J(w) = λ/2‖Dw‖² + (1/n)·Σ_e hinge_e, the closed form of the SVM here.
+def known_optimum(true_d, false_d, lam, n, anchor=(0.0, 0.0)):
+    """Minimiser of J(w) = λ/2‖D(w − anchor)‖² + (1/n)·Σ_e hinge_e, the SVM here.
 
     Components are independent, so the loss-augmented maximum is the sum over edges of
     max(0, 1 + E(z*) − E(z_flip)): true edge 1 + w_E·d − c_T, false edge 1 + c_T − w_E·d.
@@ -46,12 +46,13 @@ def known_optimum(true_d, false_d, lam, n):
     """
     d = np.asarray([*true_d, *false_d])
     s_e = np.sqrt(np.mean(d**2))
+    centre = np.asarray([anchor[0] * s_e, anchor[1]])
 
     def j(v):
         we, ct = v[0] / s_e, v[1]
         hinge = np.sum(np.maximum(0, 1 + we * np.asarray(true_d) - ct))
         hinge += np.sum(np.maximum(0, 1 + ct - we * np.asarray(false_d)))
-        return 0.5 * lam * (v @ v) + hinge / n
+        return 0.5 * lam * ((v - centre) @ (v - centre)) + hinge / n
 
     best = min(
         (minimize(j, x0, method="Nelder-Mead", options={"xatol": 1e-9, "fatol": 1e-12,
@@ -75,6 +76,27 @@ def test_learned_weights_equal_the_known_svm_optimum(lam):
     # untouched weights keep the base values
     assert res.config.node_offset == BASE.node_offset
     assert res.config.disappear_cost == BASE.disappear_cost
+
+
+@pytest.mark.parametrize("lam", [1e-1, 1.0])
+def test_the_base_prior_pulls_the_weights_to_the_base_costs(lam):
+    """prior="base": J(w) = λ/2‖D(w − w_base)‖² + hinge, minimised exactly; a strong
+    prior keeps the base costs, and it lands elsewhere than the zero prior."""
+    cand, gt = pairs_graph(TRUE_D, FALSE_D)
+    res = fit_costs(cand, gt, base=BASE, learn=LEARN, regularizer_weight=lam,
+                    prior="base", tolerance=1e-6, max_iterations=60)
+    n = cand.num_nodes + cand.num_edges
+    anchor = (BASE.edge_weight, BASE.appear_cost)
+    we, ct, j_opt = known_optimum(TRUE_D, FALSE_D, lam, n, anchor)
+    assert res.weights["edge_weight"] == pytest.approx(we, rel=2e-2, abs=1e-3)
+    assert res.weights["appear_cost"] == pytest.approx(ct, rel=2e-2, abs=1e-3)
+    assert min(res.objective_history) == pytest.approx(j_opt, rel=1e-2, abs=1e-5)
+    we0, ct0, _ = known_optimum(TRUE_D, FALSE_D, lam, n)
+    assert abs(we - we0) + abs(ct - ct0) > 0.05  # the two priors differ here
+    strong = fit_costs(cand, gt, base=BASE, learn=LEARN, regularizer_weight=1e4,
+                       prior="base", tolerance=1e-6, max_iterations=20)
+    assert strong.weights["edge_weight"] == pytest.approx(BASE.edge_weight, rel=1e-2)
+    assert strong.weights["appear_cost"] == pytest.approx(BASE.appear_cost, rel=1e-2)
 
 
 def test_learned_weights_separate_true_from_false_links():
@@ -185,6 +207,8 @@ def test_fit_costs_validates_its_inputs():
         fit_costs(cand, gt, learn=("no_such_weight",))
     with pytest.raises(InvalidInputError):
         fit_costs(cand, gt, regularizer_weight=0.0)
+    with pytest.raises(InvalidInputError, match="prior"):
+        fit_costs(cand, gt, prior="hand-set")
     other = TrackGraph({"id": [900], "t": [0], "z": [0.0], "y": [0.0], "x": [0.0]})
     with pytest.raises(InvalidInputError, match="match"):
         fit_costs(cand, other)

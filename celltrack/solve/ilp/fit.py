@@ -161,11 +161,12 @@ def _master(
     lower: np.ndarray,
     center: np.ndarray,
     prox: float,
+    anchor: np.ndarray,
 ) -> tuple[np.ndarray, float]:
     """Next iterate of the proximal bundle method.
 
-    Minimises the cutting-plane model ``m(w) = λ/2‖w‖² + max(0, maxᵢ bᵢ + aᵢ·w)`` plus
-    ``prox/2 ‖w − center‖²`` subject to ``w ≥ lower`` (SLSQP on (w, ξ)); returns the
+    Minimises the cutting-plane model ``m(w) = λ/2‖w − anchor‖² + max(0, maxᵢ bᵢ + aᵢ·w)``
+    plus ``prox/2 ‖w − center‖²`` subject to ``w ≥ lower`` (SLSQP on (w, ξ)); returns the
     minimiser and ``m`` there (a lower model of J, exact on the planes).
     """
     from scipy.optimize import minimize
@@ -173,12 +174,12 @@ def _master(
     k = center.size
 
     def fun(v):
-        d = v[:k] - center
-        return 0.5 * lam * float(v[:k] @ v[:k]) + v[k] + 0.5 * prox * float(d @ d)
+        d, r = v[:k] - center, v[:k] - anchor
+        return 0.5 * lam * float(r @ r) + v[k] + 0.5 * prox * float(d @ d)
 
     def jac(v):
         g = np.zeros(k + 1)
-        g[:k] = lam * v[:k] + prox * (v[:k] - center)
+        g[:k] = lam * (v[:k] - anchor) + prox * (v[:k] - center)
         g[k] = 1.0
         return g
 
@@ -201,7 +202,8 @@ def _master(
         options={"maxiter": 500, "ftol": 1e-12},
     )
     w = np.maximum(res.x[:k], lower)
-    value = 0.5 * lam * float(w @ w) + max(0.0, float(np.max(planes_b + planes_a @ w)))
+    r = w - anchor
+    value = 0.5 * lam * float(r @ r) + max(0.0, float(np.max(planes_b + planes_a @ w)))
     return w, value
 
 
@@ -215,6 +217,7 @@ def fit_costs(
     learn: tuple[str, ...] | None = None,
     match_distance_um: float | None = None,
     regularizer_weight: float = 1e-4,
+    prior: str = "zero",
     loss_weights: dict[str, float] | None = None,
     max_iterations: int = 40,
     tolerance: float = 0.005,
@@ -248,6 +251,11 @@ def fit_costs(
         per frame, one-to-one). Default None: by node id (same id and frame).
     regularizer_weight : float
         λ > 0 of the SVM objective (on weights in normalised feature units).
+    prior : {"zero", "base"}
+        Where the regulariser pulls the weights: towards 0 (``λ/2 ‖D w‖²``, the plain
+        SVM) or towards ``base``'s weights (``λ/2 ‖D (w − w_base)‖²``: with few
+        annotated divisions a large λ keeps hand-set costs that are known to work and
+        moves only the weights the annotations argue for).
     loss_weights : dict, optional
         Hamming loss per annotated ``node``, ``edge``, ``split`` and division ``pair``
         variable (defaults 1, 1, 0, 1: splits are already visible through their edges,
@@ -303,6 +311,8 @@ def fit_costs(
         )
     if not (regularizer_weight > 0 and np.isfinite(regularizer_weight)):
         raise InvalidInputError(f"regularizer_weight must be > 0, got {regularizer_weight}")
+    if prior not in ("zero", "base"):
+        raise InvalidInputError(f"prior must be 'zero' or 'base', got {prior!r}")
     if max_iterations < 1 or tolerance < 0:
         raise InvalidInputError("max_iterations must be ≥ 1 and tolerance ≥ 0")
     loss = {**DEFAULT_LOSS, **(loss_weights or {})}
@@ -410,6 +420,7 @@ def fit_costs(
 
     wn = np.asarray([getattr(cfg, n) for n in names], np.float64) * scale
     wn = np.maximum(wn, lower)
+    anchor = wn.copy() if prior == "base" else np.zeros_like(wn)
     lam = float(regularizer_weight)
     result = FitResult(config=cfg, weights={}, stats=stats)
     best_w, best_j = wn.copy(), np.inf
@@ -443,7 +454,7 @@ def fit_costs(
             a = (phi_star - phi_n.T @ z_hat) / n_ann
             b = delta + float(c_fixed @ (z_star - z_hat)) / n_ann
             hinge = max(0.0, b + float(a @ wn))
-            j_val = 0.5 * lam * float(wn @ wn) + hinge
+            j_val = 0.5 * lam * float((wn - anchor) @ (wn - anchor)) + hinge
             planes_a.append(a)
             planes_b.append(b)
             result.loss_history.append(hinge)
@@ -460,7 +471,7 @@ def fit_costs(
                 # null step: the plane is kept, the next step is shorter
                 prox = min(prox * PROX_FACTOR, proximal_weight * PROX_RANGE)
             wn, model_value = _master(
-                np.asarray(planes_a), np.asarray(planes_b), lam, lower, center, prox
+                np.asarray(planes_a), np.asarray(planes_b), lam, lower, center, prox, anchor
             )
             result.bound_history.append(model_value)
             predicted = best_j - model_value
