@@ -180,6 +180,20 @@ def test_windowed_lp_certifies_the_lp_bound_and_the_same_optimum(seed):
 
 
 @pytest.mark.parametrize("seed", range(2))
+def test_windows_of_a_growing_graph_are_balanced_and_keep_the_optimum(seed):
+    g = random_candidates(14, np.arange(2, 16), radius=3.0, seed=seed)  # 2 … 15 per frame
+    cfg = ILPConfig(**{**COSTS, "split_cost": 0.1}, division_angle_weight=1.0,
+                    lp_window_frames=0)
+    windowed = cfg.model_copy(update={"lp_window_frames": 4, "lp_window_overlap": 1})
+    plain = ILPLinker(cfg).link(g)
+    result = ILPLinker(windowed).link(g)
+    assert result.stats["lp_windows"] == 4
+    assert result.status.value == plain.status.value == "optimal"
+    assert result.objective == pytest.approx(plain.objective, abs=1e-6)
+    assert _edges(result) == _edges(plain)
+
+
+@pytest.mark.parametrize("seed", range(2))
 def test_windows_apply_to_division_and_persistence_blocks(seed):
     g = random_candidates(14, 8, radius=3.0, seed=seed)
     cfg = ILPConfig(

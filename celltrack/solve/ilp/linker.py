@@ -182,10 +182,7 @@ class ILPLinker(Linker):
         hint = phases.check_hint(search.problem, hint_edges)
         dominance = cfg.presolve_edges and not self.terms and not cfg.uses_division_terms
         phases.presolve(search, dominance=dominance, pairs=cfg.presolve_edges and not self.terms)
-        if cfg.use_lp:
-            phases.relax(search)
-        phases.warm_start(search, hint)
-        phases.local_search(search)
+        phases.bound_and_start(search, hint)
         rest = phases.fix_variables(search)
         outcome = phases.solve(search, rest)
         return phases.extract(search, candidates, outcome)

@@ -4,10 +4,12 @@ HiGHS' dual simplex grows faster than linearly with the model (≈ N^1.3 on cand
 graphs), while the tree ILP is local in time. :func:`windowed_multipliers` therefore
 solves the LP on overlapping time windows and stitches their row multipliers:
 
-1. windows of ``window`` frames, each extended by ``overlap`` frames on both sides; every
-   window's LP holds the variables in its extended frame range and the rows whose
-   variables all lie in it; a row takes its multiplier from the window whose core (the
-   ``window`` frames) holds the row's first frame;
+1. ⌈frames / ``window``⌉ windows whose cores (consecutive frame ranges) hold about the
+   same number of variables — a growing embryo's late frames get shorter cores, so no
+   window dominates the time (:func:`balanced_cores`) — each extended by ``overlap``
+   frames on both sides; every window's LP holds the variables in its extended frame
+   range and the rows whose variables all lie in it; a row takes its multiplier from the
+   window whose core holds the row's first frame;
 2. seam repair: at every boundary between two cores, the rows within ``seam`` frames of
    it are re-optimised with all other multipliers fixed — the LP over the seam's variables
    with the reduced costs ``c + A_outᵀ μ_out`` — which is block-coordinate ascent on the
@@ -31,7 +33,8 @@ import numpy as np
 from celltrack.solve.ilp.model import StandardModel
 from celltrack.solve.ilp.problem import LinkingProblem
 
-__all__ = ["variable_frames", "windowed_multipliers"]
+__all__ = ["balanced_cores", "variable_frames", "windowed_multipliers"]
+
 
 def _block_frames(name: str, aux: object, problem: LinkingProblem) -> np.ndarray | None:
     """Frame of each variable of one block, or None for a block without a frame.
@@ -68,6 +71,31 @@ def variable_frames(model: StandardModel, problem: LinkingProblem) -> np.ndarray
     return frames
 
 
+def balanced_cores(frames: np.ndarray, window: int) -> np.ndarray:
+    """Core boundaries of the LP windows, int64 (W + 1,): core i is frames [b_i, b_{i+1}).
+
+    W = ⌈(frame span) / ``window``⌉ cores, cut where the cumulative variable count crosses
+    multiples of 1/W of the total, so each core holds about the same number of variables;
+    every core keeps at least one frame.
+
+    Parameters
+    ----------
+    frames : ndarray of int64, shape (F,)
+        Frame of every variable.
+    window : int
+        Mean core length (frames).
+    """
+    lo, hi = int(frames.min()), int(frames.max()) + 1
+    n = -(-(hi - lo) // int(window))
+    counts = np.cumsum(np.bincount(frames - lo, minlength=hi - lo))
+    targets = counts[-1] * np.arange(1, n) / n
+    cuts = lo + 1 + np.searchsorted(counts, targets, side="left")
+    previous = lo
+    for i in range(n - 1):  # strictly increasing, at least one frame per core
+        cuts[i] = previous = min(max(int(cuts[i]), previous + 1), hi - (n - 1 - i))
+    return np.concatenate([[lo], cuts, [hi]]).astype(np.int64)
+
+
 def _row_frames(A, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First and last frame of the variables of each row."""
     coo = A.tocoo()
@@ -101,7 +129,8 @@ def windowed_multipliers(
     frames : ndarray of int64, shape (F,)
         Frame of every variable.
     window, overlap, seam : int
-        Core length, extension on each side and half-width of the seam repair (frames).
+        Mean core length (:func:`balanced_cores`), extension on each side and half-width
+        of the seam repair (frames).
     time_limit_s : float
         Budget of all windows together (s).
     workers : int
@@ -120,38 +149,40 @@ def windowed_multipliers(
     t_end = time.perf_counter() + float(time_limit_s)
     A = A.tocsr()
     first, last = _row_frames(A, frames)
-    lo_frame, hi_frame = int(frames.min()), int(frames.max()) + 1
-    starts = list(range(lo_frame, hi_frame, window))
+    bounds = balanced_cores(frames, window)
+    cores = list(zip(bounds[:-1].tolist(), bounds[1:].tolist()))
     values = np.where(c < 0, 1.0, 0.0)
     mu = np.zeros(A.shape[0])
     AT = A.T.tocsr()
 
-    def solve_window(start: int):
-        lo, hi = start - overlap, start + window + overlap
+    def solve_window(core: tuple[int, int]):
+        lo, hi = core[0] - overlap, core[1] + overlap
         cols = np.flatnonzero((frames >= lo) & (frames < hi))
         rows = np.flatnonzero((first >= lo) & (last < hi))
         if rows.size == 0:
-            return start, cols, rows, values[cols], np.zeros(0)
+            return core, cols, rows, values[cols], np.zeros(0)
         sub = A[rows][:, cols]
         x, m, _ = _highs(c[cols], sub, b[rows], max(1e-3, t_end - time.perf_counter()), presolve)
-        return start, cols, rows, x, m
+        return core, cols, rows, x, m
 
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=max(1, int(workers))) as pool:
-        results = list(pool.map(solve_window, starts))
-    for start, cols, rows, x, m in results:
+        # the largest windows first, so threads do not wait on one started last
+        sizes = np.diff(np.searchsorted(np.sort(frames), bounds))
+        results = list(pool.map(solve_window, [cores[i] for i in np.argsort(-sizes)]))
+    for (start, stop), cols, rows, x, m in results:
         if x is None:
             return None
-        core_rows = (first[rows] >= start) & (first[rows] < start + window)
+        core_rows = (first[rows] >= start) & (first[rows] < stop)
         mu[rows[core_rows]] = m[core_rows]
-        core_cols = (frames[cols] >= start) & (frames[cols] < start + window)
+        core_cols = (frames[cols] >= start) & (frames[cols] < stop)
         values[cols[core_cols]] = x[core_cols]
     t_windows = time.perf_counter() - t0
 
     # seam repair, one boundary after the other (each uses the multipliers fixed so far)
     t0 = time.perf_counter()
     seams: list[np.ndarray] = []
-    for start in starts[1:]:
+    for start in bounds[1:-1].tolist():
         lo, hi = start - seam, start + seam
         cols = np.flatnonzero((frames >= lo) & (frames < hi))
         rows = np.flatnonzero((first >= lo) & (last < hi))
@@ -168,7 +199,7 @@ def windowed_multipliers(
         mu[rows] = m
         seams.append(cols)
     stats = {
-        "lp_windows": len(starts),
+        "lp_windows": len(cores),
         "lp_window_time": t_windows,
         "lp_seam_time": time.perf_counter() - t0,
     }
