@@ -193,6 +193,30 @@ def test_windows_of_a_growing_graph_are_balanced_and_keep_the_optimum(seed):
     assert _edges(result) == _edges(plain)
 
 
+@pytest.mark.parametrize(("seed", "split"), [(2, -0.3), (22, 0.1)])
+def test_windows_that_leave_a_gap_fall_back_to_one_lp_before_cpsat(seed, split):
+    g = random_candidates(14, 8, radius=3.0, seed=seed)
+    cfg = ILPConfig(
+        **{**COSTS, "split_cost": split},
+        division_angle_weight=2.0,
+        division_separation_weight=0.2,
+        short_daughter_cost=0.8,
+        persistence_frames=1,
+        local_hops=0,  # no local repair of the seams: the stitched windows leave a gap
+        lp_window_frames=0,
+    )
+    windowed = cfg.model_copy(
+        update={"lp_window_frames": 3, "lp_window_overlap": 1, "lp_seam_frames": 1}
+    )
+    plain = ILPLinker(cfg).link(g)
+    result = ILPLinker(windowed).link(g)
+    assert result.stats["lp_windows_fallback"] is True
+    assert "lp_windows_fallback" not in plain.stats
+    assert result.stats["proof"] == plain.stats["proof"] == "lp_certificate"  # no CP-SAT
+    assert result.objective == pytest.approx(plain.objective, abs=1e-6)
+    assert _edges(result) == _edges(plain)
+
+
 @pytest.mark.parametrize("seed", range(2))
 def test_windows_apply_to_division_and_persistence_blocks(seed):
     g = random_candidates(14, 8, radius=3.0, seed=seed)
