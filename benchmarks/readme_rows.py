@@ -179,7 +179,22 @@ def _divisions(r: Results) -> str:
             if key in f1
         )
         parts.append(f"{pert}: learned {_f(f1['ilp_learned'])} vs {others}")
-    return "division F1 " + "; ".join(parts)
+    return "division F1 " + "; ".join(parts) + _divisions_time_ratios(rows)
+
+
+def _divisions_time_ratios(rows: list[dict]) -> str:
+    """The learned linker's time over the hand-set ILP's, per ASTEC perturbation."""
+    parts = []
+    for pert in dict.fromkeys(x["perturbation"] for x in rows):
+        alone = {x["method"]: x.get("link_seconds") for x in rows if x["perturbation"] == pert}
+        if not alone.get("ilp") or not alone.get("ilp_learned"):
+            continue
+        same = alone.get("ilp_learned_same_graph")
+        parts.append(
+            f"{pert} {alone['ilp_learned'] / alone['ilp']:.2f}×"
+            + (f" ({same / alone['ilp']:.2f}× on the same graph)" if same else "")
+        )
+    return "; linker time, learned / hand-set: " + ", ".join(parts) if parts else ""
 
 
 def _real_images(r: Results) -> str:
@@ -604,6 +619,7 @@ DIVISIONS_METHODS = {
     "ilp_demo_costs": "ILP, the demo's hand-set costs",
     "ilp_learned": "**ILP, learned costs**",
     "ilp_learned_sparse": "ILP, learned from 10 % of the lineages",
+    "ilp_learned_same_graph": "ILP, learned costs on the hand-set ILP's graph (radius 40)",
 }
 
 

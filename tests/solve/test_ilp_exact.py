@@ -251,3 +251,30 @@ def test_windows_are_skipped_for_blocks_without_frames():
     end = model.num_vars
     unknown = replace(model, blocks={**model.blocks, "unframed": slice(end, end)})
     assert variable_frames(unknown, problem) is None
+
+
+def test_local_steps_stop_when_the_time_budget_is_spent():
+    from celltrack.solve.ilp import phases
+
+    g = random_candidates(14, 8, radius=3.0, seed=2)
+    cfg = ILPConfig(
+        **{**COSTS, "split_cost": -0.3},
+        division_angle_weight=2.0,
+        division_separation_weight=0.2,
+        short_daughter_cost=0.8,
+        persistence_frames=1,
+        lp_window_frames=3,
+        lp_window_overlap=1,
+        lp_seam_frames=1,
+        time_limit_s=5.0,
+    )
+    plain = ILPLinker(cfg).link(g)
+    assert plain.stats["local_variables"] > 0  # within the budget the local steps run
+    search = phases.build(g, cfg, [])
+    search.start -= cfg.time_limit_s  # as if the LP had used the whole budget
+    out = phases.run(search)
+    assert search.stats["local_out_of_time"] is True
+    assert "local_variables" not in search.stats
+    assert out.status.value == "optimal"  # CP-SAT still gets its second and proves it
+    objective = search.model.objective(out.z) / cfg.cost_scale
+    assert objective == pytest.approx(plain.objective, abs=1e-6)

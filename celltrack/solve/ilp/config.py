@@ -194,7 +194,8 @@ class ILPConfig(Config):
         60.0,
         gt=0,
         description="wall-clock budget of the solve (s): the LP gets all of it, the local "
-        "steps at most a fifth (≤ 10 s each), CP-SAT what is left (at least 1 s)",
+        "steps at most a fifth each (≤ 10 s, and only while the budget lasts), CP-SAT "
+        "what is left (at least 1 s)",
     )
     num_workers: int = Field(2, ge=1, description="CP-SAT worker threads (count)")
     random_seed: int = Field(0, description="CP-SAT random seed")

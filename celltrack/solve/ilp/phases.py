@@ -152,6 +152,11 @@ class Outcome:
     proof: str | None
 
 
+def _add_time(search: Search, phase: str, t0: float) -> None:
+    """Add the time since ``t0`` to ``search.timings[phase]`` (a phase may run twice)."""
+    search.timings[phase] = search.timings.get(phase, 0.0) + time.perf_counter() - t0
+
+
 def build(candidates: TrackGraph, cfg: ILPConfig, terms: list) -> Search:
     """Phase 1: the linking problem and its integer model (timing ``build``)."""
     start = time.perf_counter()
@@ -245,7 +250,7 @@ def relax(search: Search, *, windows: bool = True) -> None:
     )
     search.stats.update(lp.info)
     search.lp = search.fixing = lp
-    search.timings["lp"] = search.timings.get("lp", 0.0) + time.perf_counter() - t0
+    _add_time(search, "lp", t0)
     search.stats["lp_integral"] = lp.integral if lp.ok else None
     if lp.ok:
         search.lower = lp.bound if search.lower is None else max(search.lower, lp.bound)
@@ -284,7 +289,7 @@ def warm_start(search: Search, hint_edges: np.ndarray | None) -> None:
     t0 = time.perf_counter()
     for candidate in _start_solutions(search, hint_edges):
         search.offer(candidate)
-    search.timings["hint"] = time.perf_counter() - t0
+    _add_time(search, "hint", t0)
 
 
 def local_search(search: Search) -> None:
@@ -319,15 +324,21 @@ def local_search(search: Search) -> None:
         seeds = np.intersect1d(seeds, rest.A[broken].indices) if broken.size else None
         search.stats["seam_broken_rows"] = int(broken.size)
         if lp.integral and seeds is None:
-            search.timings["local"] = time.perf_counter() - t0
+            _add_time(search, "local", t0)
             return
     hops = 1
     budget = min(10.0, 0.2 * cfg.time_limit_s)
-    options = dict(time_limit_s=budget, num_workers=cfg.num_workers, random_seed=cfg.random_seed)
+    options = dict(num_workers=cfg.num_workers, random_seed=cfg.random_seed)
     previous = 0
     while hops <= cfg.local_hops:
         if search.gap_closed:
             break
+        # each step gets its share of the budget, never more than what is left of it
+        left = cfg.time_limit_s - (time.perf_counter() - search.start)
+        if left <= 0:
+            search.stats["local_out_of_time"] = True
+            break
+        options["time_limit_s"] = min(budget, left)
         rows, variables = fractional_neighbourhood(rest, values, hops, seeds)
         if previous and variables.size > max(LOCAL_GROWTH * previous, LOCAL_SMALL):
             # the doubled neighbourhood is no longer local: CP-SAT on what the fixing
@@ -357,7 +368,7 @@ def local_search(search: Search) -> None:
                 bound_scaled=local.bound_scaled,
             )
         hops *= 2
-    search.timings["local"] = time.perf_counter() - t0
+    _add_time(search, "local", t0)
 
 
 def bound_and_start(search: Search, hint_edges: np.ndarray | None) -> None:

@@ -214,21 +214,18 @@ def restrict(model: StandardModel, lb: np.ndarray, ub: np.ndarray) -> Restricted
     fixed = lb == ub
     free = np.flatnonzero(~fixed)
     values = np.where(fixed, lb, 0).astype(np.int64)
-    A = model.A.tocsc()
-    b = model.b - A[:, fixed] @ values[fixed] if np.any(fixed) else model.b.copy()
-    Af = A[:, free].tocsr()
-    pos = Af.copy()
-    pos.data = np.maximum(pos.data, 0)
-    max_act = np.asarray(pos.sum(axis=1)).ravel()
-    neg = Af.copy()
-    neg.data = np.minimum(neg.data, 0)
-    min_act = np.asarray(neg.sum(axis=1)).ravel()
+    A = sparse.csr_matrix(model.A)
+    b = model.b - A @ values  # the fixed variables' share (free ones are 0 in values)
+    # each row's largest and smallest activity over the free 0/1 variables
+    is_free = (~fixed).astype(np.int64)
+    max_act = sparse.csr_matrix((np.maximum(A.data, 0), A.indices, A.indptr), A.shape) @ is_free
+    min_act = sparse.csr_matrix((np.minimum(A.data, 0), A.indices, A.indptr), A.shape) @ is_free
     infeasible = np.flatnonzero(min_act > b)
-    keep = max_act > b  # rows that can still bind
+    keep = np.flatnonzero(max_act > b)  # rows that can still bind
     return Restricted(
         free=free,
         c=model.c[free],
-        A=Af[keep],
+        A=A[keep][:, free],
         b=b[keep],
         constant=int(np.dot(model.c[fixed], values[fixed])),
         fixed_values=values,
