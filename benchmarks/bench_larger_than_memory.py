@@ -159,6 +159,28 @@ def run_killed(root: Path, workdir: Path, workers: int, share: float, method: st
     raise SystemExit("the run finished before it could be killed: use a larger --gib")
 
 
+def _bytes_on_disk(path: Path) -> int:
+    """Bytes the files under ``path`` occupy on disk (allocated blocks, not sizes)."""
+    if path.is_file():
+        return path.stat().st_blocks * 512
+    return sum(f.stat().st_blocks * 512 for f in path.rglob("*") if f.is_file())
+
+
+def disk_usage(movie: Path, workdir: Path) -> dict[str, int]:
+    """Bytes on disk of the movie store and of each store of a pipeline work folder.
+
+    The work folder's ``blocks/`` stores (predictions, spots, …) are listed one by one,
+    its other entries by name.
+    """
+    usage = {"movie": _bytes_on_disk(movie)}
+    for entry in sorted(workdir.iterdir()):
+        children = sorted(entry.iterdir()) if entry.name == "blocks" else [entry]
+        for child in children:
+            name = f"{entry.name}/{child.name}" if child is not entry else entry.name
+            usage[name] = _bytes_on_disk(child)
+    return usage
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gib", type=float, default=0.25, help="uncompressed movie size")
@@ -191,6 +213,7 @@ def main() -> None:
         same = read_geff(root / "resumed" / "tracks.geff").equals(
             read_geff(root / "fresh" / "tracks.geff"), columns=False
         )
+        disk = disk_usage(root / "movie.zarr", root / "fresh")
     voxels = float(np.prod(meta["shape"]))
     stage = fresh["stage_s"]
     rows = [{
@@ -209,10 +232,16 @@ def main() -> None:
         "killed_after_s": round(killed_after, 1),
         "resumed_blocks_kept": resumed["prediction_done_before"],
         "resumed_equals_fresh": same,
+        # disk of the movie store and every stage's store per GiB of uncompressed movie
+        "disk_GiB_per_movie_GiB": round(sum(disk.values()) / 2**30 / meta["gib"], 3),
     }]
     print_table(rows, "Whole pipeline block-wise (2 GiB per worker is the cap to meet)")
     name = "larger_than_memory" + ("" if args.method == "elephant" else f"_{args.method}")
-    write_json(name, {"movie": meta, "rows": rows, "resumed": resumed, "fresh": fresh})
+    print_table([{"store": k, "MiB on disk": round(v / 2**20, 1),
+                  "per GiB of movie (uncompressed)": round(v / 2**30 / meta["gib"], 3)}
+                 for k, v in disk.items()], "Disk use of the uninterrupted run")
+    write_json(name, {"movie": meta, "rows": rows, "resumed": resumed, "fresh": fresh,
+                      "disk_bytes": disk})
 
 
 if __name__ == "__main__":

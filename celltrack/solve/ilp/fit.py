@@ -273,9 +273,12 @@ def fit_costs(
         With ``sparse``: most imputation rounds of the unannotated part.
     time_limit_s : float
         Time limit of each ILP solve (s). A solve stopped by it returns a worse forest, so
-        J is underestimated and the fit may stop early: keep it well above the solve time
-        (on ASTEC Pm04, 2–20 s per solve on a busy 2-core machine; a 10 s limit there
-        ended a fit after 8 iterations with 5× the training error).
+        J is underestimated and the fit may stop early: keep it well above the typical
+        solve time. On ASTEC Pm04 (2-core machine) most solves take 1–3 s and a few hard
+        ones run into the limit with the forest they already hold: 20 s gave the same
+        weights as 120 s in 119 s instead of 330 s (``bench_divisions.py`` uses 20 s);
+        an earlier solver version with a 10 s limit ended a fit after 8 iterations with
+        5× the training error.
     proximal_weight : float
         Weight of the proximal term ``prox/2 ‖w − w_best‖²`` that keeps each new iterate
         near the best one so far (proximal bundle method; normalised feature units, > 0):
