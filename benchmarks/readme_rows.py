@@ -314,8 +314,9 @@ def _larger_than_memory(key: str) -> Callable[[Results], str]:
             f"s, resumed with {x['resumed_blocks_kept']} blocks kept: tracks "
             f"{'equal' if x['resumed_equals_fresh'] else '**differ from**'} the uninterrupted "
             "run's"
-            + (f"; on disk (movie and every store) {x['disk_GiB_per_movie_GiB']:.2f} GiB per "
-               "GiB of uncompressed movie" if "disk_GiB_per_movie_GiB" in x else "")
+            + (f"; disk per GiB of uncompressed movie: {x['movie_disk_GiB_per_GiB']:.2f} GiB "
+               f"for the compressed movie, at most {x['peak_store_disk_GiB_per_GiB']:.2f} GiB "
+               "more for the stores" if "peak_store_disk_GiB_per_GiB" in x else "")
         )
 
     return row
