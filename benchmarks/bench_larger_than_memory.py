@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -172,8 +173,6 @@ class DiskPeak:
     """
 
     def __init__(self, path: Path, every_s: float = 1.0) -> None:
-        import threading
-
         self.path, self.every_s = path, every_s
         self.base = self.peak = shutil.disk_usage(path).used
         self._stop = threading.Event()

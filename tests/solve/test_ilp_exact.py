@@ -193,15 +193,23 @@ def test_windows_of_a_growing_graph_are_balanced_and_keep_the_optimum(seed):
     assert _edges(result) == _edges(plain)
 
 
-@pytest.mark.parametrize(("seed", "split"), [(2, -0.3), (22, 0.1)])
-def test_windows_that_leave_a_gap_fall_back_to_one_lp_before_cpsat(seed, split):
-    g = random_candidates(14, 8, radius=3.0, seed=seed)
-    cfg = ILPConfig(
+def _division_costs(split: float, **settings) -> ILPConfig:
+    """Division-aware costs whose windowed LP leaves seams to repair on the graphs below."""
+    return ILPConfig(
         **{**COSTS, "split_cost": split},
         division_angle_weight=2.0,
         division_separation_weight=0.2,
         short_daughter_cost=0.8,
         persistence_frames=1,
+        **settings,
+    )
+
+
+@pytest.mark.parametrize(("seed", "split"), [(2, -0.3), (22, 0.1)])
+def test_windows_that_leave_a_gap_fall_back_to_one_lp_before_cpsat(seed, split):
+    g = random_candidates(14, 8, radius=3.0, seed=seed)
+    cfg = _division_costs(
+        split,
         local_hops=0,  # no local repair of the seams: the stitched windows leave a gap
         lp_window_frames=0,
     )
@@ -257,16 +265,8 @@ def test_local_steps_stop_when_the_time_budget_is_spent():
     from celltrack.solve.ilp import phases
 
     g = random_candidates(14, 8, radius=3.0, seed=2)
-    cfg = ILPConfig(
-        **{**COSTS, "split_cost": -0.3},
-        division_angle_weight=2.0,
-        division_separation_weight=0.2,
-        short_daughter_cost=0.8,
-        persistence_frames=1,
-        lp_window_frames=3,
-        lp_window_overlap=1,
-        lp_seam_frames=1,
-        time_limit_s=5.0,
+    cfg = _division_costs(
+        -0.3, lp_window_frames=3, lp_window_overlap=1, lp_seam_frames=1, time_limit_s=5.0
     )
     plain = ILPLinker(cfg).link(g)
     assert plain.stats["local_variables"] > 0  # within the budget the local steps run
